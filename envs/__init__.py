@@ -1,0 +1,29 @@
+"""Gymnasium environments for two-player stochastic games, registered as ``spg/<Name>-v0``:
+
+- ``spg/Game-v0`` (``game=`` a :class:`spg.game.TabularGame`),
+- ``spg/GameFile-v0`` (``path=`` a ``.npz`` game file),
+- ``spg/MatrixGame-v0`` (``leader_payoff=``, ``follower_payoff=`` ``[A1, A2]`` arrays; default:
+  the commitment game of Conitzer and Sandholm, 2006),
+- ``spg/RandomGame-v0`` (``num_states``, ``num_leader_actions``, ``num_follower_actions``,
+  ``gamma``, ``concentration``, ``reward_range``, ``seed``).
+
+``gymnasium.make(id, **kwargs)`` gives a :class:`StochasticGameEnv`;
+``gymnasium.make_vec(id, num_envs=N, **kwargs)`` the native :class:`TabularVectorEnv`.
+"""
+
+import gymnasium
+
+from envs.registry import GAME_BUILDERS, single_entry_point, vector_entry_point
+from envs.stochastic_game import StochasticGameEnv
+from envs.tabular_vector import TabularVectorEnv
+
+__all__ = ["StochasticGameEnv", "TabularVectorEnv"]
+
+for _env_id, _build in GAME_BUILDERS.items():
+    if _env_id not in gymnasium.registry:
+        gymnasium.register(
+            id=_env_id,
+            entry_point=single_entry_point(_build),
+            vector_entry_point=vector_entry_point(_build),
+            disable_env_checker=True,
+        )

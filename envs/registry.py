@@ -1,0 +1,73 @@
+"""Environment factories behind the registered ids ``spg/<Name>-v0``: each id has a single-env
+entry point and a native vector entry point built from the same game."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from envs.stochastic_game import StochasticGameEnv
+from envs.tabular_vector import TabularVectorEnv
+from spg.game import TabularGame, matrix_game, random_game
+
+# Conitzer and Sandholm (2006), "Computing the optimal strategy to commit to", Fig. 1: the
+# leader's row U dominates, so every Nash payoff is 2, yet committing to (1/2, 1/2) earns 3.5.
+COMMITMENT_LEADER_PAYOFF = [[2.0, 4.0], [1.0, 3.0]]
+COMMITMENT_FOLLOWER_PAYOFF = [[1.0, 0.0], [0.0, 1.0]]
+
+
+def _given_game(game: TabularGame) -> TabularGame:
+    return game
+
+
+def _game_file(path: str) -> TabularGame:
+    return TabularGame.from_npz(path)
+
+
+def _matrix(
+    leader_payoff=COMMITMENT_LEADER_PAYOFF, follower_payoff=COMMITMENT_FOLLOWER_PAYOFF, gamma: float = 0.0
+) -> TabularGame:
+    return matrix_game(leader_payoff, follower_payoff, gamma=gamma)
+
+
+def _random(
+    num_states: int = 10,
+    num_leader_actions: int = 3,
+    num_follower_actions: int = 3,
+    gamma: float = 0.9,
+    concentration: float = 1.0,
+    reward_range=(0.0, 1.0),
+    seed: int = 0,
+) -> TabularGame:
+    return random_game(
+        num_states,
+        num_leader_actions,
+        num_follower_actions,
+        gamma=gamma,
+        concentration=concentration,
+        reward_range=tuple(reward_range),
+        seed=seed,
+    )
+
+
+def single_entry_point(build_game: Callable[..., TabularGame]) -> Callable[..., StochasticGameEnv]:
+    def make_env(*, start: str = "mu", **game_kwargs) -> StochasticGameEnv:
+        return StochasticGameEnv(build_game(**game_kwargs), start=start)
+
+    return make_env
+
+
+def vector_entry_point(build_game: Callable[..., TabularGame]) -> Callable[..., TabularVectorEnv]:
+    def make_vector_env(
+        num_envs: int = 1, *, start: str = "mu", max_episode_steps: int | None = None, **game_kwargs
+    ) -> TabularVectorEnv:
+        return TabularVectorEnv(build_game(**game_kwargs), num_envs, start=start, max_episode_steps=max_episode_steps)
+
+    return make_vector_env
+
+
+GAME_BUILDERS: dict[str, Callable[..., TabularGame]] = {
+    "spg/Game-v0": _given_game,
+    "spg/GameFile-v0": _game_file,
+    "spg/MatrixGame-v0": _matrix,
+    "spg/RandomGame-v0": _random,
+}

@@ -1,0 +1,67 @@
+"""A tabular two-player stochastic game as a single Gymnasium environment.
+
+The two-player contract (DESIGN.md, section 4): observation ``Discrete(S)`` (the state index),
+action ``MultiDiscrete([A1, A2])`` = (leader action, follower action), reward a float32 array
+``[r_leader, r_follower]`` described by ``reward_space``, and ``env.unwrapped.game`` the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from spg.game import TabularGame
+
+START_DISTRIBUTIONS = ("mu", "rho")
+
+
+def reward_space(game: TabularGame) -> gym.spaces.Box:
+    """The Box of reward pairs ``[r_leader, r_follower]`` a game can emit."""
+    low = np.array([game.R1.min().item(), game.R2.min().item()], dtype=np.float32)
+    high = np.array([game.R1.max().item(), game.R2.max().item()], dtype=np.float32)
+    return gym.spaces.Box(low, high, dtype=np.float32)
+
+
+def start_distribution(game: TabularGame, start: str):
+    if start not in START_DISTRIBUTIONS:
+        raise ValueError(f"start = {start!r}: episodes start from 'mu' (training) or 'rho' (evaluation)")
+    return game.mu if start == "mu" else game.rho
+
+
+class StochasticGameEnv(gym.Env):
+    """One copy of a :class:`~spg.game.TabularGame`. Episodes never terminate (the games are
+    discounted and infinite-horizon); register with ``max_episode_steps`` to truncate them.
+    ``start`` picks the initial distribution: ``mu`` for training rollouts, ``rho`` for evaluation."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, game: TabularGame, *, start: str = "mu") -> None:
+        if not isinstance(game, TabularGame):
+            raise TypeError(f"StochasticGameEnv needs a spg.game.TabularGame, got {type(game).__name__}")
+        self.game = game
+        S, (A1, A2) = game.num_states, game.num_actions
+        self.observation_space = gym.spaces.Discrete(S)
+        self.action_space = gym.spaces.MultiDiscrete([A1, A2])
+        self.reward_space = reward_space(game)
+        self._start_cdf = np.cumsum(start_distribution(game, start).cpu().numpy())
+        self._next_cdf = np.cumsum(game.P.cpu().numpy(), axis=-1)
+        self._R = np.stack([game.R1.cpu().numpy(), game.R2.cpu().numpy()], axis=-1).astype(np.float32)
+        self._state = 0
+
+    def _draw(self, cdf: np.ndarray) -> int:
+        return int(min(np.searchsorted(cdf, self.np_random.random() * cdf[-1], side="right"), len(cdf) - 1))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._state = self._draw(self._start_cdf)
+        return self._state, {}
+
+    def step(self, action):
+        a1, a2 = (int(a) for a in action)
+        if not (0 <= a1 < self.action_space.nvec[0] and 0 <= a2 < self.action_space.nvec[1]):
+            raise ValueError(f"action {tuple(action)} is outside MultiDiscrete({self.action_space.nvec.tolist()})")
+        reward = self._R[self._state, a1, a2].copy()
+        self._state = self._draw(self._next_cdf[self._state, a1, a2])
+        return self._state, reward, False, False, {}

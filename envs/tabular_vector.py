@@ -1,0 +1,121 @@
+"""A natively vectorised Gymnasium ``VectorEnv`` over one tabular game: all copies step together
+with batched torch ops on the game's device.
+
+Successors are drawn in O(log(S A1 A2 S)) per step, never by scanning a row of ``P``: the
+cumulative rows are laid end to end with row ``k`` shifted by ``k`` into one sorted array, and
+``searchsorted(flat, k + u)`` finds the successor of row ``k`` for a uniform ``u``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.stochastic_game import reward_space, start_distribution
+from spg.game import TabularGame
+
+
+def _shifted_cdf(probs: torch.Tensor) -> torch.Tensor:
+    """Rows of ``probs [K, S]`` as one sorted flat array: ``k + cdf_k`` (each row normalised to end at 1)."""
+    probs = probs.to(torch.float64)  # row offsets up to S*A1*A2 need float64 resolution
+    cdf = torch.cumsum(probs, dim=-1)
+    cdf = cdf / cdf[:, -1:]
+    offsets = torch.arange(probs.shape[0], dtype=probs.dtype, device=probs.device)[:, None]
+    return (cdf + offsets).reshape(-1)
+
+
+class TabularVectorEnv(VectorEnv):
+    """``num_envs`` copies of a :class:`~spg.game.TabularGame` with Gymnasium's next-step autoreset.
+
+    ``step`` takes actions ``[N, 2]`` and returns numpy observations ``[N]``, float32 rewards
+    ``[N, 2]`` (leader, follower) and termination flags; ``step_torch`` is the same step on torch
+    tensors of the game's device, for samplers that stay in torch. Episodes never terminate; with
+    ``max_episode_steps`` they are truncated and restart from the start distribution at the next step.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self, game: TabularGame, num_envs: int, *, start: str = "mu", max_episode_steps: int | None = None
+    ) -> None:
+        if not isinstance(game, TabularGame):
+            raise TypeError(f"TabularVectorEnv needs a spg.game.TabularGame, got {type(game).__name__}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs = {num_envs}: a vector env needs at least one copy")
+        self.game, self.num_envs, self.max_episode_steps = game, num_envs, max_episode_steps
+        S, (A1, A2) = game.num_states, game.num_actions
+        self.single_observation_space = gym.spaces.Discrete(S)
+        self.single_action_space = gym.spaces.MultiDiscrete([A1, A2])
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.reward_space = reward_space(game)
+        self.device = game.device
+        self._start_flat = _shifted_cdf(start_distribution(game, start)[None])
+        self._next_flat = _shifted_cdf(game.P.reshape(S * A1 * A2, S))
+        self._rewards = torch.stack([game.R1, game.R2], dim=-1).reshape(S * A1 * A2, 2).to(torch.float32)
+        self._generator = torch.Generator(device=self.device)
+        self._generator.seed()
+        self.states = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The torch generator all randomness of this env draws from (seeded by ``reset(seed=...)``)."""
+        return self._generator
+
+    def _uniform(self, n: int) -> torch.Tensor:
+        return torch.rand(n, generator=self._generator, dtype=self._next_flat.dtype, device=self.device)
+
+    def _draw_starts(self, n: int) -> torch.Tensor:
+        index = torch.searchsorted(self._start_flat, self._uniform(n), right=True)
+        return index.clamp_max_(self.game.num_states - 1)
+
+    def reset_torch(self, seed: int | None = None) -> torch.Tensor:
+        if seed is not None:
+            self._generator.manual_seed(seed)
+        self.states = self._draw_starts(self.num_envs)
+        self._elapsed.zero_()
+        self._needs_reset.zero_()
+        return self.states
+
+    def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor):
+        """One batched step: ``(next_states, rewards [N, 2] float32, terminated, truncated)``."""
+        S = self.game.num_states
+        A1, A2 = self.game.num_actions
+        row = (self.states * A1 + leader_actions) * A2 + follower_actions
+        found = torch.searchsorted(self._next_flat, row.to(self._next_flat.dtype) + self._uniform(self.num_envs), right=True)
+        next_states = torch.minimum(found - row * S, torch.full_like(found, S - 1))
+        rewards = self._rewards[row]
+        restarting = self._needs_reset
+        if restarting.any():  # next-step autoreset: ignore the action, restart, reward 0
+            next_states = torch.where(restarting, self._draw_starts(self.num_envs), next_states)
+            rewards = rewards.masked_fill(restarting[:, None], 0.0)
+            self._elapsed.masked_fill_(restarting, 0)
+        self._elapsed += (~restarting).long()
+        terminated = torch.zeros_like(restarting)
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(restarting)
+        else:
+            truncated = (self._elapsed >= self.max_episode_steps) & ~restarting
+        self._needs_reset = terminated | truncated
+        self.states = next_states
+        return next_states, rewards, terminated, truncated
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, (list, tuple)):
+            seed = seed[0]
+        return self.reset_torch(seed).cpu().numpy(), {}
+
+    def step(self, actions):
+        actions = torch.as_tensor(np.asarray(actions), dtype=torch.long, device=self.device).reshape(self.num_envs, 2)
+        nvec = torch.as_tensor(self.single_action_space.nvec, device=self.device)
+        if (actions < 0).any() or (actions >= nvec).any():
+            raise ValueError(f"actions must lie in MultiDiscrete({self.single_action_space.nvec.tolist()}) per copy")
+        obs, rewards, terminated, truncated = self.step_torch(actions[:, 0], actions[:, 1])
+        return obs.cpu().numpy(), rewards.cpu().numpy(), terminated.cpu().numpy(), truncated.cpu().numpy(), {}

@@ -1,0 +1,179 @@
+"""Exact solver: every quantity of the paper computed from the model, differentiable by autograd
+(double backward included), for use as an algorithm and as ground truth for the estimators.
+
+Under policies ``pi1, pi2`` the game is a Markov chain ``P_pi[s, s'] = sum pi1 pi2 P`` and
+
+    V1 = (I - gamma P_pi)^-1 r1_pi,        V2^lam = (I - gamma P_pi)^-1 (r2_pi + lam H(pi2))  (eqs. 1-4)
+
+with ``H(pi2)(s) = -sum_a pi2(a|s) log pi2(a|s)``. Values at a distribution ``d`` are ``d . V``
+(eqs. 5-6). Fixing ``pi1`` leaves the follower the averaged MDP of eqs. (13)-(14), whose unique
+soft-optimal policy ``pi2 = softmax(Q_soft / lam)`` soft policy iteration reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from spg.game import TabularGame
+from spg.stackelberg import LeaderDirection, leader_direction
+
+
+def entropy(pi: torch.Tensor) -> torch.Tensor:
+    """``-sum_a pi log pi`` along the last axis (``0 log 0 = 0``), twice differentiable for pi > 0."""
+    tiny = torch.finfo(pi.dtype).tiny
+    return -(pi * torch.log(pi.clamp_min(tiny))).sum(-1)
+
+
+def markov_chain(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Tensor:
+    """``P_pi[s, s'] = sum_{a1, a2} pi1(a1|s) pi2(a2|s) P(s'|s, a1, a2)``."""
+    return torch.einsum("sa,sb,sabt->st", pi1, pi2, game.P)
+
+
+@dataclass
+class PolicyValues:
+    """Per-state values ``v1, v2 [S]`` (``v2`` entropy-regularised) and the Q functions
+    ``q1, q2 [S, A1, A2]`` with ``V1 = E[q1]`` and ``V2^lam = E[q2] + lam H(pi2)``."""
+
+    v1: torch.Tensor
+    v2: torch.Tensor
+    q1: torch.Tensor
+    q2: torch.Tensor
+
+
+def policy_values(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
+    """Exact ``V1``, ``V2^lam`` and Q functions of both players under ``(pi1, pi2)`` (eqs. 1-4)."""
+    joint = pi1[:, :, None] * pi2[:, None, :]
+    r1 = (joint * game.R1).sum((1, 2))
+    r2 = (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)
+    eye = torch.eye(game.num_states, dtype=game.dtype, device=game.device)
+    A = eye - game.gamma * markov_chain(game, pi1, pi2)
+    v = torch.linalg.solve(A, torch.stack([r1, r2], dim=-1))
+    v1, v2 = v[:, 0], v[:, 1]
+    continuation = game.gamma * game.P @ v  # [S, A1, A2, 2]
+    return PolicyValues(v1, v2, game.R1 + continuation[..., 0], game.R2 + continuation[..., 1])
+
+
+def occupancy(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Discounted state occupancy ``d^T (I - gamma P_pi)^-1`` (sums to ``1 / (1 - gamma)``)."""
+    eye = torch.eye(game.num_states, dtype=game.dtype, device=game.device)
+    return torch.linalg.solve(eye - game.gamma * markov_chain(game, pi1, pi2).T, d)
+
+
+def averaged_mdp(game: TabularGame, pi1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The follower's averaged MDP (eqs. 13-14): ``P^pi1 [S, A2, S]`` and ``R2^pi1 [S, A2]``."""
+    return torch.einsum("sa,sabt->sbt", pi1, game.P), torch.einsum("sa,sab->sb", pi1, game.R2)
+
+
+@dataclass
+class BestResponse:
+    """The follower's (soft) best response: ``probs [S, A2]``; ``logits`` (per-state centred
+    ``Q_soft / lam``) when ``lam > 0``; the soft Q function; iterations used."""
+
+    probs: torch.Tensor
+    logits: torch.Tensor | None
+    q: torch.Tensor
+    iterations: int
+
+
+@torch.no_grad()
+def soft_best_response(
+    game: TabularGame, pi1: torch.Tensor, lam: float, *, tol: float = 1e-10, max_iterations: int = 1000
+) -> BestResponse:
+    """Soft policy iteration on the averaged MDP: evaluate ``pi2`` exactly, then
+    ``pi2 <- softmax(Q / lam)``, until ``Q`` moves less than ``tol``. For ``lam = 0`` the hard best
+    response by policy iteration (ties to the lowest action index)."""
+    if lam < 0:
+        raise ValueError(f"lam = {lam}: the follower's entropy weight must be >= 0")
+    P2, R2 = averaged_mdp(game, pi1.detach())
+    S, A2 = R2.shape
+    eye = torch.eye(S, dtype=game.dtype, device=game.device)
+    pi2 = torch.full((S, A2), 1.0 / A2, dtype=game.dtype, device=game.device)
+    q = torch.zeros_like(R2)
+    for iteration in range(1, max_iterations + 1):
+        reward = (pi2 * R2).sum(-1) + lam * entropy(pi2)
+        v = torch.linalg.solve(eye - game.gamma * torch.einsum("sb,sbt->st", pi2, P2), reward)
+        q_next = R2 + game.gamma * P2 @ v
+        change = float((q_next - q).abs().max())
+        q = q_next
+        if lam > 0:
+            pi2 = torch.softmax(q / lam, dim=-1)
+        else:
+            pi2 = torch.nn.functional.one_hot(q.argmax(-1), A2).to(game.dtype)
+        if change <= tol:
+            break
+    else:
+        raise RuntimeError(f"soft policy iteration did not reach tol={tol} in {max_iterations} iterations")
+    logits = None if lam == 0 else q / lam - (q / lam).mean(-1, keepdim=True)
+    return BestResponse(pi2, logits, q, iteration)
+
+
+def objectives(
+    game: TabularGame,
+    theta1: torch.Tensor,
+    theta2: torch.Tensor,
+    lam: float,
+    d1: torch.Tensor | None = None,
+    d2: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``V1(theta1, theta2)(d1)`` and ``V2^lam(theta1, theta2)(d2)`` as differentiable scalars
+    (``d1, d2`` default to the training distribution ``mu``, as in eqs. 8-9)."""
+    d1 = game.mu if d1 is None else d1
+    d2 = game.mu if d2 is None else d2
+    values = policy_values(game, torch.softmax(theta1, -1), torch.softmax(theta2, -1), lam)
+    return d1 @ values.v1, d2 @ values.v2
+
+
+def exact_leader_direction(
+    game: TabularGame,
+    theta1: torch.Tensor,
+    theta2: torch.Tensor,
+    lam: float,
+    *,
+    d1: torch.Tensor | None = None,
+    d2: torch.Tensor | None = None,
+    damping: float = 0.0,
+    cg_tol: float = 1e-10,
+    cg_iterations: int | None = None,
+    warm_start: torch.Tensor | None = None,
+) -> LeaderDirection:
+    """Eq. (19) at any ``(theta1, theta2)`` with exact derivatives (CG to ``cg_tol``)."""
+    theta1 = theta1.detach().requires_grad_()
+    theta2 = theta2.detach().requires_grad_()
+    with torch.enable_grad():
+        v1, v2 = objectives(game, theta1, theta2, lam, d1, d2)
+        return leader_direction(
+            v1, v2, theta1, theta2, damping=damping, cg_tol=cg_tol, cg_iterations=cg_iterations, warm_start=warm_start
+        )
+
+
+def stackelberg_objective(game: TabularGame, theta1: torch.Tensor, lam: float) -> float:
+    """``J(theta1) = V1(theta1, B(theta1))(rho)``: the leader's value against the follower's
+    (soft) best response, the number a run is judged by."""
+    pi1 = torch.softmax(theta1.detach(), -1)
+    response = soft_best_response(game, pi1, lam)
+    with torch.no_grad():
+        return float(game.rho @ policy_values(game, pi1, response.probs, lam).v1)
+
+
+def stackelberg_gradient(game: TabularGame, theta1: torch.Tensor, lam: float, **cg_options) -> LeaderDirection:
+    """``grad J(theta1)``: eq. (19) at ``(theta1, B(theta1))`` with the leader's value at ``rho``."""
+    if lam <= 0:
+        raise ValueError(f"lam = {lam}: grad J needs a differentiable best response, i.e. lam > 0 (Assumption 2)")
+    response = soft_best_response(game, torch.softmax(theta1.detach(), -1), lam)
+    return exact_leader_direction(game, theta1, response.logits, lam, d1=game.rho, **cg_options)
+
+
+def best_response_gap(
+    game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float, d: torch.Tensor | None = None
+) -> float:
+    """``V2^lam(pi1, B(pi1))(d) - V2^lam(pi1, pi2)(d)`` (>= 0; 0 exactly at the best response),
+    ``d`` defaulting to ``rho``."""
+    d = game.rho if d is None else d
+    pi1, pi2 = pi1.detach(), pi2.detach()
+    response = soft_best_response(game, pi1, lam)
+    with torch.no_grad():
+        best = d @ policy_values(game, pi1, response.probs, lam).v2
+        current = d @ policy_values(game, pi1, pi2, lam).v2
+    return float(best - current)

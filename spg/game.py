@@ -1,0 +1,267 @@
+"""Tabular two-player stochastic games ``G = (S, A1, A2, P, R1, R2, gamma, rho)`` (paper, Sec. II).
+
+A :class:`TabularGame` holds the model as torch tensors, validates it on construction and reads
+and writes the ``.npz`` game file of the design contract:
+``P [S, A1, A2, S]``, ``R1 [S, A1, A2]``, ``R2 [S, A1, A2]``, ``gamma`` (scalar), ``rho [S]`` and an
+optional ``mu [S]``, the full-support start distribution of training rollouts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+ROW_SUM_TOLERANCE = 1e-6
+DEFAULT_MU_EPSILON = 0.05
+REQUIRED_KEYS = ("P", "R1", "R2", "gamma", "rho")
+
+
+def _first_index(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _fmt_index(index: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(i) for i in index) + "]"
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = _first_index(bad)
+        raise ValueError(
+            f"{name}{_fmt_index(index)} = {array[index]}: every entry of {name} must be finite"
+        )
+
+
+def _check_distribution(name: str, array: np.ndarray, what: str) -> None:
+    _check_finite(name, array)
+    negative = array < 0
+    if negative.any():
+        index = _first_index(negative)
+        raise ValueError(
+            f"{name}{_fmt_index(index)} = {array[index]} is negative: {what} must be a probability "
+            "distribution (non-negative entries summing to 1)"
+        )
+    total = float(array.sum())
+    if abs(total - 1.0) > ROW_SUM_TOLERANCE:
+        raise ValueError(
+            f"{name} sums to {total:.10g} (off by {total - 1.0:+.3g}): {what} must sum to 1 "
+            f"(tolerance {ROW_SUM_TOLERANCE:g})"
+        )
+
+
+def validate_arrays(
+    P: np.ndarray,
+    R1: np.ndarray,
+    R2: np.ndarray,
+    gamma: float,
+    rho: np.ndarray,
+    mu: np.ndarray | None = None,
+) -> None:
+    """Raise ``ValueError`` naming the array, the first offending index and the rule it breaks."""
+    if P.ndim != 4:
+        raise ValueError(f"P has shape {P.shape}: it must be 4-D, P[s, a1, a2, s'] of shape [S, A1, A2, S]")
+    S, A1, A2, S_next = P.shape
+    if S_next != S:
+        raise ValueError(f"P has shape {P.shape}: its last axis (next state) must have S = {S} entries")
+    if min(S, A1, A2) < 1:
+        raise ValueError(f"P has shape {P.shape}: a game needs at least one state and one action per player")
+    for name, array in (("R1", R1), ("R2", R2)):
+        if array.shape != (S, A1, A2):
+            raise ValueError(f"{name} has shape {array.shape}: it must be [S, A1, A2] = {(S, A1, A2)} to match P")
+    for name, array in (("rho", rho), ("mu", mu)):
+        if array is not None and array.shape != (S,):
+            raise ValueError(f"{name} has shape {array.shape}: it must be [S] = ({S},) to match P")
+
+    bad = ~np.isfinite(P)
+    if bad.any():
+        index = _first_index(bad)
+        raise ValueError(f"P{_fmt_index(index)} = {P[index]}: transition probabilities must be finite")
+    negative = P < 0
+    if negative.any():
+        index = _first_index(negative)
+        raise ValueError(f"P{_fmt_index(index)} = {P[index]} is negative: transition probabilities must be >= 0")
+    deviation = P.sum(axis=-1) - 1.0
+    off = np.abs(deviation) > ROW_SUM_TOLERANCE
+    if off.any():
+        index = _first_index(off)
+        raise ValueError(
+            f"P{_fmt_index(index)[:-1]}, :] sums to {1.0 + deviation[index]:.10g} (off by {deviation[index]:+.3g}): "
+            f"each row P[s, a1, a2, :] must sum to 1 (tolerance {ROW_SUM_TOLERANCE:g})"
+        )
+    _check_finite("R1", R1)
+    _check_finite("R2", R2)
+    if not (np.isfinite(gamma) and 0.0 <= gamma < 1.0):
+        raise ValueError(f"gamma = {gamma}: the discount factor must lie in [0, 1)")
+    _check_distribution("rho", rho, "the evaluation distribution rho")
+    if mu is not None:
+        _check_distribution("mu", mu, "the start distribution mu")
+        zero = mu <= 0
+        if zero.any():
+            index = _first_index(zero)
+            raise ValueError(
+                f"mu{_fmt_index(index)} = {mu[index]}: mu must have full support (every state > 0), "
+                "the paper's condition for the policy gradient to reach every state; omit mu to use "
+                f"(1 - {DEFAULT_MU_EPSILON}) rho + {DEFAULT_MU_EPSILON} uniform"
+            )
+
+
+def default_mu(rho: np.ndarray, epsilon: float = DEFAULT_MU_EPSILON) -> np.ndarray:
+    """``rho`` when it has full support, else ``(1 - epsilon) rho + epsilon * uniform``."""
+    if (rho > 0).all():
+        return rho.copy()
+    return (1.0 - epsilon) * rho + epsilon / rho.shape[0]
+
+
+class TabularGame:
+    """A validated tabular stochastic game with its model as torch tensors (float64 by default).
+
+    ``P [S, A1, A2, S]`` transition probabilities, ``R1, R2 [S, A1, A2]`` the leader's and the
+    follower's rewards (any finite numbers), ``gamma`` in [0, 1), ``rho [S]`` the distribution
+    the leader is judged on, ``mu [S]`` the full-support start distribution of training rollouts
+    (default: ``rho`` when it has full support, else ``(1 - eps) rho + eps uniform``).
+    """
+
+    def __init__(
+        self,
+        P,
+        R1,
+        R2,
+        gamma: float,
+        rho,
+        mu=None,
+        *,
+        mu_epsilon: float = DEFAULT_MU_EPSILON,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
+        arrays = [np.asarray(_to_numpy(x), dtype=np.float64) for x in (P, R1, R2, rho)]
+        mu_array = None if mu is None else np.asarray(_to_numpy(mu), dtype=np.float64)
+        gamma = float(np.asarray(_to_numpy(gamma)))
+        validate_arrays(*arrays[:3], gamma, arrays[3], mu_array)
+        self.mu_is_default = mu_array is None
+        if mu_array is None:
+            mu_array = default_mu(arrays[3], mu_epsilon)
+        as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        self.P, self.R1, self.R2, self.rho = (as_tensor(a) for a in arrays)
+        self.mu = as_tensor(mu_array)
+        self.gamma = gamma
+
+    @property
+    def num_states(self) -> int:
+        return self.P.shape[0]
+
+    @property
+    def num_actions(self) -> tuple[int, int]:
+        """``(A1, A2)``: the leader's and the follower's number of actions."""
+        return self.P.shape[1], self.P.shape[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.P.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.P.dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TabularGame":
+        """A copy of the game on another device and/or dtype (no re-validation needed)."""
+        game = object.__new__(TabularGame)
+        for name in ("P", "R1", "R2", "rho", "mu"):
+            setattr(game, name, getattr(self, name).to(device=device, dtype=dtype))
+        game.gamma, game.mu_is_default = self.gamma, self.mu_is_default
+        return game
+
+    def max_abs_reward(self) -> float:
+        return float(torch.maximum(self.R1.abs().max(), self.R2.abs().max()))
+
+    def truncation_bias(self, horizon: int) -> float:
+        """Bound ``gamma^T max|r| / (1 - gamma)`` on the value lost by truncating at ``horizon``."""
+        return self.gamma**horizon * self.max_abs_reward() / (1.0 - self.gamma)
+
+    def to_npz(self, path: str | os.PathLike) -> None:
+        """Write the contract's game file (``mu`` included)."""
+        np.savez(
+            path,
+            P=self.P.cpu().numpy(),
+            R1=self.R1.cpu().numpy(),
+            R2=self.R2.cpu().numpy(),
+            gamma=np.float64(self.gamma),
+            rho=self.rho.cpu().numpy(),
+            mu=self.mu.cpu().numpy(),
+        )
+
+    @classmethod
+    def from_npz(cls, path: str | os.PathLike, **kwargs) -> "TabularGame":
+        """Load and validate a game file; errors name the file, the array and the rule broken."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, EOFError, ValueError, AttributeError) as error:
+            raise ValueError(f"cannot read game file {path}: {error} (expected a .npz written by numpy.savez)") from error
+        missing = [key for key in REQUIRED_KEYS if key not in arrays]
+        if missing:
+            raise ValueError(
+                f"game file {path} is missing the key(s) {', '.join(missing)}: a game file needs "
+                f"{', '.join(REQUIRED_KEYS)} and optionally mu (found: {', '.join(arrays) or 'nothing'})"
+            )
+        gamma = arrays["gamma"]
+        if np.ndim(gamma) != 0:
+            raise ValueError(f"gamma has shape {np.shape(gamma)}: it must be a scalar")
+        return cls(
+            arrays["P"], arrays["R1"], arrays["R2"], float(gamma), arrays["rho"], arrays.get("mu"), **kwargs
+        )
+
+    def __repr__(self) -> str:
+        S, (A1, A2) = self.num_states, self.num_actions
+        return f"TabularGame(S={S}, A1={A1}, A2={A2}, gamma={self.gamma}, device={self.device})"
+
+
+def _to_numpy(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return x
+
+
+def random_game(
+    num_states: int,
+    num_leader_actions: int,
+    num_follower_actions: int,
+    *,
+    gamma: float = 0.9,
+    concentration: float = 1.0,
+    reward_range: Sequence[float] = (0.0, 1.0),
+    seed: int = 0,
+    **kwargs,
+) -> TabularGame:
+    """A seeded random game: Dirichlet(``concentration``) transition rows, uniform rewards in
+    ``reward_range``, ``rho`` uniform over the states."""
+    if min(num_states, num_leader_actions, num_follower_actions) < 1:
+        raise ValueError("random_game needs at least one state and one action per player")
+    if concentration <= 0:
+        raise ValueError(f"concentration = {concentration}: the Dirichlet concentration must be > 0")
+    low, high = reward_range
+    rng = np.random.default_rng(seed)
+    shape = (num_states, num_leader_actions, num_follower_actions)
+    P = rng.dirichlet(np.full(num_states, concentration), size=shape)
+    R1 = rng.uniform(low, high, size=shape)
+    R2 = rng.uniform(low, high, size=shape)
+    rho = np.full(num_states, 1.0 / num_states)
+    return TabularGame(P, R1, R2, gamma, rho, **kwargs)
+
+
+def matrix_game(leader_payoff, follower_payoff, *, gamma: float = 0.0, **kwargs) -> TabularGame:
+    """A one-state stochastic game from two payoff matrices ``[A1, A2]`` (rows: the leader's
+    actions). With ``gamma = 0`` the values are the expected payoffs of the matrix game."""
+    R1 = np.asarray(leader_payoff, dtype=np.float64)
+    R2 = np.asarray(follower_payoff, dtype=np.float64)
+    if R1.ndim != 2 or R1.shape != R2.shape:
+        raise ValueError(
+            f"payoff matrices have shapes {R1.shape} and {R2.shape}: both must be 2-D [A1, A2] of the same shape"
+        )
+    A1, A2 = R1.shape
+    P = np.ones((1, A1, A2, 1))
+    return TabularGame(P, R1[None], R2[None], gamma, np.ones(1), **kwargs)
