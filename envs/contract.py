@@ -1,0 +1,84 @@
+"""The two-player Gymnasium contract, checked before training, and vector envs that keep it.
+
+Contract (DESIGN.md, section 4): observation ``Discrete(S)``, action ``MultiDiscrete([A1, A2])``,
+reward a float32 array ``[r_leader, r_follower]``. Gymnasium's ``SyncVectorEnv`` and
+``AsyncVectorEnv`` only carry scalar rewards, so a user's env goes into them wrapped in
+:class:`RewardPairInInfo`: the leader's reward as the scalar, the pair in ``info["reward_pair"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+CONTRACT = (
+    "a two-player env must have observation_space Discrete(S), action_space MultiDiscrete([A1, A2]) "
+    "(leader action, follower action) and return the reward [r_leader, r_follower] as a length-2 array"
+)
+
+
+class ContractError(ValueError):
+    """An environment that breaks the two-player contract."""
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: str = "env") -> tuple[int, int, int]:
+    """``(S, A1, A2)`` of an env that follows the contract; :class:`ContractError` otherwise."""
+    if not isinstance(observation_space, gym.spaces.Discrete):
+        raise ContractError(f"{where}: {CONTRACT}; got observation_space {observation_space}")
+    if not (isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.shape == (2,)):
+        raise ContractError(f"{where}: {CONTRACT}; got action_space {action_space}")
+    if int(observation_space.start) != 0 or np.any(action_space.start != 0):
+        raise ContractError(f"{where}: {CONTRACT}, with spaces starting at 0")
+    A1, A2 = (int(n) for n in action_space.nvec)
+    return int(observation_space.n), A1, A2
+
+
+def check_reward_pair(reward: Any, where: str = "env") -> np.ndarray:
+    """The reward as a float array ``[..., 2]``; :class:`ContractError` if it is not a pair."""
+    array = np.asarray(reward, dtype=np.float64)
+    if array.ndim == 0 or array.shape[-1] != 2:
+        raise ContractError(f"{where}: {CONTRACT}; got a reward of shape {array.shape}")
+    return array
+
+
+class RewardPairInInfo(gym.Wrapper):
+    """Returns the leader's reward as the scalar reward and the pair in ``info["reward_pair"]``,
+    so Gymnasium's own vectorisers accept a two-player env."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        check_spaces(env.observation_space, env.action_space, str(env))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        pair = check_reward_pair(reward, str(self.env))
+        return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
+
+
+def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
+    """A vector env for a registered id (``"module:Name-v0"`` imports ``module`` first).
+
+    ``vectorization``: ``native`` (the id's own vector entry point, e.g. the tabular games),
+    ``sync`` or ``async`` (Gymnasium's vectorisers over :class:`RewardPairInInfo`-wrapped copies,
+    ``async`` in subprocesses), or ``auto`` (native when the id has one, else sync).
+    """
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as error:
+        raise ContractError(f"unknown environment id {env_id!r}: {error}") from error
+    if vectorization == "auto":
+        vectorization = "native" if spec.vector_entry_point is not None else "sync"
+    if vectorization == "native":
+        if spec.vector_entry_point is None:
+            raise ContractError(f"{env_id} has no native vector env; use vectorization=sync or async")
+        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    elif vectorization in ("sync", "async"):
+        env = gym.make_vec(
+            env_id, num_envs=num_envs, vectorization_mode=vectorization, wrappers=[RewardPairInInfo], **kwargs
+        )
+    else:
+        raise ValueError(f"vectorization = {vectorization!r}: choose auto, native, sync or async")
+    check_spaces(env.single_observation_space, env.single_action_space, env_id)
+    return env

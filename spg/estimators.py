@@ -1,0 +1,102 @@
+"""DiCE-style surrogates whose derivatives of every order are unbiased for the truncated values.
+
+With ``l_t = log pi1(a1_t|s_t) + log pi2(a2_t|s_t)``, ``L_t = sum_{k<=t} l_k`` and
+``box(x) = exp(x - x.detach())`` (value 1, derivatives those of ``exp(x)``), the DiCE objective
+``sum_t gamma^t r_t box(L_t)`` has ``E[grad^n] = grad^n V`` for every ``n`` (DESIGN.md, sec. 2).
+We use its Loaded-DiCE form, which keeps that property with a baseline ``b(s_t)``:
+
+    F = G_0 + sum_t [box(L_t) - box(L_{t-1})] gamma^t (G_t - b(s_t)),   box(L_{-1}) = 1,
+
+``G_t`` the return-to-go from ``t`` (discounted to ``t``). The baseline of each trajectory is the
+mean return-to-go at the same state in the *other* trajectories (leave-one-out), so it is
+independent of the trajectory it serves and no derivative picks up bias.
+
+The follower's objective ``V2^lam`` (eqs. 3-4) adds ``lam H(pi2(.|s_t))``. Its value joins the
+return-to-go of the previous step (``s_t`` is decided by the actions up to ``t - 1``), and its
+direct dependence on ``theta2`` stays differentiable through
+``lam gamma^t box(L_{t-1}) (H_t - H_t.detach())``, so the follower Hessian and the mixed
+derivative see it. (Folding ``-lam log pi2`` into a detached reward would bias the Hessian.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spg.policy import entropy_from_logits
+from spg.sampler import Batch
+
+
+def magic_box(x: torch.Tensor) -> torch.Tensor:
+    """``exp(x - x.detach())``: evaluates to 1, differentiates like ``exp(x)``."""
+    return torch.exp(x - x.detach())
+
+
+def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``G_t = sum_{k >= t} gamma^(k - t) r_k`` along the last axis of ``[N, T]``."""
+    out = torch.empty_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, t] + gamma * running
+        out[:, t] = running
+    return out
+
+
+def leave_one_out_baseline(states: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, num_states: int) -> torch.Tensor:
+    """For each step ``(i, t)``, the mean of ``values`` over the visits to ``states[i, t]`` by the
+    other trajectories (0 where no other trajectory visited that state)."""
+    N, _ = states.shape
+    flat_states = states.reshape(-1)
+    v = (values * mask).reshape(-1)
+    w = mask.to(values.dtype).reshape(-1)
+    total = torch.zeros(num_states, dtype=values.dtype, device=values.device).index_add_(0, flat_states, v)
+    count = torch.zeros_like(total).index_add_(0, flat_states, w)
+    trajectory = torch.arange(N, device=states.device).repeat_interleave(states.shape[1])
+    _, group = torch.unique(trajectory * num_states + flat_states, return_inverse=True)
+    own_total = torch.zeros(int(group.max()) + 1, dtype=values.dtype, device=values.device).index_add_(0, group, v)
+    own_count = torch.zeros_like(own_total).index_add_(0, group, w)
+    other_total = total[flat_states] - own_total[group]
+    other_count = count[flat_states] - own_count[group]
+    baseline = torch.where(other_count > 0, other_total / other_count.clamp_min(1.0), torch.zeros_like(v))
+    return baseline.reshape(states.shape)
+
+
+def surrogate_objectives(
+    batch: Batch,
+    leader_logits: torch.Tensor,
+    follower_logits: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+    baseline: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Surrogates ``(F1, F2)`` of ``V1(mu)`` and ``V2^lam(mu)`` from one batch: scalars whose
+    values are the Monte Carlo returns and whose derivatives of every order in both logits are
+    unbiased for those of the truncated values."""
+    states, mask = batch.states, batch.mask
+    dtype = leader_logits.dtype
+    m = mask.to(dtype)
+    T = states.shape[1]
+    log_p1 = torch.log_softmax(leader_logits, -1)[states, batch.leader_actions]
+    log_p2 = torch.log_softmax(follower_logits, -1)[states, batch.follower_actions]
+    dice = magic_box(torch.cumsum((log_p1 + log_p2) * m, dim=1))
+    dice_before = torch.cat([torch.ones_like(dice[:, :1]), dice[:, :-1]], dim=1)  # box(L_{t-1})
+    score = dice - dice_before  # value 0; its derivatives weigh the returns from t on
+    discount = gamma ** torch.arange(T, dtype=dtype, device=states.device)
+
+    entropy = entropy_from_logits(follower_logits)[states]  # H(pi2(.|s_t)), differentiable in theta2
+    entropy_value = entropy.detach() * m
+    next_entropy = torch.cat([entropy_value[:, 1:], torch.zeros_like(entropy_value[:, :1])], dim=1)
+    G1 = returns_to_go(batch.leader_rewards.to(dtype), gamma)
+    G2 = returns_to_go(batch.follower_rewards.to(dtype) + gamma * lam * next_entropy, gamma)
+    if baseline:
+        num_states = leader_logits.shape[0]
+        G1_baseline = leave_one_out_baseline(states, G1, mask, num_states)
+        G2_baseline = leave_one_out_baseline(states, G2, mask, num_states)
+    else:
+        G1_baseline = G2_baseline = torch.zeros_like(G1)
+    weight1 = discount * (G1 - G1_baseline)
+    weight2 = discount * (G2 - G2_baseline)
+    F1 = G1[:, 0] + (score * weight1).sum(1)
+    entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m)).sum(1)
+    F2 = G2[:, 0] + lam * entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
+    return F1.mean(), F2.mean()

@@ -1,0 +1,138 @@
+"""Rollouts: ``N`` trajectories of horizon ``T`` from a two-player vector env, into a torch batch.
+
+The sampler needs no model. On the native :class:`~envs.TabularVectorEnv` it stays in torch on
+the game's device; on any other vector env of the contract (Gymnasium's ``SyncVectorEnv`` or
+``AsyncVectorEnv`` over :class:`~envs.contract.RewardPairInInfo`) it steps through numpy.
+Episodes that end before ``T`` are masked from their last step on (next-step autoreset steps
+are never recorded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from envs.contract import CONTRACT, ContractError, check_spaces
+from envs.tabular_vector import TabularVectorEnv
+from spg.policy import TabularSoftmaxPolicy
+
+
+@dataclass
+class Batch:
+    """``[N, T]`` tensors: states, both players' actions and rewards, and ``mask`` (True on the
+    steps that happened; an episode that ended early is False from then on)."""
+
+    states: torch.Tensor
+    leader_actions: torch.Tensor
+    follower_actions: torch.Tensor
+    leader_rewards: torch.Tensor
+    follower_rewards: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def num_trajectories(self) -> int:
+        return self.states.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.states.shape[1]
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.mask.sum())
+
+    def select(self, index: torch.Tensor | slice) -> "Batch":
+        return Batch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def split(self, parts: int) -> list["Batch"]:
+        """``parts`` disjoint sub-batches of trajectories (independent estimates)."""
+        if not 1 <= parts <= self.num_trajectories:
+            raise ValueError(f"cannot split {self.num_trajectories} trajectories into {parts} sub-batches")
+        return [self.select(idx) for idx in torch.arange(self.num_trajectories).chunk(parts)]
+
+    def discounted_returns(self, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-trajectory ``sum_t gamma^t r_t`` of the leader and of the follower (no entropy bonus)."""
+        discount = gamma ** torch.arange(self.horizon, dtype=self.leader_rewards.dtype, device=self.states.device)
+        return (self.leader_rewards * discount).sum(1), (self.follower_rewards * discount).sum(1)
+
+
+class Sampler:
+    """Collects :class:`Batch` es of ``batch_size`` trajectories of ``horizon`` steps from ``env``.
+
+    ``seed`` seeds both the env (first reset) and the policies' action stream, from two
+    independent seeds, so a run is reproducible and the streams are not correlated.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, *, seed: int, dtype: torch.dtype = torch.float64) -> None:
+        self.num_states, self.num_leader_actions, self.num_follower_actions = check_spaces(
+            env.single_observation_space, env.single_action_space, str(env)
+        )
+        self.env, self.dtype = env, dtype
+        self.native = isinstance(env.unwrapped, TabularVectorEnv) if hasattr(env, "unwrapped") else False
+        self.device = env.unwrapped.device if self.native else torch.device("cpu")
+        env_seed, action_seed = np.random.SeedSequence(seed).generate_state(2)
+        self.env_seed: int | None = int(env_seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(int(action_seed))
+
+    def collect(self, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, batch_size: int, horizon: int) -> Batch:
+        if batch_size < 1 or horizon < 1:
+            raise ValueError(f"batch_size = {batch_size}, horizon = {horizon}: both must be >= 1")
+        rounds = math.ceil(batch_size / self.env.num_envs)
+        parts = [self._rollout(leader, follower, horizon) for _ in range(rounds)]
+        batch = parts[0] if rounds == 1 else Batch(*(torch.cat(x) for x in zip(*(_astuple(p) for p in parts))))
+        return batch if batch.num_trajectories == batch_size else batch.select(slice(0, batch_size))
+
+    def _reset_seed(self) -> int | None:
+        seed, self.env_seed = self.env_seed, None
+        return seed
+
+    @torch.no_grad()
+    def _rollout(self, leader, follower, horizon: int) -> Batch:
+        n = self.env.num_envs
+        shape = (n, horizon)
+        states = torch.zeros(shape, dtype=torch.long, device=self.device)
+        leader_actions, follower_actions = torch.zeros_like(states), torch.zeros_like(states)
+        rewards = torch.zeros(shape + (2,), dtype=self.dtype, device=self.device)
+        mask = torch.ones(shape, dtype=torch.bool, device=self.device)
+        if self.native:
+            s = self.env.unwrapped.reset_torch(seed=self._reset_seed())
+        else:
+            obs, _ = self.env.reset(seed=self._reset_seed())
+            s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
+        alive = torch.ones(n, dtype=torch.bool, device=self.device)
+        for t in range(horizon):
+            a1, a2 = leader.sample(s, self.generator), follower.sample(s, self.generator)
+            states[:, t], leader_actions[:, t], follower_actions[:, t] = s, a1, a2
+            mask[:, t] = alive
+            if self.native:
+                s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2)
+            else:
+                s, r, terminated, truncated = self._step_numpy(a1, a2)
+            rewards[:, t] = r.to(self.dtype)
+            alive = alive & ~(terminated | truncated)
+        rewards *= mask[..., None]
+        return Batch(states, leader_actions, follower_actions, rewards[..., 0], rewards[..., 1], mask)
+
+    def _step_numpy(self, a1: torch.Tensor, a2: torch.Tensor):
+        actions = torch.stack([a1, a2], dim=-1).cpu().numpy()
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        pair = np.asarray(info.get("reward_pair", reward), dtype=np.float64)
+        if pair.shape != (self.env.num_envs, 2):
+            raise ContractError(
+                f"{self.env}: {CONTRACT}; got rewards of shape {pair.shape} from {self.env.num_envs} copies"
+            )
+        as_bool = lambda x: torch.as_tensor(np.asarray(x, dtype=bool))  # noqa: E731
+        return (
+            torch.as_tensor(np.asarray(obs), dtype=torch.long),
+            torch.as_tensor(pair),
+            as_bool(terminated),
+            as_bool(truncated),
+        )
+
+
+def _astuple(batch: Batch) -> tuple[torch.Tensor, ...]:
+    return tuple(getattr(batch, f.name) for f in fields(batch))
