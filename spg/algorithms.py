@@ -94,7 +94,7 @@ class TwoTimescalePolicyGradient:
             )
         self.leader, self.follower = leader, follower
         self.lam, self.gamma = lam, gamma
-        self.leader_step, self.follower_step = leader_step, follower_step
+        self.leader_lr, self.follower_lr = leader_step, follower_step
         check_two_timescales(leader_step, follower_step)
         self.cg = cg if cg is not None else (CGSettings(iterations=500, tol=1e-10, damping=0.0) if self.exact else CGSettings())
         self.sub_batches, self.baseline = sub_batches, baseline
@@ -174,8 +174,8 @@ class TwoTimescalePolicyGradient:
                 "leader/implicit_norm": float(implicit.norm()),
                 "leader/direction_norm": float(direction.norm()),
                 "follower/gradient_norm": float(g2.norm()),
-                "charts/leader_lr": self.leader_step(self.leader_updates),
-                "charts/follower_lr": self.follower_step(self.follower_updates),
+                "charts/leader_lr": self.leader_lr(self.leader_updates),
+                "charts/follower_lr": self.follower_lr(self.follower_updates),
             }
         )
         if not self.exact:
@@ -185,9 +185,9 @@ class TwoTimescalePolicyGradient:
         return StepResult(metrics, direction.detach(), g2.detach())
 
     def _apply(self, leader_direction: torch.Tensor | None, follower_gradient: torch.Tensor) -> None:
-        updates = [(self.follower_optimizer, self.follower, follower_gradient, self.follower_step(self.follower_updates))]
+        updates = [(self.follower_optimizer, self.follower, follower_gradient, self.follower_lr(self.follower_updates))]
         if leader_direction is not None:
-            updates.append((self.leader_optimizer, self.leader, leader_direction, self.leader_step(self.leader_updates)))
+            updates.append((self.leader_optimizer, self.leader, leader_direction, self.leader_lr(self.leader_updates)))
         for optimizer, policy, gradient, lr in updates:
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -105,6 +105,9 @@ class Sampler:
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
         for t in range(horizon):
+            if not alive.any():
+                mask[:, t:] = False
+                break
             a1, a2 = leader.sample(s, self.generator), follower.sample(s, self.generator)
             states[:, t], leader_actions[:, t], follower_actions[:, t] = s, a1, a2
             mask[:, t] = alive

@@ -1,0 +1,112 @@
+"""The sampler on native and Python-vectorised envs, masks, and envs that break the contract."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from envs.contract import ContractError, make_vector_env
+from spg import exact
+from spg.game import random_game
+from spg.policy import TabularSoftmaxPolicy
+from spg.sampler import Sampler
+from tests.helpers import seeded_logits
+
+
+class EndsAfterThreeSteps(gym.Env):
+    """A contract-following user env whose episodes terminate after three steps."""
+
+    observation_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.MultiDiscrete([2, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return 0, {}
+
+    def step(self, action):
+        self.t += 1
+        return self.t % 2, np.array([1.0, 2.0], dtype=np.float32), self.t >= 3, False, {}
+
+
+class ScalarReward(EndsAfterThreeSteps):
+    def step(self, action):
+        obs, reward, *rest = super().step(action)
+        return obs, 1.0, *rest
+
+
+class BoxObservation(EndsAfterThreeSteps):
+    observation_space = gym.spaces.Box(0, 1, (2,))
+
+
+class DiscreteAction(EndsAfterThreeSteps):
+    action_space = gym.spaces.Discrete(4)
+
+
+for _cls in (EndsAfterThreeSteps, ScalarReward, BoxObservation, DiscreteAction):
+    gym.register(f"test/{_cls.__name__}-v0", entry_point=_cls)
+
+
+@pytest.mark.parametrize("vectorization", ["native", "sync", "async"])
+def test_returns_match_exact_values_whatever_the_vectoriser(vectorization):
+    game = random_game(4, 2, 2, seed=1, gamma=0.5)
+    kwargs = dict(num_states=4, num_leader_actions=2, num_follower_actions=2, gamma=0.5, seed=1)
+    copies, N = (16, 256) if vectorization == "async" else (512, 1024)
+    env = make_vector_env("spg/RandomGame-v0", copies, vectorization, **kwargs)
+    leader = TabularSoftmaxPolicy(4, 2, logits=seeded_logits(4, 2, 0))
+    follower = TabularSoftmaxPolicy(4, 2, logits=seeded_logits(4, 2, 1))
+    batch = Sampler(env, seed=3).collect(leader, follower, N, 35)  # 0.5^35: no truncation to speak of
+    env.close()
+    assert batch.states.shape == (N, 35) and batch.mask.all()
+    values = exact.policy_values(game, leader.probs().detach(), follower.probs().detach(), 0.0)
+    for returns, v in zip(batch.discounted_returns(0.5), (values.v1, values.v2)):
+        se = returns.std() / len(returns) ** 0.5
+        assert abs(returns.mean() - game.mu @ v) < 4 * se
+
+
+def test_sampler_is_reproducible_from_its_seed():
+    env_a = make_vector_env("spg/RandomGame-v0", 32)
+    env_b = make_vector_env("spg/RandomGame-v0", 32)
+    policy = TabularSoftmaxPolicy(10, 3)
+    a = Sampler(env_a, seed=7).collect(policy, policy, 32, 10)
+    b = Sampler(env_b, seed=7).collect(policy, policy, 32, 10)
+    c = Sampler(env_b, seed=8).collect(policy, policy, 32, 10)
+    assert torch.equal(a.states, b.states) and torch.equal(a.leader_rewards, b.leader_rewards)
+    assert not torch.equal(a.states, c.states)
+
+
+def test_episodes_that_end_early_are_masked():
+    env = make_vector_env("test/EndsAfterThreeSteps-v0", 4)
+    policy = TabularSoftmaxPolicy(2, 2)
+    batch = Sampler(env, seed=0).collect(policy, policy, 6, 5)  # two rounds of 4 copies, cut to 6
+    assert batch.num_trajectories == 6 and batch.env_steps == 18
+    assert batch.mask[:, :3].all() and not batch.mask[:, 3:].any()
+    assert torch.all(batch.follower_rewards[:, :3] == 2.0) and torch.all(batch.follower_rewards[:, 3:] == 0.0)
+
+
+@pytest.mark.parametrize(
+    "env_id, message",
+    [
+        ("test/BoxObservation-v0", r"observation_space Discrete\(S\).*got observation_space Box"),
+        ("test/DiscreteAction-v0", r"MultiDiscrete\(\[A1, A2\]\).*got action_space Discrete\(4\)"),
+        ("no_such_module:Nothing-v0", r"unknown environment id"),
+        ("test/Nothing-v0", r"unknown environment id"),
+    ],
+)
+def test_envs_breaking_the_contract_are_rejected_before_training(env_id, message):
+    with pytest.raises(ContractError, match=message):
+        make_vector_env(env_id, 2)
+
+
+def test_scalar_reward_is_rejected_with_the_contract():
+    env = make_vector_env("test/ScalarReward-v0", 2)
+    policy = TabularSoftmaxPolicy(2, 2)
+    with pytest.raises(ContractError, match=r"reward \[r_leader, r_follower\].*got a reward of shape \(\)"):
+        Sampler(env, seed=0).collect(policy, policy, 2, 3)
+
+
+def test_bad_batch_size_is_rejected():
+    policy = TabularSoftmaxPolicy(10, 3)
+    with pytest.raises(ValueError, match="batch_size = 0"):
+        Sampler(make_vector_env("spg/RandomGame-v0", 2), seed=0).collect(policy, policy, 0, 3)
