@@ -1,0 +1,34 @@
+"""Train a leader and a follower: ``python scripts/train.py [group=option ...] [key=value ...]``.
+
+Examples::
+
+    python scripts/train.py                                  # spg on a small random game
+    python scripts/train.py algo=pg env=matrix trainer.horizon=1
+    python scripts/train.py env=file env.path=game.npz algo.lam=0.05
+    python scripts/train.py -m seed=0,1,2 algo=spg,pg        # a sweep
+"""
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from spg.config import register_configs
+from spg.trainer import SetupError, train
+
+register_configs()
+log = logging.getLogger("spg")
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg).get("game/J")
+    except (SetupError, FloatingPointError) as error:
+        log.error("%s", error)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Structured Hydra configs: the schemas behind ``configs/`` (BenchMARL's split into the task
+``env``, the ``algo`` and the experiment ``trainer``). Registered in Hydra's ``ConfigStore`` so a
+mistyped key or a wrongly typed value is rejected before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class EnvConfig:
+    """The game. ``kind: gym`` makes Gymnasium id ``id`` with ``kwargs`` (``"module:Name-v0"``
+    imports ``module`` first); ``kind: file`` loads the ``.npz`` game file at ``path``.
+    ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
+    ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
+    size for native envs, 8 otherwise). ``gamma``: the discount, needed only for envs without a model."""
+
+    kind: str = "gym"
+    id: str = "spg/RandomGame-v0"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    path: Optional[str] = None
+    vectorization: str = "auto"
+    num_envs: Optional[int] = None
+    gamma: Optional[float] = None
+
+
+@dataclass
+class StepSizeConfig:
+    """``lr`` constant, or ``lr / (t + t0)^power`` (Assumption 1: 1/2 < follower < leader <= 1)."""
+
+    lr: float = 1.0
+    power: float = 0.0
+    t0: float = 1.0
+
+
+@dataclass
+class CGConfigSchema:
+    """Conjugate gradient of eq. (19): iteration cap, relative tolerance, damping ``delta``."""
+
+    iters: int = 20
+    tol: float = 1e-3
+    damping: float = 1e-3
+    warm_start: bool = True
+
+
+@dataclass
+class AlgoConfig:
+    """``name``: spg | pg | exact_spg | exact_pg. ``lam``: the follower's entropy weight."""
+
+    name: str = "spg"
+    lam: float = 0.1
+    leader: StepSizeConfig = field(default_factory=lambda: StepSizeConfig(lr=1.0))
+    follower: StepSizeConfig = field(default_factory=lambda: StepSizeConfig(lr=10.0))
+    optimizer: str = "sgd"
+    follower_steps: int = 1
+    cg: CGConfigSchema = field(default_factory=CGConfigSchema)
+    sub_batches: int = 1
+    baseline: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    """The experiment: iterations (leader updates), trajectories per update and their horizon
+    (``None``: the smallest ``T`` with ``T^2 gamma^T < 1e-3``, see :func:`spg.trainer.auto_horizon`),
+    evaluation and checkpoint periods (in iterations), and ``resume`` (a checkpoint path, or
+    ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists)."""
+
+    iterations: int = 200
+    batch_size: int = 512
+    horizon: Optional[int] = None
+    eval_every: int = 20
+    eval_episodes: int = 2000
+    checkpoint_every: int = 50
+    resume: Optional[str] = None
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+
+
+def register_configs() -> None:
+    """Register the schema as ``base_config``, the first entry of ``configs/config.yaml``'s
+    defaults list: every group file then merges into a typed node and is checked against it."""
+    ConfigStore.instance().store(name="base_config", node=Config)

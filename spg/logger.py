@@ -1,0 +1,50 @@
+"""TensorBoard logging of a run: scalars by tag family (``leader/``, ``follower/``, ``game/``,
+``estimator/``, ``cg/``, ``charts/``), policy heatmaps, the config as text, hparams at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+
+
+class RunLogger:
+    """One ``SummaryWriter`` per run; ``purge_step`` drops events a crashed run logged after its
+    last checkpoint, so a resumed run's curves continue without duplicates."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text)
+
+    def policy_heatmaps(self, leader_probs: torch.Tensor, follower_probs: torch.Tensor, step: int) -> None:
+        """State x action probability images of both players."""
+        for tag, probs in (("leader/policy", leader_probs), ("follower/policy", follower_probs)):
+            self.writer.add_figure(tag, policy_figure(probs.detach().cpu(), tag.split("/")[0]), step)
+
+    def hparams(self, hparams: dict, metrics: dict[str, float]) -> None:
+        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def policy_figure(probs: torch.Tensor, player: str):
+    S, A = probs.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * A, 1.0 + 0.25 * min(S, 60)))
+    image = ax.imshow(probs.numpy(), aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+    ax.set_xlabel(f"{player} action")
+    ax.set_ylabel("state")
+    fig.colorbar(image, ax=ax, fraction=0.08)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,387 @@
+"""The training loop: game -> env -> sampler -> batch -> algorithm update -> logs and checkpoints.
+
+``train(cfg, run_dir)`` is what ``scripts/train.py`` runs under Hydra and what tests call
+in-process. Everything a run writes goes under ``run_dir``: TensorBoard events,
+``checkpoints/last.pt`` (and every ``checkpoint_every``), ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from envs.contract import ContractError, make_vector_env
+from envs.tabular_vector import TabularVectorEnv
+from spg import exact
+from spg.algorithms import ALGORITHMS, OPTIMIZERS, CGSettings, TwoTimescalePolicyGradient
+from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
+from spg.evaluation import evaluation_sampler, exact_metrics, monte_carlo_returns
+from spg.game import TabularGame
+from spg.logger import RunLogger
+from spg.policy import TabularSoftmaxPolicy
+from spg.sampler import Sampler
+from spg.schedules import StepSize
+
+log = logging.getLogger(__name__)
+
+
+class SetupError(ValueError):
+    """A run that cannot start: the message names the problem and the setting to change."""
+
+
+def auto_horizon(gamma: float, tolerance: float = 1e-3) -> int:
+    """The smallest ``T`` with ``T^2 gamma^T < tolerance``: the bias of second-order estimates
+    from truncation grows like ``T^2 gamma^T`` (DESIGN.md, sec. 2)."""
+    if gamma == 0.0:
+        return 1
+    T = 1
+    while T * T * gamma**T >= tolerance:
+        T += 1
+    return T
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise SetupError(f"device = {name!r}: choose device=cpu, device=cuda or device=auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SetupError(f"device = {name} but torch sees no CUDA device: use device=cpu or device=auto")
+    return torch.device(name)
+
+
+@dataclass
+class Task:
+    """The environment a run trains on, its model where one exists, and its discount."""
+
+    env: gym.vector.VectorEnv
+    game: TabularGame | None
+    gamma: float
+    num_states: int
+    num_actions: tuple[int, int]
+
+
+def make_task(cfg: DictConfig, device: torch.device) -> Task:
+    env_cfg = cfg.env
+    native_copies = env_cfg.num_envs or cfg.trainer.batch_size
+    try:
+        if env_cfg.kind == "file":
+            if not env_cfg.path:
+                raise SetupError("env=file needs a game file: set env.path=GAME.npz")
+            game = TabularGame.from_npz(env_cfg.path, device=device)
+            env = TabularVectorEnv(game, native_copies)
+        elif env_cfg.kind == "gym":
+            kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
+            native = gym.spec(env_cfg.id).vector_entry_point is not None if _known_id(env_cfg.id) else False
+            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or 8)
+            env = make_vector_env(env_cfg.id, copies, env_cfg.vectorization, **kwargs)
+            if isinstance(env, TabularVectorEnv):
+                game = env.game
+                if game.device != device:
+                    env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
+                    game = env.game
+            else:
+                probe = gym.make(env_cfg.id, **kwargs)
+                game = getattr(probe.unwrapped, "game", None)
+                probe.close()
+                game = game.to(device) if isinstance(game, TabularGame) else None
+        else:
+            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
+    except (ContractError, gym.error.Error, ModuleNotFoundError, TypeError) as error:
+        raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
+    except SetupError:
+        raise
+    except ValueError as error:  # a game that fails validation, or an unreadable game file
+        raise SetupError(f"{error}") from error
+    if game is not None:
+        gamma = game.gamma
+    elif env_cfg.gamma is None:
+        raise SetupError(f"{env_cfg.id} has no tabular model (env.unwrapped.game): set its discount with env.gamma=0.9")
+    else:
+        gamma = float(env_cfg.gamma)
+    S, A1, A2 = env.single_observation_space.n, *(int(n) for n in env.single_action_space.nvec)
+    return Task(env, game, gamma, int(S), (A1, A2))
+
+
+def _known_id(env_id: str) -> bool:
+    try:
+        gym.spec(env_id)
+        return True
+    except (gym.error.Error, ModuleNotFoundError):
+        return False
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject values the schema's types cannot: each error names the setting to change."""
+    t, a = cfg.trainer, cfg.algo
+    for key in ("iterations", "batch_size", "eval_every", "checkpoint_every", "eval_episodes"):
+        minimum = 0 if key == "iterations" else 1
+        if t[key] < minimum:
+            raise SetupError(f"trainer.{key} = {t[key]}: must be >= {minimum}; set trainer.{key}")
+    if t.horizon is not None and t.horizon < 1:
+        raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
+    if a.name not in ALGORITHMS:
+        raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
+    if a.optimizer not in OPTIMIZERS:
+        raise SetupError(f"algo.optimizer = {a.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
+    if a.lam < 0:
+        raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
+    if a.follower_steps < 1:
+        raise SetupError(f"algo.follower_steps = {a.follower_steps}: must be >= 1")
+    if a.cg.iters < 0 or a.cg.damping < 0:
+        raise SetupError("algo.cg.iters and algo.cg.damping must be >= 0")
+    if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
+        raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
+    for player in ("leader", "follower"):
+        if a[player].lr <= 0 or a[player].power < 0:
+            raise SetupError(f"algo.{player}.lr must be > 0 and algo.{player}.power >= 0")
+
+
+def build_algorithm(cfg: DictConfig, task: Task, device: torch.device):
+    S, (A1, A2) = task.num_states, task.num_actions
+    leader = TabularSoftmaxPolicy(S, A1, device=device)
+    follower = TabularSoftmaxPolicy(S, A2, device=device)
+    a = cfg.algo
+    algorithm = TwoTimescalePolicyGradient(
+        a.name,
+        leader,
+        follower,
+        lam=a.lam,
+        gamma=task.gamma,
+        leader_step=StepSize(a.leader.lr, a.leader.power, a.leader.t0),
+        follower_step=StepSize(a.follower.lr, a.follower.power, a.follower.t0),
+        optimizer=a.optimizer,
+        cg=CGSettings(iterations=a.cg.iters, tol=a.cg.tol, damping=a.cg.damping, warm_start=a.cg.warm_start),
+        sub_batches=a.get("sub_batches", 1),
+        baseline=a.get("baseline", True),
+    )
+    return leader, follower, algorithm
+
+
+def _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration, env_steps) -> dict[str, Any]:
+    env = sampler.env.unwrapped if sampler.native else None
+    return {
+        "leader": leader.state_dict(),
+        "follower": follower.state_dict(),
+        "algorithm": algorithm.state_dict(),
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "sampler": sampler.generator.get_state(),
+            "env": env.generator.get_state() if env is not None else None,
+            "env_seeded": sampler.env_seed is None,
+        },
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def _restore(state, path, leader, follower, algorithm, sampler) -> None:
+    for name, policy in (("leader", leader), ("follower", follower)):
+        shape = tuple(state[name]["logits"].shape)
+        if shape != tuple(policy.logits.shape):
+            raise SetupError(
+                f"checkpoint {path} holds a {name} policy of shape [S, A] = {list(shape)}, but this run's game "
+                f"needs {list(policy.logits.shape)}: resume with the same env settings, or unset trainer.resume"
+            )
+    leader.load_state_dict(state["leader"])
+    follower.load_state_dict(state["follower"])
+    algorithm.load_state_dict(state["algorithm"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    sampler.generator.set_state(rng["sampler"])
+    if rng["env"] is not None and sampler.native:
+        sampler.env.unwrapped.generator.set_state(rng["env"])
+    if rng["env_seeded"]:
+        sampler.env_seed = None
+
+
+def _resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
+    resume = cfg.trainer.resume
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = run_dir / "checkpoints" / "last.pt"
+        return last if last.is_file() else None
+    return Path(resume)
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
+    """Train a leader and a follower as ``cfg`` says; returns the final metrics (``metrics.json``)."""
+    run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
+    check_config(cfg)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    task = make_task(cfg, device)
+    if ALGORITHMS[cfg.algo.name][1] and task.game is None:
+        raise SetupError(f"algo={cfg.algo.name} needs the game's model, and {cfg.env.id} has none: use algo=spg or algo=pg")
+    horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
+    leader, follower, algorithm = build_algorithm(cfg, task, device)
+    sampler = Sampler(task.env, seed=cfg.seed)
+
+    start, env_steps = 0, 0
+    resume_from = _resume_path(cfg, run_dir)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
+        _restore(state, resume_from, leader, follower, algorithm, sampler)
+        start, env_steps = int(state["iteration"]), int(state["env_steps"])
+        log.info("resumed from %s at iteration %d", resume_from, start)
+    logger = RunLogger(run_dir, purge_step=start if resume_from is not None else None)
+    if start == 0:
+        logger.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
+    _describe(cfg, task, horizon, run_dir)
+
+    checkpoints = run_dir / "checkpoints"
+    iterations = cfg.trainer.iterations
+    uses_samples = not algorithm.exact
+    bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc="spg")
+    started = time.perf_counter()
+    metrics: dict[str, float] = {}
+    for iteration in range(start, iterations):
+        tick = time.perf_counter()
+        steps_before = env_steps
+
+        def data():
+            nonlocal env_steps
+            if not uses_samples:
+                return task.game
+            batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
+            env_steps += batch.env_steps
+            return batch
+
+        for _ in range(cfg.algo.follower_steps - 1):
+            algorithm.follower_step(data())
+        batch = data()
+        evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
+        reference = _exact_reference(task, algorithm) if evaluating and uses_samples and task.game is not None else None
+        result = algorithm.step(batch)
+        metrics = dict(result.metrics)
+        if uses_samples:
+            for name, returns in zip(("leader", "follower"), batch.discounted_returns(task.gamma)):
+                metrics[f"{name}/return"] = float(returns.mean())
+        elapsed = time.perf_counter() - tick
+        metrics["charts/env_steps"] = float(env_steps)
+        metrics["charts/env_steps_per_second"] = (env_steps - steps_before) / elapsed
+        metrics["charts/iterations_per_second"] = 1.0 / elapsed
+        if evaluating:
+            if task.game is not None:
+                metrics.update(exact_metrics(task.game, leader, follower, cfg.algo.lam))
+            if reference is not None:
+                metrics["estimator/cosine_to_exact"] = float(
+                    torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0)
+                )
+            logger.policy_heatmaps(leader.probs(), follower.probs(), iteration + 1)
+        logger.scalars(metrics, iteration + 1)
+        if (iteration + 1) % cfg.trainer.checkpoint_every == 0 or iteration + 1 == iterations:
+            state = _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration + 1, env_steps)
+            save_checkpoint(checkpoints / "last.pt", state)
+            if (iteration + 1) % cfg.trainer.checkpoint_every == 0:
+                save_checkpoint(checkpoints / f"iteration_{iteration + 1:06d}.pt", state)
+        bar.update(1)
+        bar.set_postfix(_postfix(metrics), refresh=False)
+    bar.close()
+
+    final = _final_metrics(cfg, task, leader, follower, horizon, start, env_steps, time.perf_counter() - started)
+    save_json(run_dir / "metrics.json", final)
+    logger.hparams(_hparams(cfg), {k: v for k, v in final.items() if isinstance(v, float) and math.isfinite(v)})
+    logger.close()
+    task.env.close()
+    _summary(cfg, final)
+    return final
+
+
+def _exact_reference(task: Task, algorithm: TwoTimescalePolicyGradient) -> torch.Tensor:
+    """The exact direction the sampled one estimates, at the current (pre-update) policies."""
+    d = exact.exact_leader_direction(
+        task.game,
+        algorithm.leader.logits,
+        algorithm.follower.logits,
+        algorithm.lam,
+        damping=algorithm.cg.damping,
+        cg_tol=1e-10,
+    )
+    return d.total if algorithm.stackelberg else d.direct
+
+
+def _postfix(metrics: dict[str, float]) -> dict[str, str]:
+    keys = {"leader/return": "R1", "follower/return": "R2", "game/J": "J"}
+    return {short: f"{metrics[key]:.4g}" for key, short in keys.items() if key in metrics}
+
+
+def _final_metrics(cfg, task, leader, follower, horizon, start, env_steps, seconds) -> dict[str, Any]:
+    final: dict[str, Any] = {
+        "algorithm": cfg.algo.name,
+        "iterations": int(cfg.trainer.iterations),
+        "env_steps": int(env_steps),
+        "seconds": seconds,
+        "horizon": int(horizon),
+        "truncation_bias_bound": task.game.truncation_bias(horizon) if task.game is not None else None,
+    }
+    if task.game is not None:
+        final.update(exact_metrics(task.game, leader, follower, cfg.algo.lam))
+        sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, seed=cfg.seed + 1)
+        final["evaluation_start"] = "rho"
+    else:
+        sampler = Sampler(task.env, seed=cfg.seed + 1)
+        final["evaluation_start"] = "the env's reset distribution"
+    final.update(monte_carlo_returns(sampler, leader, follower, cfg.trainer.eval_episodes, horizon, task.gamma))
+    return final
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "algo": cfg.algo.name,
+        "lam": cfg.algo.lam,
+        "leader_lr": cfg.algo.leader.lr,
+        "follower_lr": cfg.algo.follower.lr,
+        "batch_size": cfg.trainer.batch_size,
+        "seed": cfg.seed,
+        "env": cfg.env.id if cfg.env.kind == "gym" else str(cfg.env.path),
+    }
+
+
+def _describe(cfg: DictConfig, task: Task, horizon: int, run_dir: Path) -> None:
+    log.info("run directory: %s", run_dir)
+    env = cfg.env.id if cfg.env.kind == "gym" else cfg.env.path
+    log.info(
+        "%s on %s: S=%d, A1=%d, A2=%d, gamma=%g, lam=%g, horizon=%d, batch=%d",
+        cfg.algo.name, env, task.num_states, *task.num_actions, task.gamma, cfg.algo.lam, horizon, cfg.trainer.batch_size,
+    )
+    if task.game is not None:
+        mu = "rho (full support)" if torch.equal(task.game.mu, task.game.rho) else "mu != rho"
+        log.info("training rollouts start from %s; J is judged at rho; truncation bias <= %.2e", mu, task.game.truncation_bias(horizon))
+
+
+def _summary(cfg: DictConfig, final: dict[str, Any]) -> None:
+    rows = [("algorithm", final["algorithm"]), ("iterations", final["iterations"]), ("env steps", final["env_steps"])]
+    rows.append(("wall time [s]", f"{final['seconds']:.1f}"))
+    if "game/J" in final:
+        rows += [
+            ("J = V1(pi1, B(pi1))(rho)", f"{final['game/J']:.6g}"),
+            ("leader value (rho)", f"{final['game/leader_value']:.6g}"),
+            ("follower value V2^lam (rho)", f"{final['game/follower_value']:.6g}"),
+            ("follower best-response gap", f"{final['game/best_response_gap']:.3g}"),
+        ]
+    for player in ("leader", "follower"):
+        rows.append((f"{player} return (MC, rewards only)", f"{final[f'{player}/return']:.6g} +- {final[f'{player}/return_se']:.2g}"))
+    width = max(len(name) for name, _ in rows)
+    log.info("final results\n" + "\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
+
+
+def _hydra_output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        raise SetupError("train(cfg) outside Hydra needs run_dir=...")
+    return Path(HydraConfig.get().runtime.output_dir)
