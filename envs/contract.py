@@ -8,6 +8,7 @@ reward a float32 array ``[r_leader, r_follower]``. Gymnasium's ``SyncVectorEnv``
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -57,6 +58,21 @@ class RewardPairInInfo(gym.Wrapper):
         return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
 
 
+def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The spec of ``env_id``; the ``"module:Name-v0"`` form imports ``module`` first (which
+    registers ``Name-v0``). Unknown ids and modules are a :class:`ContractError`."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ContractError(f"cannot import module {module!r} of env id {env_id!r}: {error}") from error
+    try:
+        return gym.spec(name)
+    except gym.error.Error as error:
+        raise ContractError(f"unknown environment id {env_id!r}: {error}") from error
+
+
 def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
     """A vector env for a registered id (``"module:Name-v0"`` imports ``module`` first).
 
@@ -64,10 +80,8 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     ``sync`` or ``async`` (Gymnasium's vectorisers over :class:`RewardPairInInfo`-wrapped copies,
     ``async`` in subprocesses), or ``auto`` (native when the id has one, else sync).
     """
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error as error:
-        raise ContractError(f"unknown environment id {env_id!r}: {error}") from error
+    spec = find_spec(env_id)
+    env_id = spec.id
     if vectorization == "auto":
         vectorization = "native" if spec.vector_entry_point is not None else "sync"
     if vectorization == "native":

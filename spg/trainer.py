@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from envs.contract import ContractError, make_vector_env
+from envs.contract import ContractError, find_spec, make_vector_env
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
 from spg.algorithms import ALGORITHMS, OPTIMIZERS, CGSettings, TwoTimescalePolicyGradient
@@ -82,7 +82,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
             env = TabularVectorEnv(game, native_copies)
         elif env_cfg.kind == "gym":
             kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
-            native = gym.spec(env_cfg.id).vector_entry_point is not None if _known_id(env_cfg.id) else False
+            native = find_spec(env_cfg.id).vector_entry_point is not None
             copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or 8)
             env = make_vector_env(env_cfg.id, copies, env_cfg.vectorization, **kwargs)
             if isinstance(env, TabularVectorEnv):
@@ -91,13 +91,13 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                     env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
                     game = env.game
             else:
-                probe = gym.make(env_cfg.id, **kwargs)
+                probe = gym.make(find_spec(env_cfg.id).id, **kwargs)
                 game = getattr(probe.unwrapped, "game", None)
                 probe.close()
                 game = game.to(device) if isinstance(game, TabularGame) else None
         else:
             raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
-    except (ContractError, gym.error.Error, ModuleNotFoundError, TypeError) as error:
+    except (ContractError, gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:
         raise
@@ -111,14 +111,6 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
         gamma = float(env_cfg.gamma)
     S, A1, A2 = env.single_observation_space.n, *(int(n) for n in env.single_action_space.nvec)
     return Task(env, game, gamma, int(S), (A1, A2))
-
-
-def _known_id(env_id: str) -> bool:
-    try:
-        gym.spec(env_id)
-        return True
-    except (gym.error.Error, ModuleNotFoundError):
-        return False
 
 
 def check_config(cfg: DictConfig) -> None:

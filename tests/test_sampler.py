@@ -90,7 +90,7 @@ def test_episodes_that_end_early_are_masked():
     [
         ("test/BoxObservation-v0", r"observation_space Discrete\(S\).*got observation_space Box"),
         ("test/DiscreteAction-v0", r"MultiDiscrete\(\[A1, A2\]\).*got action_space Discrete\(4\)"),
-        ("no_such_module:Nothing-v0", r"unknown environment id"),
+        ("no_such_module:Nothing-v0", r"cannot import module .no_such_module."),
         ("test/Nothing-v0", r"unknown environment id"),
     ],
 )

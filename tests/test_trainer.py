@@ -1,0 +1,183 @@
+"""The trainer in-process (``train(cfg)``) and as ``scripts/train.py``: every algorithm, the run
+directory, TensorBoard tags, custom envs, resume, crashes, sweeps and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from spg.config import register_configs
+from spg.game import random_game
+from spg.trainer import SetupError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "env.kwargs.num_states=3",
+    "env.kwargs.num_leader_actions=2",
+    "env.kwargs.num_follower_actions=2",
+    "trainer.iterations=6",
+    "trainer.batch_size=32",
+    "trainer.horizon=12",
+    "trainer.eval_every=3",
+    "trainer.checkpoint_every=2",
+    "trainer.eval_episodes=50",
+    "trainer.progress=false",
+]
+
+
+def config(*overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run_script(*args, cwd=ROOT, env=None, **kwargs):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=300, **kwargs,
+    )
+
+
+@pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg"])
+def test_every_algorithm_trains_and_writes_its_run_directory(algo, tmp_path):
+    final = train(config(f"algo={algo}", *TINY), run_dir=tmp_path)
+    assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"game/J", "game/best_response_gap", "leader/return"}
+    assert np.isfinite(final["game/J"])
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["iteration"] == 6 and state["leader"]["logits"].shape == (3, 2)
+    assert {"follower", "algorithm", "env_steps", "rng", "config"} <= set(state)
+    assert (tmp_path / "checkpoints" / "iteration_000004.pt").is_file()
+    assert (state["env_steps"] > 0) == (not algo.startswith("exact"))
+
+
+def test_tensorboard_event_files_hold_the_main_tags(tmp_path):
+    train(config("algo=spg", *TINY), run_dir=tmp_path)
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    expected = {
+        "leader/return", "follower/return", "game/J", "game/leader_value", "game/follower_value",
+        "game/best_response_gap", "leader/direct_norm", "leader/implicit_norm", "estimator/cosine_to_exact",
+        "cg/iterations", "cg/residual", "charts/leader_lr", "charts/follower_lr", "charts/env_steps_per_second",
+    }
+    assert expected <= scalars, expected - scalars
+    assert [e.step for e in events.Scalars("game/J")] == [3, 6]
+    assert {"leader/policy", "follower/policy"} <= set(events.Tags()["images"])
+
+
+def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
+    (tmp_path / "my_game_module.py").write_text(
+        "import gymnasium as gym, numpy as np\n"
+        "class Coordination(gym.Env):\n"
+        "    observation_space = gym.spaces.Discrete(2)\n"
+        "    action_space = gym.spaces.MultiDiscrete([2, 2])\n"
+        "    def reset(self, *, seed=None, options=None):\n"
+        "        super().reset(seed=seed)\n"
+        "        self.s = 0\n"
+        "        return self.s, {}\n"
+        "    def step(self, action):\n"
+        "        a1, a2 = int(action[0]), int(action[1])\n"
+        "        self.s = int(self.np_random.integers(2))\n"
+        "        return self.s, np.array([a1 == a2, a2], dtype=np.float32), False, False, {}\n"
+        "gym.register('Coordination-v0', entry_point=Coordination)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    overrides = ["env=gym", "env.id=my_game_module:Coordination-v0", "env.gamma=0.5", "env.num_envs=4"]
+    final = train(config(*overrides, *TINY[3:]), run_dir=tmp_path / "run")
+    assert "game/J" not in final and np.isfinite(final["leader/return"])
+    with pytest.raises(SetupError, match="needs the game's model"):
+        train(config(*overrides, "algo=exact_spg", *TINY[3:]), run_dir=tmp_path / "run2")
+    with pytest.raises(SetupError, match="set its discount with env.gamma"):
+        train(config("env=gym", "env.id=my_game_module:Coordination-v0", *TINY[3:]), run_dir=tmp_path / "run3")
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    train(config(*TINY), run_dir=tmp_path / "whole")
+    first = [o for o in TINY if not o.startswith("trainer.iterations")] + ["trainer.iterations=4"]
+    train(config(*first), run_dir=tmp_path / "split")
+    train(config(*TINY, "trainer.resume=auto"), run_dir=tmp_path / "split")
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
+    for player in ("leader", "follower"):
+        assert torch.equal(whole[player]["logits"], split[player]["logits"])
+    assert whole["env_steps"] == split["env_steps"]
+
+
+def test_resume_from_a_checkpoint_of_another_game_is_refused(tmp_path):
+    train(config(*TINY), run_dir=tmp_path / "a")
+    last = tmp_path / "a" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    with pytest.raises(SetupError, match=r"shape \[S, A\] = \[3, 2\].*needs \[4, 2\]"):
+        train(config(*TINY, "env.kwargs.num_states=4", f"trainer.resume={last}"), run_dir=tmp_path / "b")
+    assert last.read_bytes() == before
+
+
+def test_unknown_key_and_wrong_type_are_rejected():
+    with pytest.raises(ConfigCompositionException, match="trainer.batchsize"):
+        config("trainer.batchsize=3")
+    with pytest.raises(ConfigCompositionException, match="trainer.iterations"):
+        config("trainer.iterations=many")
+
+
+def test_subprocess_run_with_overrides_and_bad_inputs(tmp_path):
+    ok = run_script(*TINY, "algo=pg", f"hydra.run.dir={tmp_path / 'ok'}")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "ok" / ".hydra" / "config.yaml").is_file() and (tmp_path / "ok" / "metrics.json").is_file()
+    assert "final results" in ok.stdout + ok.stderr
+
+    bad = random_game(2, 1, 1)
+    P = bad.P.numpy().copy()
+    P[1, 0, 0] = [0.3, 0.3]
+    np.savez(tmp_path / "bad.npz", P=P, R1=bad.R1.numpy(), R2=bad.R2.numpy(), gamma=0.9, rho=bad.rho.numpy())
+    cases = [
+        (["env=file", f"env.path={tmp_path / 'bad.npz'}"], r"P[1, 0, 0, :] sums to 0.6"),
+        (["env=file", f"env.path={tmp_path / 'missing.npz'}"], "cannot read game file"),
+        (["env=gym", "env.id=spg/NoSuchGame-v0"], "cannot make env 'spg/NoSuchGame-v0'"),
+        (["trainer.batch_size=-4"], "trainer.batch_size = -4"),
+        (["trainer.horizon=-1"], "trainer.horizon = -1"),
+    ]
+    for overrides, message in cases:
+        run = run_script(*TINY[3:], *overrides, f"hydra.run.dir={tmp_path / 'bad_run'}")
+        output = run.stdout + run.stderr
+        assert run.returncode == 1, output
+        assert message in output and "Traceback" not in output, output
+    unknown = run_script("trainer.nonsense=1", f"hydra.run.dir={tmp_path / 'unknown'}")
+    assert unknown.returncode == 1 and "nonsense" in unknown.stderr and not (tmp_path / "unknown" / "metrics.json").exists()
+
+
+def test_multirun_with_two_seeds_writes_two_run_directories(tmp_path):
+    run = run_script("-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert run.returncode == 0, run.stderr
+    for job in ("0", "1"):
+        assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
+    seeds = [json.loads((tmp_path / j / "metrics.json").read_text())["leader/return"] for j in ("0", "1")]
+    assert seeds[0] != seeds[1]
+
+
+def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
+    run_dir = tmp_path / "killed"
+    slow = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
+    args = [*slow, "trainer.iterations=100000", "trainer.checkpoint_every=1", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.is_file() and torch.load(last, weights_only=True)["iteration"] >= 5):
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    state = torch.load(last, weights_only=True)
+    assert 5 <= state["iteration"] < 100000
+    resumed = run_script(*slow, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(last, weights_only=True)["iteration"] == state["iteration"] + 2
