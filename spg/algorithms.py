@@ -36,7 +36,7 @@ class CGSettings:
 
     iterations: int = 20
     tol: float = 1e-3
-    damping: float = 1e-3
+    damping: float = 0.05
     warm_start: bool = True
 
 

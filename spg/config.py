@@ -42,7 +42,7 @@ class CGConfigSchema:
 
     iters: int = 20
     tol: float = 1e-3
-    damping: float = 1e-3
+    damping: float = 0.05
     warm_start: bool = True
 
 

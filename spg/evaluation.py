@@ -4,11 +4,14 @@ returns with standard errors always."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
+from spg.checkpoint import load_checkpoint
 from spg.game import TabularGame
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
@@ -43,3 +46,42 @@ def monte_carlo_returns(
 def evaluation_sampler(game: TabularGame, episodes: int, seed: int) -> Sampler:
     """A sampler whose episodes start from ``rho``, the distribution ``J`` is judged on."""
     return Sampler(TabularVectorEnv(game, episodes, start="rho"), seed=seed)
+
+
+def load_run(path: str | Path) -> tuple[DictConfig, dict]:
+    """The resolved config and the checkpoint of a run directory or of a checkpoint file.
+
+    The config comes from the run's ``.hydra/config.yaml`` when it exists, else from the
+    checkpoint itself."""
+    path = Path(path)
+    checkpoint_path = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    state = load_checkpoint(checkpoint_path)
+    run_dir = checkpoint_path.parent.parent
+    hydra_config = run_dir / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(hydra_config) if hydra_config.is_file() else OmegaConf.create(state["config"])
+    return cfg, state
+
+
+def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, device: str = "cpu") -> dict:
+    """Exact ``J``, values and best-response gap where the run's game has a model; Monte Carlo
+    returns with standard errors; both policies per state."""
+    from spg.trainer import auto_horizon, make_task  # the trainer builds tasks; avoid an import cycle
+
+    cfg, state = load_run(path)
+    task = make_task(cfg, torch.device(device))
+    S, (A1, A2) = task.num_states, task.num_actions
+    leader = TabularSoftmaxPolicy(S, A1, logits=state["leader"]["logits"])
+    follower = TabularSoftmaxPolicy(S, A2, logits=state["follower"]["logits"])
+    lam = float(cfg.algo.lam)
+    horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
+    result: dict = {"checkpoint_iteration": int(state["iteration"]), "algorithm": cfg.algo.name, "lam": lam}
+    if task.game is not None:
+        result.update(exact_metrics(task.game, leader, follower, lam))
+        sampler = evaluation_sampler(task.game, episodes, seed)
+    else:
+        sampler = Sampler(task.env, seed=seed)
+    result.update(monte_carlo_returns(sampler, leader, follower, episodes, horizon, task.gamma))
+    result["leader_policy"] = leader.probs().detach().cpu().tolist()
+    result["follower_policy"] = follower.probs().detach().cpu().tolist()
+    task.env.close()
+    return result

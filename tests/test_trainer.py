@@ -181,3 +181,12 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
     resumed = run_script(*slow, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(last, weights_only=True)["iteration"] == state["iteration"] + 2
+
+
+@pytest.mark.parametrize("launcher, plugin", [("joblib", "hydra_joblib_launcher"), ("submitit_local", "hydra_submitit_launcher")])
+def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, tmp_path):
+    pytest.importorskip(f"hydra_plugins.{plugin}", reason="pip install -e .[sweep]")
+    run = run_script("-m", "seed=0,1", f"hydra/launcher={launcher}", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert run.returncode == 0, run.stderr
+    for job in ("0", "1"):
+        assert (tmp_path / job / "checkpoints" / "last.pt").is_file()

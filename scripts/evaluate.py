@@ -1,0 +1,54 @@
+"""Evaluate a trained run: ``python scripts/evaluate.py RUN_DIR_OR_CHECKPOINT [--episodes N] [--json]``.
+
+Prints the exact J, both values and the follower's best-response gap where the game has a model,
+Monte Carlo returns with standard errors (episodes from rho), and both policies per state.
+"""
+
+import argparse
+import json
+import sys
+
+from spg.evaluation import evaluate_run
+from spg.trainer import SetupError
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a run directory (with checkpoints/last.pt) or a checkpoint file")
+    parser.add_argument("--episodes", type=int, default=5000, help="Monte Carlo episodes (default 5000)")
+    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    args = parser.parse_args()
+    try:
+        result = evaluate_run(args.path, episodes=args.episodes, seed=args.seed, device=args.device)
+    except (SetupError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['algorithm']} (lam = {result['lam']:g}) at iteration {result['checkpoint_iteration']}")
+    rows = []
+    if "game/J" in result:
+        rows += [
+            ("J = V1(pi1, B(pi1))(rho)", f"{result['game/J']:.6g}"),
+            ("leader value V1 (rho)", f"{result['game/leader_value']:.6g}"),
+            ("follower value V2^lam (rho)", f"{result['game/follower_value']:.6g}"),
+            ("follower best-response gap", f"{result['game/best_response_gap']:.3g}"),
+        ]
+    for player in ("leader", "follower"):
+        rows.append((f"{player} return (MC)", f"{result[f'{player}/return']:.6g} +- {result[f'{player}/return_se']:.2g}"))
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
+    for player in ("leader", "follower"):
+        policy = result[f"{player}_policy"]
+        print(f"\n{player} policy pi(a|s)")
+        print("  state  " + "  ".join(f"a={a:<5d}" for a in range(len(policy[0]))))
+        for s, row in enumerate(policy):
+            print(f"  {s:5d}  " + "  ".join(f"{p:7.4f}" for p in row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
