@@ -7,6 +7,9 @@
 
 Both players move from the same ``(theta1_t, theta2_t)`` (eqs. 8-9), by gradient *ascent* with
 step sizes ``alpha_t`` and ``beta_t`` (plain ascent is SGD without momentum; Adam is available).
+``max_leader_norm`` optionally clips the leader's direction (a trust region: sampled estimates of
+eq. 19 are heavy-tailed where the follower Hessian is nearly singular); clipping rescales the
+direction and so leaves the stationary points unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class CGSettings:
 
     iterations: int = 20
     tol: float = 1e-3
-    damping: float = 0.05
+    damping: float = 1e-3
     warm_start: bool = True
 
 
@@ -75,6 +78,7 @@ class TwoTimescalePolicyGradient:
         cg: CGSettings | None = None,
         sub_batches: int = 1,
         baseline: bool = True,
+        max_leader_norm: float | None = None,
     ) -> None:
         if name not in ALGORITHMS:
             raise ValueError(f"algorithm {name!r} is unknown: choose one of {', '.join(ALGORITHMS)}")
@@ -98,6 +102,7 @@ class TwoTimescalePolicyGradient:
         check_two_timescales(leader_step, follower_step)
         self.cg = cg if cg is not None else (CGSettings(iterations=500, tol=1e-10, damping=0.0) if self.exact else CGSettings())
         self.sub_batches, self.baseline = sub_batches, baseline
+        self.max_leader_norm = max_leader_norm
         make = OPTIMIZERS[optimizer]
         self.leader_optimizer = make(leader.parameters(), lr=leader_step(0), maximize=True)
         self.follower_optimizer = make(follower.parameters(), lr=follower_step(0), maximize=True)
@@ -181,6 +186,8 @@ class TwoTimescalePolicyGradient:
         if not self.exact:
             metrics["leader/surrogate_value"] = float(v1.detach())
             metrics["follower/surrogate_value"] = float(v2.detach())
+        if self.max_leader_norm is not None and metrics["leader/direction_norm"] > self.max_leader_norm:
+            direction = direction * (self.max_leader_norm / metrics["leader/direction_norm"])
         self._apply(direction, g2)
         return StepResult(metrics, direction.detach(), g2.detach())
 

@@ -42,7 +42,7 @@ class CGConfigSchema:
 
     iters: int = 20
     tol: float = 1e-3
-    damping: float = 0.05
+    damping: float = 1e-3
     warm_start: bool = True
 
 
@@ -59,6 +59,7 @@ class AlgoConfig:
     cg: CGConfigSchema = field(default_factory=CGConfigSchema)
     sub_batches: int = 1
     baseline: bool = True
+    max_leader_norm: Optional[float] = None
 
 
 @dataclass

@@ -104,11 +104,16 @@ class Sampler:
             obs, _ = self.env.reset(seed=self._reset_seed())
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
+        # the policies are fixed during a rollout: tabulate their CDFs once, draw all uniforms at once
+        leader_cdf = torch.cumsum(leader.probs().detach(), -1).to(self.device)
+        follower_cdf = torch.cumsum(follower.probs().detach(), -1).to(self.device)
+        uniforms = torch.rand(horizon, 2, n, 1, generator=self.generator, dtype=leader_cdf.dtype, device=self.device)
         for t in range(horizon):
             if not alive.any():
                 mask[:, t:] = False
                 break
-            a1, a2 = leader.sample(s, self.generator), follower.sample(s, self.generator)
+            a1 = _inverse_cdf(leader_cdf, s, uniforms[t, 0])
+            a2 = _inverse_cdf(follower_cdf, s, uniforms[t, 1])
             states[:, t], leader_actions[:, t], follower_actions[:, t] = s, a1, a2
             mask[:, t] = alive
             if self.native:
@@ -135,6 +140,11 @@ class Sampler:
             as_bool(terminated),
             as_bool(truncated),
         )
+
+
+def _inverse_cdf(cdf: torch.Tensor, states: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Actions ``a ~ pi(.|s)`` from the tabulated CDF ``[S, A]`` and uniforms ``u [N, 1]``."""
+    return (cdf[states] < u).sum(-1).clamp_max_(cdf.shape[-1] - 1)
 
 
 def _astuple(batch: Batch) -> tuple[torch.Tensor, ...]:

@@ -156,6 +156,7 @@ def build_algorithm(cfg: DictConfig, task: Task, device: torch.device):
         cg=CGSettings(iterations=a.cg.iters, tol=a.cg.tol, damping=a.cg.damping, warm_start=a.cg.warm_start),
         sub_batches=a.get("sub_batches", 1),
         baseline=a.get("baseline", True),
+        max_leader_norm=a.get("max_leader_norm"),
     )
     return leader, follower, algorithm
 

@@ -139,3 +139,11 @@ def test_sub_batches_give_independent_factors():
         warnings.simplefilter("error")
         result = algo.step(batch)
     assert torch.isfinite(result.leader_direction).all() and result.metrics["cg/iterations"] >= 0
+
+
+def test_max_leader_norm_clips_the_leader_step():
+    game = random_game(3, 2, 2, seed=4)
+    leader, _, algo = learner(game, "exact_spg", 0.2, 0.5, 1.0, max_leader_norm=1e-3)
+    result = algo.step(game)
+    assert result.metrics["leader/direction_norm"] > 1e-3
+    assert float(leader.logits.detach().norm()) == pytest.approx(0.5 * 1e-3, rel=1e-9)

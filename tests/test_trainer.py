@@ -190,3 +190,27 @@ def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, tmp_path):
     assert run.returncode == 0, run.stderr
     for job in ("0", "1"):
         assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
+
+
+def test_evaluate_and_plot_scripts(tmp_path):
+    for seed in (0, 1):
+        train(config(*TINY, f"seed={seed}"), run_dir=tmp_path / "sweep" / str(seed))
+    evaluation = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "sweep" / "0"), "--episodes", "200", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    result = json.loads(evaluation.stdout)
+    saved = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
+    assert result["game/J"] == pytest.approx(saved["game/J"], rel=1e-12)
+    assert len(result["leader_policy"]) == 3 and result["leader/return_se"] > 0
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "sweep" / "1" / "checkpoints" / "last.pt")],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and "best-response gap" in table.stdout and "leader policy" in table.stdout
+    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "nothing")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    plot = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot.py"), str(tmp_path / "sweep"), "--out", str(tmp_path / "c.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert plot.returncode == 0, plot.stderr
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 runs" in plot.stdout
