@@ -89,8 +89,14 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
             raise ContractError(f"{env_id} has no native vector env; use vectorization=sync or async")
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     elif vectorization in ("sync", "async"):
+        # the contract is checked here; Gymnasium's passive checker would only warn about the reward pair
         env = gym.make_vec(
-            env_id, num_envs=num_envs, vectorization_mode=vectorization, wrappers=[RewardPairInInfo], **kwargs
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=vectorization,
+            wrappers=[RewardPairInInfo],
+            disable_env_checker=True,
+            **kwargs,
         )
     else:
         raise ValueError(f"vectorization = {vectorization!r}: choose auto, native, sync or async")
