@@ -7,6 +7,9 @@ from typing import Callable
 
 from envs.stochastic_game import StochasticGameEnv
 from envs.tabular_vector import TabularVectorEnv
+from envs.epidemic import epidemic_game
+from envs.matrix_games import MATRIX_GAMES, MatrixGameSpec
+from envs.patrolling import patrolling_game
 from spg.game import TabularGame, matrix_game, random_game
 
 # Conitzer and Sandholm (2006), "Computing the optimal strategy to commit to", Fig. 1: the
@@ -49,6 +52,14 @@ def _random(
     )
 
 
+def _named_matrix(spec: MatrixGameSpec) -> Callable[..., TabularGame]:
+    def build(gamma: float = 0.0) -> TabularGame:
+        return matrix_game(spec.leader_payoff, spec.follower_payoff, gamma=gamma)
+
+    build.__doc__ = f"{spec.name}: {spec.note} Source: {spec.source}"
+    return build
+
+
 def single_entry_point(build_game: Callable[..., TabularGame]) -> Callable[..., StochasticGameEnv]:
     def make_env(*, start: str = "mu", **game_kwargs) -> StochasticGameEnv:
         return StochasticGameEnv(build_game(**game_kwargs), start=start)
@@ -70,4 +81,10 @@ GAME_BUILDERS: dict[str, Callable[..., TabularGame]] = {
     "spg/GameFile-v0": _game_file,
     "spg/MatrixGame-v0": _matrix,
     "spg/RandomGame-v0": _random,
+    "spg/Patrolling-v0": patrolling_game,
+    "spg/EpidemicTesting-v0": epidemic_game,
+    **{f"spg/{name}-v0": _named_matrix(spec) for name, spec in MATRIX_GAMES.items()},
 }
+
+# the games with reference solutions (scripts/reference.py, README results table)
+BENCHMARK_GAMES = [f"spg/{name}-v0" for name in MATRIX_GAMES] + ["spg/Patrolling-v0", "spg/EpidemicTesting-v0"]

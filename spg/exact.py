@@ -177,3 +177,33 @@ def best_response_gap(
         best = d @ policy_values(game, pi1, response.probs, lam).v2
         current = d @ policy_values(game, pi1, pi2, lam).v2
     return float(best - current)
+
+
+def implicit_best_response(game: TabularGame, theta1: torch.Tensor, lam: float) -> torch.Tensor:
+    """The soft best response's logits ``Q*/lam`` with first derivatives in ``theta1`` by implicit
+    differentiation of the soft Bellman fixed point ``Q = T(Q, theta1)``:
+    ``dQ*/dtheta1 = (I - gamma P^pi1 Pi2)^-1 dT/dtheta1`` (a dense ``S A2`` solve). An
+    independent route to ``grad J`` (eq. 18), used for reference solutions and as a check of eq. (19)."""
+    if lam <= 0:
+        raise ValueError(f"lam = {lam}: the implicit best response needs lam > 0")
+    pi1 = torch.softmax(theta1, -1)
+    response = soft_best_response(game, pi1.detach(), lam)
+    q, pi2 = response.q, response.probs
+    S, A2 = q.shape
+    P2, R2 = averaged_mdp(game, pi1)
+    v = lam * torch.logsumexp(q / lam, -1)  # the soft value of the fixed point (no graph)
+    backup = R2 + game.gamma * P2 @ v  # T(Q*, theta1), differentiable in theta1
+    with torch.no_grad():
+        expectation = torch.zeros(S, S * A2, dtype=q.dtype, device=q.device)
+        expectation[torch.arange(S).repeat_interleave(A2), torch.arange(S * A2)] = pi2.reshape(-1)
+        M = torch.eye(S * A2, dtype=q.dtype, device=q.device) - game.gamma * P2.detach().reshape(S * A2, S) @ expectation
+        M_inverse = torch.linalg.inv(M)
+    q_out = q + (M_inverse @ (backup - backup.detach()).reshape(-1)).reshape(S, A2)
+    return q_out / lam - (q_out / lam).mean(-1, keepdim=True)
+
+
+def differentiable_stackelberg_objective(game: TabularGame, theta1: torch.Tensor, lam: float) -> torch.Tensor:
+    """``J(theta1)`` as a scalar whose gradient is ``grad J`` (first order only)."""
+    pi1 = torch.softmax(theta1, -1)
+    pi2 = torch.softmax(implicit_best_response(game, theta1, lam), -1)
+    return game.rho @ policy_values(game, pi1, pi2, lam).v1

@@ -156,3 +156,14 @@ def test_exact_direction_cg_reports_nonpositive_curvature_away_from_best_respons
         assert torch.isfinite(d.total).all()
         found |= d.cg.nonpositive_curvature
     assert found
+
+
+def test_eq_19_matches_implicit_differentiation_of_the_soft_bellman_fixed_point():
+    game = random_game(7, 3, 4, seed=9, gamma=0.85)
+    theta1 = logits(7, 3, 5).requires_grad_()
+    (grad_J,) = torch.autograd.grad(exact.differentiable_stackelberg_objective(game, theta1, LAM), theta1)
+    assert float(exact.differentiable_stackelberg_objective(game, theta1, LAM).detach()) == pytest.approx(
+        exact.stackelberg_objective(game, theta1, LAM), rel=1e-12
+    )
+    direction = exact.stackelberg_gradient(game, theta1.detach(), LAM)
+    assert torch.allclose(direction.total, grad_J, atol=1e-8, rtol=1e-6)
