@@ -11,6 +11,7 @@ from envs.epidemic import epidemic_game
 from envs.matrix_games import MATRIX_GAMES, MatrixGameSpec
 from envs.patrolling import patrolling_game
 from spg.game import TabularGame, matrix_game, random_game
+from spg.sparse_game import SparseTabularGame, load_game, random_sparse_game
 
 # Conitzer and Sandholm (2006), "Computing the optimal strategy to commit to", Fig. 1: the
 # leader's row U dominates, so every Nash payoff is 2, yet committing to (1/2, 1/2) earns 3.5.
@@ -22,8 +23,8 @@ def _given_game(game: TabularGame) -> TabularGame:
     return game
 
 
-def _game_file(path: str) -> TabularGame:
-    return TabularGame.from_npz(path)
+def _game_file(path: str) -> TabularGame | SparseTabularGame:
+    return load_game(path)
 
 
 def _matrix(

@@ -13,6 +13,9 @@ import gymnasium as gym
 import numpy as np
 
 from spg.game import TabularGame
+from spg.sparse_game import SparseTabularGame
+
+GAME_TYPES = (TabularGame, SparseTabularGame)
 
 START_DISTRIBUTIONS = ("mu", "rho")
 
@@ -37,16 +40,21 @@ class StochasticGameEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, game: TabularGame, *, start: str = "mu") -> None:
-        if not isinstance(game, TabularGame):
-            raise TypeError(f"StochasticGameEnv needs a spg.game.TabularGame, got {type(game).__name__}")
+    def __init__(self, game: TabularGame | SparseTabularGame, *, start: str = "mu") -> None:
+        if not isinstance(game, GAME_TYPES):
+            raise TypeError(f"StochasticGameEnv needs a TabularGame or SparseTabularGame, got {type(game).__name__}")
         self.game = game
         S, (A1, A2) = game.num_states, game.num_actions
         self.observation_space = gym.spaces.Discrete(S)
         self.action_space = gym.spaces.MultiDiscrete([A1, A2])
         self.reward_space = reward_space(game)
         self._start_cdf = np.cumsum(start_distribution(game, start).cpu().numpy())
-        self._next_cdf = np.cumsum(game.P.cpu().numpy(), axis=-1)
+        if isinstance(game, SparseTabularGame):
+            self._next_cdf = np.cumsum(game.successor_probs.cpu().numpy(), axis=-1)
+            self._successors = game.successors.cpu().numpy()
+        else:
+            self._next_cdf = np.cumsum(game.P.cpu().numpy(), axis=-1)
+            self._successors = None
         self._R = np.stack([game.R1.cpu().numpy(), game.R2.cpu().numpy()], axis=-1).astype(np.float32)
         self._state = 0
 
@@ -63,5 +71,6 @@ class StochasticGameEnv(gym.Env):
         if not (0 <= a1 < self.action_space.nvec[0] and 0 <= a2 < self.action_space.nvec[1]):
             raise ValueError(f"action {tuple(action)} is outside MultiDiscrete({self.action_space.nvec.tolist()})")
         reward = self._R[self._state, a1, a2].copy()
-        self._state = self._draw(self._next_cdf[self._state, a1, a2])
+        k = self._draw(self._next_cdf[self._state, a1, a2])
+        self._state = k if self._successors is None else int(self._successors[self._state, a1, a2, k])
         return self._state, reward, False, False, {}

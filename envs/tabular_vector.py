@@ -1,9 +1,10 @@
 """A natively vectorised Gymnasium ``VectorEnv`` over one tabular game: all copies step together
 with batched torch ops on the game's device.
 
-Successors are drawn in O(log(S A1 A2 S)) per step, never by scanning a row of ``P``: the
-cumulative rows are laid end to end with row ``k`` shifted by ``k`` into one sorted array, and
-``searchsorted(flat, k + u)`` finds the successor of row ``k`` for a uniform ``u``.
+Successors are drawn without scanning a row of ``P``. Dense games: the cumulative rows are laid
+end to end with row ``k`` shifted by ``k`` into one sorted array, and ``searchsorted(flat, k + u)``
+finds the successor of row ``k`` for a uniform ``u`` (O(log(S A1 A2 S)) per step). Sparse games:
+the ``K`` successor probabilities of the row are inverted directly (O(K) per step, whatever ``S``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.stochastic_game import reward_space, start_distribution
+from envs.stochastic_game import GAME_TYPES, reward_space, start_distribution
 from spg.game import TabularGame
+from spg.sparse_game import SparseTabularGame
 
 
 def _shifted_cdf(probs: torch.Tensor) -> torch.Tensor:
@@ -41,10 +43,15 @@ class TabularVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(
-        self, game: TabularGame, num_envs: int, *, start: str = "mu", max_episode_steps: int | None = None
+        self,
+        game: TabularGame | SparseTabularGame,
+        num_envs: int,
+        *,
+        start: str = "mu",
+        max_episode_steps: int | None = None,
     ) -> None:
-        if not isinstance(game, TabularGame):
-            raise TypeError(f"TabularVectorEnv needs a spg.game.TabularGame, got {type(game).__name__}")
+        if not isinstance(game, GAME_TYPES):
+            raise TypeError(f"TabularVectorEnv needs a TabularGame or SparseTabularGame, got {type(game).__name__}")
         if num_envs < 1:
             raise ValueError(f"num_envs = {num_envs}: a vector env needs at least one copy")
         self.game, self.num_envs, self.max_episode_steps = game, num_envs, max_episode_steps
@@ -56,7 +63,13 @@ class TabularVectorEnv(VectorEnv):
         self.reward_space = reward_space(game)
         self.device = game.device
         self._start_flat = _shifted_cdf(start_distribution(game, start)[None])
-        self._next_flat = _shifted_cdf(game.P.reshape(S * A1 * A2, S))
+        self.sparse = isinstance(game, SparseTabularGame)
+        if self.sparse:
+            K = game.num_successors
+            self._successor_cdf = torch.cumsum(game.successor_probs.reshape(S * A1 * A2, K), -1).to(torch.float64)
+            self._successors = game.successors.reshape(S * A1 * A2, K)
+        else:
+            self._next_flat = _shifted_cdf(game.P.reshape(S * A1 * A2, S))
         self._rewards = torch.stack([game.R1, game.R2], dim=-1).reshape(S * A1 * A2, 2).to(torch.float32)
         self._generator = torch.Generator(device=self.device)
         self._generator.seed()
@@ -70,7 +83,7 @@ class TabularVectorEnv(VectorEnv):
         return self._generator
 
     def _uniform(self, n: int) -> torch.Tensor:
-        return torch.rand(n, generator=self._generator, dtype=self._next_flat.dtype, device=self.device)
+        return torch.rand(n, generator=self._generator, dtype=torch.float64, device=self.device)
 
     def _draw_starts(self, n: int) -> torch.Tensor:
         index = torch.searchsorted(self._start_flat, self._uniform(n), right=True)
@@ -89,8 +102,14 @@ class TabularVectorEnv(VectorEnv):
         S = self.game.num_states
         A1, A2 = self.game.num_actions
         row = (self.states * A1 + leader_actions) * A2 + follower_actions
-        found = torch.searchsorted(self._next_flat, row.to(self._next_flat.dtype) + self._uniform(self.num_envs), right=True)
-        next_states = torch.minimum(found - row * S, torch.full_like(found, S - 1))
+        u = self._uniform(self.num_envs)
+        if self.sparse:
+            cdf = self._successor_cdf[row]
+            k = (cdf < u[:, None] * cdf[:, -1:]).sum(-1).clamp_max_(cdf.shape[1] - 1)
+            next_states = self._successors[row, k]
+        else:
+            found = torch.searchsorted(self._next_flat, row.to(torch.float64) + u, right=True)
+            next_states = torch.minimum(found - row * S, torch.full_like(found, S - 1))
         rewards = self._rewards[row]
         restarting = self._needs_reset
         if restarting.any():  # next-step autoreset: ignore the action, restart, reward 0

@@ -7,6 +7,8 @@
   the budget is ``2 + 1.5 k``.
 - ``throughput``: sampling plus one spg update per iteration on the same setting (iterations/s).
 - ``threads``: the sampler's env steps per second with 1 and 2 torch threads.
+- ``exact``: the exact solver on a 200-state, 5x5-action game: policy evaluation, the soft best
+  response, ``J`` and the exact leader direction of eq. (19) (CG to 1e-8).
 """
 
 import argparse
@@ -96,9 +98,27 @@ def bench_threads(repeats: int) -> list[dict]:
     return rows
 
 
+def bench_exact(repeats: int, num_states: int = 200) -> dict:
+    game = random_game(num_states, A, A, seed=0, gamma=0.9)
+    generator = torch.Generator().manual_seed(0)
+    theta1 = torch.randn(num_states, A, dtype=torch.float64, generator=generator)
+    theta2 = torch.randn(num_states, A, dtype=torch.float64, generator=generator)
+    pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2, -1)
+    out = {"num_states": num_states}
+    for name, fn in {
+        "policy_values": lambda: exact.policy_values(game, pi1, pi2, LAM),
+        "soft_best_response": lambda: exact.soft_best_response(game, pi1, LAM),
+        "J": lambda: exact.stackelberg_objective(game, theta1, LAM),
+        "grad_J_eq19": lambda: exact.stackelberg_gradient(game, theta1, LAM, cg_tol=1e-8),
+    }.items():
+        t, spread = timed(fn, repeats)
+        out[name] = {"median_s": t, "spread_s": spread}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="update,throughput,threads")
+    parser.add_argument("--only", default="update,throughput,threads,exact")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -119,6 +139,12 @@ def main() -> None:
         results["threads"] = bench_threads(args.repeats)
         for r in results["threads"]:
             print(f"sampler with {r['threads']} torch thread(s): {r['env_steps_per_second'] / 1e6:.2f} M env steps/s")
+    if "exact" in sections:
+        results["exact"] = bench_exact(args.repeats)
+        print(f"exact solver, {results['exact']['num_states']} states, {A}x{A} actions (median of {args.repeats}):")
+        for name in ("policy_values", "soft_best_response", "J", "grad_J_eq19"):
+            r = results["exact"][name]
+            print(f"  {name:<20} {1e3 * r['median_s']:8.1f} ms  (spread {1e3 * r['spread_s']:.1f} ms)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

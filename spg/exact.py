@@ -8,6 +8,10 @@ Under policies ``pi1, pi2`` the game is a Markov chain ``P_pi[s, s'] = sum pi1 p
 with ``H(pi2)(s) = -sum_a pi2(a|s) log pi2(a|s)``. Values at a distribution ``d`` are ``d . V``
 (eqs. 5-6). Fixing ``pi1`` leaves the follower the averaged MDP of eqs. (13)-(14), whose unique
 soft-optimal policy ``pi2 = softmax(Q_soft / lam)`` soft policy iteration reaches.
+
+Sparse games (:class:`~spg.sparse_game.SparseTabularGame`) are evaluated by iterative methods
+(value iteration on the successor lists, to ``ITERATIVE_TOLERANCE`` in the sup norm); exact
+derivatives densify games of up to ``DENSIFY_LIMIT`` states.
 """
 
 from __future__ import annotations
@@ -17,13 +21,81 @@ from dataclasses import dataclass
 import torch
 
 from spg.game import TabularGame
+from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame
 from spg.stackelberg import LeaderDirection, leader_direction
+
+Game = TabularGame | SparseTabularGame
+ITERATIVE_TOLERANCE = 1e-8
 
 
 def entropy(pi: torch.Tensor) -> torch.Tensor:
     """``-sum_a pi log pi`` along the last axis (``0 log 0 = 0``), twice differentiable for pi > 0."""
     tiny = torch.finfo(pi.dtype).tiny
     return -(pi * torch.log(pi.clamp_min(tiny))).sum(-1)
+
+
+def dense_for_derivatives(game: Game) -> TabularGame:
+    """The dense form of a game for autograd (exact derivatives need the dense solve)."""
+    if not isinstance(game, SparseTabularGame):
+        return game
+    if game.num_states > DENSIFY_LIMIT:
+        raise ValueError(
+            f"exact derivatives need a dense model, and this sparse game has {game.num_states} states "
+            f"(> {DENSIFY_LIMIT}): use a sampled algorithm (algo=spg or algo=pg)"
+        )
+    return game.dense()
+
+
+def _joint_weights(game: SparseTabularGame, joint: torch.Tensor) -> torch.Tensor:
+    """``P_pi`` as successor weights ``[S, A1 A2 K]`` aligned with ``game.successors``."""
+    return (joint[..., None] * game.successor_probs).reshape(game.num_states, -1)
+
+
+def _fixed_point(step, v: torch.Tensor, gamma: float, tol: float, what: str, max_iterations: int = 100000) -> torch.Tensor:
+    """Iterate a ``gamma``-contraction until ``||v - v*|| <= tol`` (bound ``gamma/(1-gamma) ||dv||``)."""
+    for _ in range(max_iterations):
+        v_next = step(v)
+        change = float((v_next - v).abs().max())
+        v = v_next
+        if change * gamma <= tol * (1.0 - gamma):
+            return v
+    raise RuntimeError(f"{what} did not converge to {tol} in {max_iterations} iterations")
+
+
+@torch.no_grad()
+def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
+    joint = pi1[:, :, None] * pi2[:, None, :]
+    weights = _joint_weights(game, joint)
+    successors = game.successors.reshape(game.num_states, -1)
+    rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)])
+    values = []
+    for r in rewards:
+        step = lambda v, r=r: r + game.gamma * (weights * v[successors]).sum(-1)  # noqa: E731
+        values.append(_fixed_point(step, torch.zeros_like(r), game.gamma, ITERATIVE_TOLERANCE, "policy evaluation"))
+    v1, v2 = values
+    return PolicyValues(v1, v2, game.R1 + game.gamma * game.expected_next(v1), game.R2 + game.gamma * game.expected_next(v2))
+
+
+@torch.no_grad()
+def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float, tol: float) -> BestResponse:
+    """Soft (or hard, ``lam = 0``) value iteration on the averaged MDP from successor lists."""
+    S, (A1, A2) = game.num_states, game.num_actions
+    R2 = torch.einsum("sa,sab->sb", pi1, game.R2)
+    weights = (pi1[:, :, None, None] * game.successor_probs).transpose(1, 2).reshape(S, A2, -1)
+    successors = game.successors.transpose(1, 2).reshape(S, A2, -1)
+
+    def backup(v: torch.Tensor) -> torch.Tensor:
+        return R2 + game.gamma * (weights * v[successors]).sum(-1)
+
+    def soft_max(q: torch.Tensor) -> torch.Tensor:
+        return lam * torch.logsumexp(q / lam, -1) if lam > 0 else q.max(-1).values
+
+    v = _fixed_point(lambda v: soft_max(backup(v)), torch.zeros(S, dtype=game.dtype, device=game.device), game.gamma, tol, "soft value iteration")
+    q = backup(v)
+    if lam > 0:
+        logits = q / lam - (q / lam).mean(-1, keepdim=True)
+        return BestResponse(torch.softmax(q / lam, -1), logits, q, 0)
+    return BestResponse(torch.nn.functional.one_hot(q.argmax(-1), A2).to(game.dtype), None, q, 0)
 
 
 def markov_chain(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Tensor:
@@ -42,8 +114,10 @@ class PolicyValues:
     q2: torch.Tensor
 
 
-def policy_values(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
+def policy_values(game: Game, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
     """Exact ``V1``, ``V2^lam`` and Q functions of both players under ``(pi1, pi2)`` (eqs. 1-4)."""
+    if isinstance(game, SparseTabularGame):
+        return _iterative_policy_values(game, pi1, pi2, lam)
     joint = pi1[:, :, None] * pi2[:, None, :]
     r1 = (joint * game.R1).sum((1, 2))
     r2 = (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)
@@ -55,8 +129,9 @@ def policy_values(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: 
     return PolicyValues(v1, v2, game.R1 + continuation[..., 0], game.R2 + continuation[..., 1])
 
 
-def occupancy(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+def occupancy(game: Game, pi1: torch.Tensor, pi2: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """Discounted state occupancy ``d^T (I - gamma P_pi)^-1`` (sums to ``1 / (1 - gamma)``)."""
+    game = dense_for_derivatives(game)
     eye = torch.eye(game.num_states, dtype=game.dtype, device=game.device)
     return torch.linalg.solve(eye - game.gamma * markov_chain(game, pi1, pi2).T, d)
 
@@ -79,13 +154,15 @@ class BestResponse:
 
 @torch.no_grad()
 def soft_best_response(
-    game: TabularGame, pi1: torch.Tensor, lam: float, *, tol: float = 1e-10, max_iterations: int = 1000
+    game: Game, pi1: torch.Tensor, lam: float, *, tol: float = 1e-10, max_iterations: int = 1000
 ) -> BestResponse:
     """Soft policy iteration on the averaged MDP: evaluate ``pi2`` exactly, then
     ``pi2 <- softmax(Q / lam)``, until ``Q`` moves less than ``tol``. For ``lam = 0`` the hard best
     response by policy iteration (ties to the lowest action index)."""
     if lam < 0:
         raise ValueError(f"lam = {lam}: the follower's entropy weight must be >= 0")
+    if isinstance(game, SparseTabularGame):
+        return _soft_value_iteration(game, pi1.detach(), lam, max(tol, ITERATIVE_TOLERANCE))
     P2, R2 = averaged_mdp(game, pi1.detach())
     S, A2 = R2.shape
     eye = torch.eye(S, dtype=game.dtype, device=game.device)
@@ -110,7 +187,7 @@ def soft_best_response(
 
 
 def objectives(
-    game: TabularGame,
+    game: Game,
     theta1: torch.Tensor,
     theta2: torch.Tensor,
     lam: float,
@@ -119,6 +196,7 @@ def objectives(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``V1(theta1, theta2)(d1)`` and ``V2^lam(theta1, theta2)(d2)`` as differentiable scalars
     (``d1, d2`` default to the training distribution ``mu``, as in eqs. 8-9)."""
+    game = dense_for_derivatives(game)
     d1 = game.mu if d1 is None else d1
     d2 = game.mu if d2 is None else d2
     values = policy_values(game, torch.softmax(theta1, -1), torch.softmax(theta2, -1), lam)
@@ -126,7 +204,7 @@ def objectives(
 
 
 def exact_leader_direction(
-    game: TabularGame,
+    game: Game,
     theta1: torch.Tensor,
     theta2: torch.Tensor,
     lam: float,
@@ -148,7 +226,7 @@ def exact_leader_direction(
         )
 
 
-def stackelberg_objective(game: TabularGame, theta1: torch.Tensor, lam: float) -> float:
+def stackelberg_objective(game: Game, theta1: torch.Tensor, lam: float) -> float:
     """``J(theta1) = V1(theta1, B(theta1))(rho)``: the leader's value against the follower's
     (soft) best response, the number a run is judged by."""
     pi1 = torch.softmax(theta1.detach(), -1)
@@ -157,7 +235,7 @@ def stackelberg_objective(game: TabularGame, theta1: torch.Tensor, lam: float) -
         return float(game.rho @ policy_values(game, pi1, response.probs, lam).v1)
 
 
-def stackelberg_gradient(game: TabularGame, theta1: torch.Tensor, lam: float, **cg_options) -> LeaderDirection:
+def stackelberg_gradient(game: Game, theta1: torch.Tensor, lam: float, **cg_options) -> LeaderDirection:
     """``grad J(theta1)``: eq. (19) at ``(theta1, B(theta1))`` with the leader's value at ``rho``."""
     if lam <= 0:
         raise ValueError(f"lam = {lam}: grad J needs a differentiable best response, i.e. lam > 0 (Assumption 2)")
@@ -166,7 +244,7 @@ def stackelberg_gradient(game: TabularGame, theta1: torch.Tensor, lam: float, **
 
 
 def best_response_gap(
-    game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float, d: torch.Tensor | None = None
+    game: Game, pi1: torch.Tensor, pi2: torch.Tensor, lam: float, d: torch.Tensor | None = None
 ) -> float:
     """``V2^lam(pi1, B(pi1))(d) - V2^lam(pi1, pi2)(d)`` (>= 0; 0 exactly at the best response),
     ``d`` defaulting to ``rho``."""
@@ -179,13 +257,14 @@ def best_response_gap(
     return float(best - current)
 
 
-def implicit_best_response(game: TabularGame, theta1: torch.Tensor, lam: float) -> torch.Tensor:
+def implicit_best_response(game: Game, theta1: torch.Tensor, lam: float) -> torch.Tensor:
     """The soft best response's logits ``Q*/lam`` with first derivatives in ``theta1`` by implicit
     differentiation of the soft Bellman fixed point ``Q = T(Q, theta1)``:
     ``dQ*/dtheta1 = (I - gamma P^pi1 Pi2)^-1 dT/dtheta1`` (a dense ``S A2`` solve). An
     independent route to ``grad J`` (eq. 18), used for reference solutions and as a check of eq. (19)."""
     if lam <= 0:
         raise ValueError(f"lam = {lam}: the implicit best response needs lam > 0")
+    game = dense_for_derivatives(game)
     pi1 = torch.softmax(theta1, -1)
     response = soft_best_response(game, pi1.detach(), lam)
     q, pi2 = response.q, response.probs
@@ -202,7 +281,7 @@ def implicit_best_response(game: TabularGame, theta1: torch.Tensor, lam: float) 
     return q_out / lam - (q_out / lam).mean(-1, keepdim=True)
 
 
-def differentiable_stackelberg_objective(game: TabularGame, theta1: torch.Tensor, lam: float) -> torch.Tensor:
+def differentiable_stackelberg_objective(game: Game, theta1: torch.Tensor, lam: float) -> torch.Tensor:
     """``J(theta1)`` as a scalar whose gradient is ``grad J`` (first order only)."""
     pi1 = torch.softmax(theta1, -1)
     pi2 = torch.softmax(implicit_best_response(game, theta1, lam), -1)

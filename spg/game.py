@@ -67,31 +67,45 @@ def validate_arrays(
     S, A1, A2, S_next = P.shape
     if S_next != S:
         raise ValueError(f"P has shape {P.shape}: its last axis (next state) must have S = {S} entries")
-    if min(S, A1, A2) < 1:
-        raise ValueError(f"P has shape {P.shape}: a game needs at least one state and one action per player")
-    for name, array in (("R1", R1), ("R2", R2)):
-        if array.shape != (S, A1, A2):
-            raise ValueError(f"{name} has shape {array.shape}: it must be [S, A1, A2] = {(S, A1, A2)} to match P")
-    for name, array in (("rho", rho), ("mu", mu)):
-        if array is not None and array.shape != (S,):
-            raise ValueError(f"{name} has shape {array.shape}: it must be [S] = ({S},) to match P")
+    check_model_shapes("P", P.shape[:3], R1, R2, rho, mu)
+    check_probability_rows("P", P)
+    check_rewards_and_distributions(R1, R2, gamma, rho, mu)
 
-    bad = ~np.isfinite(P)
+
+def check_model_shapes(name: str, shape: tuple[int, int, int], R1, R2, rho, mu) -> None:
+    """``R1, R2 [S, A1, A2]`` and ``rho, mu [S]`` must match the transitions' ``(S, A1, A2)``."""
+    S, A1, A2 = shape
+    if min(S, A1, A2) < 1:
+        raise ValueError(f"{name} has shape {shape}: a game needs at least one state and one action per player")
+    for reward_name, array in (("R1", R1), ("R2", R2)):
+        if array.shape != (S, A1, A2):
+            raise ValueError(f"{reward_name} has shape {array.shape}: it must be [S, A1, A2] = {(S, A1, A2)} to match {name}")
+    for dist_name, array in (("rho", rho), ("mu", mu)):
+        if array is not None and array.shape != (S,):
+            raise ValueError(f"{dist_name} has shape {array.shape}: it must be [S] = ({S},) to match {name}")
+
+
+def check_probability_rows(name: str, probs: np.ndarray) -> None:
+    """Every entry finite and non-negative, every row (last axis) summing to 1."""
+    bad = ~np.isfinite(probs)
     if bad.any():
         index = _first_index(bad)
-        raise ValueError(f"P{_fmt_index(index)} = {P[index]}: transition probabilities must be finite")
-    negative = P < 0
+        raise ValueError(f"{name}{_fmt_index(index)} = {probs[index]}: transition probabilities must be finite")
+    negative = probs < 0
     if negative.any():
         index = _first_index(negative)
-        raise ValueError(f"P{_fmt_index(index)} = {P[index]} is negative: transition probabilities must be >= 0")
-    deviation = P.sum(axis=-1) - 1.0
+        raise ValueError(f"{name}{_fmt_index(index)} = {probs[index]} is negative: transition probabilities must be >= 0")
+    deviation = probs.sum(axis=-1) - 1.0
     off = np.abs(deviation) > ROW_SUM_TOLERANCE
     if off.any():
         index = _first_index(off)
         raise ValueError(
-            f"P{_fmt_index(index)[:-1]}, :] sums to {1.0 + deviation[index]:.10g} (off by {deviation[index]:+.3g}): "
-            f"each row P[s, a1, a2, :] must sum to 1 (tolerance {ROW_SUM_TOLERANCE:g})"
+            f"{name}{_fmt_index(index)[:-1]}, :] sums to {1.0 + deviation[index]:.10g} (off by {deviation[index]:+.3g}): "
+            f"each row {name}[s, a1, a2, :] must sum to 1 (tolerance {ROW_SUM_TOLERANCE:g})"
         )
+
+
+def check_rewards_and_distributions(R1, R2, gamma: float, rho, mu) -> None:
     _check_finite("R1", R1)
     _check_finite("R2", R2)
     if not (np.isfinite(gamma) and 0.0 <= gamma < 1.0):
@@ -194,14 +208,17 @@ class TabularGame:
             mu=self.mu.cpu().numpy(),
         )
 
+    def expected_next(self, values: torch.Tensor) -> torch.Tensor:
+        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` -> ``[S, A1, A2]``."""
+        return self.P @ values
+
     @classmethod
     def from_npz(cls, path: str | os.PathLike, **kwargs) -> "TabularGame":
         """Load and validate a game file; errors name the file, the array and the rule broken."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, EOFError, ValueError, AttributeError) as error:
-            raise ValueError(f"cannot read game file {path}: {error} (expected a .npz written by numpy.savez)") from error
+        return cls.from_arrays(read_npz(path), path, **kwargs)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, path: str | os.PathLike = "<arrays>", **kwargs) -> "TabularGame":
         missing = [key for key in REQUIRED_KEYS if key not in arrays]
         if missing:
             raise ValueError(
@@ -218,6 +235,15 @@ class TabularGame:
     def __repr__(self) -> str:
         S, (A1, A2) = self.num_states, self.num_actions
         return f"TabularGame(S={S}, A1={A1}, A2={A2}, gamma={self.gamma}, device={self.device})"
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All arrays of a ``.npz`` file; an unreadable file is a ``ValueError`` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, EOFError, ValueError, AttributeError) as error:
+        raise ValueError(f"cannot read game file {path}: {error} (expected a .npz written by numpy.savez)") from error
 
 
 def _to_numpy(x):

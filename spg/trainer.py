@@ -27,6 +27,7 @@ from spg.algorithms import ALGORITHMS, OPTIMIZERS, CGSettings, TwoTimescalePolic
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import evaluation_sampler, exact_metrics, monte_carlo_returns
 from spg.game import TabularGame
+from spg.sparse_game import SparseTabularGame, load_game
 from spg.logger import RunLogger
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
@@ -65,7 +66,7 @@ class Task:
     """The environment a run trains on, its model where one exists, and its discount."""
 
     env: gym.vector.VectorEnv
-    game: TabularGame | None
+    game: TabularGame | SparseTabularGame | None
     gamma: float
     num_states: int
     num_actions: tuple[int, int]
@@ -78,7 +79,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
         if env_cfg.kind == "file":
             if not env_cfg.path:
                 raise SetupError("env=file needs a game file: set env.path=GAME.npz")
-            game = TabularGame.from_npz(env_cfg.path, device=device)
+            game = load_game(env_cfg.path, device=device)
             env = TabularVectorEnv(game, native_copies)
         elif env_cfg.kind == "gym":
             kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
@@ -94,7 +95,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 probe = gym.make(find_spec(env_cfg.id).id, **kwargs)
                 game = getattr(probe.unwrapped, "game", None)
                 probe.close()
-                game = game.to(device) if isinstance(game, TabularGame) else None
+                game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
         else:
             raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
     except (ContractError, gym.error.Error, TypeError) as error:

@@ -1,0 +1,187 @@
+"""Sparse tabular games: each ``(s, a1, a2)`` stores only its ``K`` successors, so games can grow
+to ~10^5 states (a dense ``P`` would need ``S^2 A1 A2`` entries).
+
+File format (an extension of the contract's ``.npz``): ``successors [S, A1, A2, K]`` (integer
+state indices), ``successor_probs [S, A1, A2, K]`` (each row summing to 1; repeated successors
+add up), in place of ``P``; ``R1``, ``R2``, ``gamma``, ``rho`` and the optional ``mu`` as for dense
+games. :func:`load_game` reads either kind.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from spg.game import (
+    DEFAULT_MU_EPSILON,
+    REQUIRED_KEYS,
+    TabularGame,
+    _first_index,
+    _fmt_index,
+    _to_numpy,
+    check_model_shapes,
+    check_probability_rows,
+    check_rewards_and_distributions,
+    default_mu,
+    read_npz,
+)
+
+SPARSE_KEYS = ("successors", "successor_probs", "R1", "R2", "gamma", "rho")
+DENSIFY_LIMIT = 5000  # states up to which exact derivatives densify a sparse game
+
+
+class SparseTabularGame:
+    """A validated game with successor lists; the same interface as :class:`TabularGame`
+    (``num_states``, ``num_actions``, ``R1``, ``R2``, ``gamma``, ``rho``, ``mu``, ``to``, ``to_npz``)."""
+
+    def __init__(
+        self,
+        successors,
+        successor_probs,
+        R1,
+        R2,
+        gamma: float,
+        rho,
+        mu=None,
+        *,
+        mu_epsilon: float = DEFAULT_MU_EPSILON,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
+        succ = np.asarray(_to_numpy(successors))
+        probs, R1, R2, rho = (np.asarray(_to_numpy(x), dtype=np.float64) for x in (successor_probs, R1, R2, rho))
+        mu = None if mu is None else np.asarray(_to_numpy(mu), dtype=np.float64)
+        gamma = float(np.asarray(_to_numpy(gamma)))
+        if succ.ndim != 4 or probs.shape != succ.shape:
+            raise ValueError(
+                f"successors {succ.shape} and successor_probs {probs.shape} must both be [S, A1, A2, K]"
+            )
+        if not np.issubdtype(succ.dtype, np.integer):
+            raise ValueError(f"successors has dtype {succ.dtype}: successor indices must be integers")
+        S = succ.shape[0]
+        check_model_shapes("successors", succ.shape[:3], R1, R2, rho, mu)
+        out = (succ < 0) | (succ >= S)
+        if out.any():
+            index = _first_index(out)
+            raise ValueError(f"successors{_fmt_index(index)} = {succ[index]}: successor indices must lie in [0, S) = [0, {S})")
+        check_probability_rows("successor_probs", probs)
+        check_rewards_and_distributions(R1, R2, gamma, rho, mu)
+        self.mu_is_default = mu is None
+        mu = default_mu(rho, mu_epsilon) if mu is None else mu
+        as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        self.successors = torch.as_tensor(succ, dtype=torch.long, device=device)
+        self.successor_probs, self.R1, self.R2, self.rho, self.mu = (as_tensor(a) for a in (probs, R1, R2, rho, mu))
+        self.gamma = gamma
+
+    @property
+    def num_states(self) -> int:
+        return self.R1.shape[0]
+
+    @property
+    def num_actions(self) -> tuple[int, int]:
+        return self.R1.shape[1], self.R1.shape[2]
+
+    @property
+    def num_successors(self) -> int:
+        return self.successors.shape[-1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.R1.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.R1.dtype
+
+    def expected_next(self, values: torch.Tensor) -> torch.Tensor:
+        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` -> ``[S, A1, A2]``."""
+        return (self.successor_probs * values[self.successors]).sum(-1)
+
+    def dense(self) -> TabularGame:
+        """The same game with a dense ``P`` (for small games only)."""
+        S, (A1, A2) = self.num_states, self.num_actions
+        P = torch.zeros(S, A1, A2, S, dtype=self.dtype, device=self.device)
+        P.scatter_add_(-1, self.successors, self.successor_probs)
+        game = TabularGame(P, self.R1, self.R2, self.gamma, self.rho, self.mu, dtype=self.dtype, device=self.device)
+        game.mu_is_default = self.mu_is_default
+        return game
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "SparseTabularGame":
+        game = object.__new__(SparseTabularGame)
+        for name in ("successor_probs", "R1", "R2", "rho", "mu"):
+            setattr(game, name, getattr(self, name).to(device=device, dtype=dtype))
+        game.successors = self.successors.to(device=device)
+        game.gamma, game.mu_is_default = self.gamma, self.mu_is_default
+        return game
+
+    def max_abs_reward(self) -> float:
+        return float(torch.maximum(self.R1.abs().max(), self.R2.abs().max()))
+
+    def truncation_bias(self, horizon: int) -> float:
+        return self.gamma**horizon * self.max_abs_reward() / (1.0 - self.gamma)
+
+    def to_npz(self, path: str | os.PathLike) -> None:
+        np.savez(
+            path,
+            successors=self.successors.cpu().numpy(),
+            successor_probs=self.successor_probs.cpu().numpy(),
+            R1=self.R1.cpu().numpy(),
+            R2=self.R2.cpu().numpy(),
+            gamma=np.float64(self.gamma),
+            rho=self.rho.cpu().numpy(),
+            mu=self.mu.cpu().numpy(),
+        )
+
+    def __repr__(self) -> str:
+        S, (A1, A2) = self.num_states, self.num_actions
+        return f"SparseTabularGame(S={S}, A1={A1}, A2={A2}, K={self.num_successors}, gamma={self.gamma}, device={self.device})"
+
+
+def random_sparse_game(
+    num_states: int,
+    num_leader_actions: int,
+    num_follower_actions: int,
+    num_successors: int = 8,
+    *,
+    gamma: float = 0.9,
+    concentration: float = 1.0,
+    reward_range: Sequence[float] = (0.0, 1.0),
+    seed: int = 0,
+    **kwargs,
+) -> SparseTabularGame:
+    """A seeded random sparse game: ``num_successors`` uniformly drawn successors per
+    ``(s, a1, a2)`` with Dirichlet(``concentration``) probabilities, uniform rewards, ``rho`` uniform."""
+    if min(num_states, num_leader_actions, num_follower_actions, num_successors) < 1:
+        raise ValueError("random_sparse_game needs at least one state, action per player and successor")
+    rng = np.random.default_rng(seed)
+    shape = (num_states, num_leader_actions, num_follower_actions)
+    successors = rng.integers(0, num_states, size=shape + (num_successors,))
+    probs = rng.gamma(concentration, size=shape + (num_successors,))
+    probs /= probs.sum(-1, keepdims=True)
+    low, high = reward_range
+    R1 = rng.uniform(low, high, size=shape)
+    R2 = rng.uniform(low, high, size=shape)
+    return SparseTabularGame(successors, probs, R1, R2, gamma, np.full(num_states, 1.0 / num_states), **kwargs)
+
+
+def load_game(path: str | os.PathLike, **kwargs) -> TabularGame | SparseTabularGame:
+    """Read a dense (``P``) or sparse (``successors``, ``successor_probs``) game file."""
+    arrays = read_npz(path)
+    if "P" in arrays or "successors" not in arrays:
+        return TabularGame.from_arrays(arrays, path, **kwargs)
+    missing = [key for key in SPARSE_KEYS if key not in arrays]
+    if missing:
+        raise ValueError(
+            f"game file {path} is missing the key(s) {', '.join(missing)}: a sparse game file needs "
+            f"{', '.join(SPARSE_KEYS)} and optionally mu (found: {', '.join(arrays)})"
+        )
+    return SparseTabularGame(
+        arrays["successors"], arrays["successor_probs"], arrays["R1"], arrays["R2"], float(arrays["gamma"]),
+        arrays["rho"], arrays.get("mu"), **kwargs,
+    )
+
+
+__all__ = ["SparseTabularGame", "random_sparse_game", "load_game", "REQUIRED_KEYS", "DENSIFY_LIMIT"]
