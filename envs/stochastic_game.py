@@ -7,6 +7,7 @@ action ``MultiDiscrete([A1, A2])`` = (leader action, follower action), reward a 
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -33,6 +34,22 @@ def start_distribution(game: TabularGame, start: str):
     return game.mu if start == "mu" else game.rho
 
 
+_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _sampling_tables(game):
+    """Numpy CDFs of the transition rows, successor lists (sparse games) and reward pairs, built
+    once per game and shared by all its single envs (a vectoriser may hold thousands)."""
+    if game not in _TABLES:
+        if isinstance(game, SparseTabularGame):
+            tables = (np.cumsum(game.successor_probs.cpu().numpy(), axis=-1), game.successors.cpu().numpy())
+        else:
+            tables = (np.cumsum(game.P.cpu().numpy(), axis=-1), None)
+        rewards = np.stack([game.R1.cpu().numpy(), game.R2.cpu().numpy()], axis=-1).astype(np.float32)
+        _TABLES[game] = (*tables, rewards)
+    return _TABLES[game]
+
+
 class StochasticGameEnv(gym.Env):
     """One copy of a :class:`~spg.game.TabularGame`. Episodes never terminate (the games are
     discounted and infinite-horizon); register with ``max_episode_steps`` to truncate them.
@@ -49,13 +66,7 @@ class StochasticGameEnv(gym.Env):
         self.action_space = gym.spaces.MultiDiscrete([A1, A2])
         self.reward_space = reward_space(game)
         self._start_cdf = np.cumsum(start_distribution(game, start).cpu().numpy())
-        if isinstance(game, SparseTabularGame):
-            self._next_cdf = np.cumsum(game.successor_probs.cpu().numpy(), axis=-1)
-            self._successors = game.successors.cpu().numpy()
-        else:
-            self._next_cdf = np.cumsum(game.P.cpu().numpy(), axis=-1)
-            self._successors = None
-        self._R = np.stack([game.R1.cpu().numpy(), game.R2.cpu().numpy()], axis=-1).astype(np.float32)
+        self._next_cdf, self._successors, self._R = _sampling_tables(game)
         self._state = 0
 
     def _draw(self, cdf: np.ndarray) -> int:

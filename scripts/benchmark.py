@@ -1,38 +1,57 @@
-"""Benchmarks (ratios against baselines measured in the same run; medians over repeats):
+"""Benchmarks: every figure is a median over repeats with its spread (max - min), and every speed
+is a ratio against a baseline measured in the same run.
 
-    python scripts/benchmark.py [--only update,throughput,threads] [--repeats 7] [--json out.json]
+    python scripts/benchmark.py [--only SECTIONS] [--repeats 5] [--json bench.json] [--png bench.png]
 
-- ``update``: one spg leader update (eq. 19 with exactly k CG iterations) against one plain
-  REINFORCE gradient on the same batch (N = 1024, T = 100, a 50-state 5x5 game), k in {1, 5, 10, 20};
-  the budget is ``2 + 1.5 k``.
-- ``throughput``: sampling plus one spg update per iteration on the same setting (iterations/s).
-- ``threads``: the sampler's env steps per second with 1 and 2 torch threads.
-- ``exact``: the exact solver on a 200-state, 5x5-action game: policy evaluation, the soft best
-  response, ``J`` and the exact leader direction of eq. (19) (CG to 1e-8).
+Sections (default: all):
+
+- ``sampler``: env steps/s of the project's sampler on the native vector env, of a minimal
+  hand-written torch loop doing the same work (the baseline), and of Gymnasium's ``SyncVectorEnv``
+  over single-env copies whose reward is the leader's (as a user would write it), for
+  S in {10, 100, 1000, 100000 sparse} and N in {256, 4096}, T = 100, 5x5 actions.
+- ``update``: one spg leader update with exactly k CG iterations against one REINFORCE gradient on
+  the same batch (N = 1024, T = 100, 50 states), k in {1, 5, 10, 20}; the budget is ``2 + 1.5 k``.
+- ``throughput``: sampling plus one spg update (N = 1024, T = 100, 50 states), iterations/s.
+- ``threads``: the sampler with 1 and 2 torch threads.
+- ``accuracy``: cosine and relative error of the sampled leader direction against eq. (19) as N
+  grows, with the peak memory of one estimate.
+- ``exact``: exact solver time against S (dense up to 400 states; sparse 100000 states, 8 successors).
+- ``efficiency``: env steps for spg and pg to reach 99% of the reference value (1% of the reward
+  scale) on benchmark games, over seeds.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import math
+import platform
 import statistics
 import time
+import tracemalloc
 
+import gymnasium as gym
+import numpy as np
 import torch
 
-from envs import TabularVectorEnv
+import envs  # noqa: F401
+from envs import StochasticGameEnv, TabularVectorEnv
 from spg import exact
 from spg.algorithms import TwoTimescalePolicyGradient
 from spg.estimators import surrogate_objectives
 from spg.game import random_game
 from spg.policy import TabularSoftmaxPolicy
+from spg.reference import quantal_stackelberg
 from spg.sampler import Sampler
 from spg.schedules import StepSize
+from spg.sparse_game import random_sparse_game
 from spg.stackelberg import leader_direction
 
-LAM, N, T, S, A = 0.1, 1024, 100, 50, 5
+LAM, A = 0.1, 5
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
-    """Median and (max - min) spread of ``fn``'s wall time over ``repeats`` runs after one warm-up."""
+    """Median and spread (max - min) of ``fn``'s wall time over ``repeats`` runs after a warm-up."""
     fn()
     times = []
     for _ in range(repeats):
@@ -42,17 +61,106 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(times), max(times) - min(times)
 
 
-def setting():
-    game = random_game(S, A, A, seed=0, gamma=0.95)
-    leader = TabularSoftmaxPolicy(S, A, logits=torch.randn(S, A, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
-    # the follower at its soft best response, where -H is positive definite and CG runs all k iterations
-    follower = TabularSoftmaxPolicy(S, A, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
-    return game, leader, follower
+def make_game(num_states: int):
+    if num_states > 1000:
+        return random_sparse_game(num_states, A, A, num_successors=8, seed=0, gamma=0.95)
+    return random_game(num_states, A, A, seed=0, gamma=0.95)
+
+
+def random_policies(num_states: int):
+    g = torch.Generator().manual_seed(0)
+    return (TabularSoftmaxPolicy(num_states, A, logits=torch.randn(num_states, A, dtype=torch.float64, generator=g)),
+            TabularSoftmaxPolicy(num_states, A, logits=torch.randn(num_states, A, dtype=torch.float64, generator=g)))
+
+
+def hand_written_loop(game, leader, follower, N: int):
+    """The baseline: the least work that produces the same batch (states, both actions, both
+    rewards). Tables are built once, outside the returned rollout function, as the project's env does."""
+    S = game.num_states
+    generator = torch.Generator().manual_seed(0)
+    cdf1 = torch.cumsum(leader.probs().detach(), -1)
+    cdf2 = torch.cumsum(follower.probs().detach(), -1)
+    rewards_table = torch.stack([game.R1, game.R2], -1).reshape(-1, 2)
+    sparse = hasattr(game, "successors")
+    if sparse:
+        successor_cdf = torch.cumsum(game.successor_probs.reshape(-1, game.num_successors), -1)
+        successors = game.successors.reshape(-1, game.num_successors)
+    else:
+        flat = (torch.cumsum(game.P.reshape(-1, S), -1) + torch.arange(S * A * A, dtype=torch.float64)[:, None]).reshape(-1)
+
+    def rollout(T: int):
+        states = torch.empty(N, T, dtype=torch.long)
+        a1s, a2s = torch.empty_like(states), torch.empty_like(states)
+        rewards = torch.empty(N, T, 2, dtype=torch.float64)
+        s = torch.randint(0, S, (N,), generator=generator)
+        u = torch.rand(T, 3, N, generator=generator, dtype=torch.float64)
+        for t in range(T):
+            a1 = (cdf1[s] < u[t, 0, :, None]).sum(-1).clamp_max_(A - 1)
+            a2 = (cdf2[s] < u[t, 1, :, None]).sum(-1).clamp_max_(A - 1)
+            row = (s * A + a1) * A + a2
+            states[:, t], a1s[:, t], a2s[:, t], rewards[:, t] = s, a1, a2, rewards_table[row]
+            if sparse:
+                k = (successor_cdf[row] < u[t, 2, :, None]).sum(-1).clamp_max_(game.num_successors - 1)
+                s = successors[row, k]
+            else:
+                s = torch.searchsorted(flat, row.double() + u[t, 2], right=True) - row * S
+        return states, a1s, a2s, rewards
+
+    return rollout
+
+
+class LeaderRewardOnly(gym.Wrapper):
+    """What a user would write to put a two-player env into ``SyncVectorEnv``: the leader's reward."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float(reward[0]), terminated, truncated, info
+
+
+def python_vectoriser_steps_per_second(game, leader, follower, N: int, T: int) -> float:
+    env = gym.vector.SyncVectorEnv([lambda: LeaderRewardOnly(StochasticGameEnv(game)) for _ in range(N)])
+    generator = torch.Generator().manual_seed(0)
+    obs, _ = env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(T):
+        s = torch.as_tensor(obs)
+        actions = torch.stack([leader.sample(s, generator), follower.sample(s, generator)], -1).numpy()
+        obs, *_ = env.step(actions)
+    return N * T / (time.perf_counter() - start)
+
+
+def bench_sampler(repeats: int) -> list[dict]:
+    rows = []
+    T = 100
+    for num_states in (10, 100, 1000, 100000):
+        game = make_game(num_states)
+        leader, follower = random_policies(num_states)
+        for N in (256, 4096):
+            sampler = Sampler(TabularVectorEnv(game, N), seed=0)
+            project, project_spread = timed(lambda: sampler.collect(leader, follower, N, T), repeats)
+            baseline_rollout = hand_written_loop(game, leader, follower, N)
+            baseline, baseline_spread = timed(lambda: baseline_rollout(T), repeats)
+            python_steps = python_vectoriser_steps_per_second(game, leader, follower, N, 5)
+            rows.append({
+                "S": num_states, "N": N, "sparse": num_states > 1000,
+                "project_steps_per_s": N * T / project, "project_spread_s": project_spread,
+                "hand_loop_steps_per_s": N * T / baseline, "hand_loop_spread_s": baseline_spread,
+                "sync_vector_env_steps_per_s": python_steps,
+                "ratio_to_hand_loop": baseline / project,
+                "speedup_over_sync_vector_env": N * T / project / python_steps,
+            })
+    return rows
+
+
+def update_setting(num_states: int = 50, N: int = 1024, T: int = 100):
+    game = random_game(num_states, A, A, seed=0, gamma=0.95)
+    leader, _ = random_policies(num_states)
+    follower = TabularSoftmaxPolicy(num_states, A, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
+    return game, leader, follower, Sampler(TabularVectorEnv(game, N), seed=0).collect(leader, follower, N, T)
 
 
 def bench_update(repeats: int) -> list[dict]:
-    game, leader, follower = setting()
-    batch = Sampler(TabularVectorEnv(game, N), seed=0).collect(leader, follower, N, T)
+    game, leader, follower, batch = update_setting()
     theta1, theta2 = leader.logits, follower.logits
 
     def reinforce():
@@ -64,90 +172,213 @@ def bench_update(repeats: int) -> list[dict]:
     for k in (1, 5, 10, 20):
         def spg_update():
             F1, F2 = surrogate_objectives(batch, theta1, theta2, gamma=game.gamma, lam=LAM)
-            # cost does not depend on the damping; a large one keeps the sampled -H + delta I positive
-            # definite so that CG runs exactly k iterations
+            # the cost does not depend on the damping; a large one keeps the sampled -H + delta I
+            # positive definite, so CG runs exactly k iterations
             result = leader_direction(F1, F2, theta1, theta2, damping=1.0, cg_tol=0.0, cg_iterations=k)
             assert result.cg.iterations == k, result.cg
 
         t, spread = timed(spg_update, repeats)
-        rows.append({"k": k, "spg_ms": 1e3 * t, "spread_ms": 1e3 * spread, "reinforce_ms": 1e3 * base,
-                     "reinforce_spread_ms": 1e3 * base_spread, "ratio": t / base, "budget": 2 + 1.5 * k})
+        rows.append({"k": k, "spg_s": t, "spg_spread_s": spread, "reinforce_s": base, "reinforce_spread_s": base_spread,
+                     "ratio": t / base, "budget": 2 + 1.5 * k})
     return rows
 
 
 def bench_throughput(repeats: int) -> dict:
-    game, _, _ = setting()
-    leader, follower = TabularSoftmaxPolicy(S, A), TabularSoftmaxPolicy(S, A)
+    game = random_game(50, A, A, seed=0, gamma=0.95)
+    leader, follower = TabularSoftmaxPolicy(50, A), TabularSoftmaxPolicy(50, A)
     algorithm = TwoTimescalePolicyGradient("spg", leader, follower, lam=LAM, gamma=game.gamma,
                                            leader_step=StepSize(0.1), follower_step=StepSize(1.0))
-    sampler = Sampler(TabularVectorEnv(game, N), seed=0)
-    sample_time, _ = timed(lambda: sampler.collect(leader, follower, N, T), repeats)
-    t, spread = timed(lambda: algorithm.step(sampler.collect(leader, follower, N, T)), repeats)
-    return {"iterations_per_second": 1 / t, "seconds_per_iteration": t, "spread_s": spread, "sampling_s": sample_time}
+    sampler = Sampler(TabularVectorEnv(game, 1024), seed=0)
+    t, spread = timed(lambda: algorithm.step(sampler.collect(leader, follower, 1024, 100)), repeats)
+    return {"iterations_per_s": 1 / t, "seconds_per_iteration": t, "spread_s": spread}
 
 
 def bench_threads(repeats: int) -> list[dict]:
-    game, leader, follower = setting()
+    game = random_game(100, A, A, seed=0, gamma=0.95)
+    leader, follower = random_policies(100)
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        sampler = Sampler(TabularVectorEnv(game, N), seed=0)
-        t, spread = timed(lambda: sampler.collect(leader, follower, N, T), repeats)
-        rows.append({"threads": threads, "env_steps_per_second": N * T / t, "spread_s": spread})
+        sampler = Sampler(TabularVectorEnv(game, 4096), seed=0)
+        t, spread = timed(lambda: sampler.collect(leader, follower, 4096, 100), repeats)
+        rows.append({"threads": threads, "steps_per_s": 4096 * 100 / t, "spread_s": spread})
     torch.set_num_threads(1)
     return rows
 
 
-def bench_exact(repeats: int, num_states: int = 200) -> dict:
-    game = random_game(num_states, A, A, seed=0, gamma=0.9)
-    generator = torch.Generator().manual_seed(0)
-    theta1 = torch.randn(num_states, A, dtype=torch.float64, generator=generator)
-    theta2 = torch.randn(num_states, A, dtype=torch.float64, generator=generator)
-    pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2, -1)
-    out = {"num_states": num_states}
-    for name, fn in {
-        "policy_values": lambda: exact.policy_values(game, pi1, pi2, LAM),
-        "soft_best_response": lambda: exact.soft_best_response(game, pi1, LAM),
-        "J": lambda: exact.stackelberg_objective(game, theta1, LAM),
-        "grad_J_eq19": lambda: exact.stackelberg_gradient(game, theta1, LAM, cg_tol=1e-8),
-    }.items():
-        t, spread = timed(fn, repeats)
-        out[name] = {"median_s": t, "spread_s": spread}
-    return out
+def bench_accuracy(repeats: int) -> list[dict]:
+    game = random_game(20, A, A, seed=1, gamma=0.8)
+    leader, _ = random_policies(20)
+    follower = TabularSoftmaxPolicy(20, A, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
+    reference = exact.exact_leader_direction(game, leader.logits, follower.logits, LAM, damping=1e-3).total.flatten()
+    rows = []
+    for N in (128, 512, 2048, 8192):
+        sampler = Sampler(TabularVectorEnv(game, N), seed=N)
+        cosines, errors, peaks = [], [], []
+        for _ in range(repeats):
+            batch = sampler.collect(leader, follower, N, 60)
+            tracemalloc.start()
+            F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=game.gamma, lam=LAM)
+            d = leader_direction(F1, F2, leader.logits, follower.logits, damping=1e-3, cg_tol=1e-3, cg_iterations=20).total.flatten()
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            cosines.append(float(torch.cosine_similarity(d, reference, 0)))
+            errors.append(float((d - reference).norm() / reference.norm()))
+        rows.append({"N": N, "cosine": statistics.median(cosines), "cosine_spread": max(cosines) - min(cosines),
+                     "relative_error": statistics.median(errors), "relative_error_spread": max(errors) - min(errors),
+                     "peak_python_memory_mb": statistics.median(peaks) / 1e6})
+    return rows
+
+
+def bench_exact(repeats: int) -> list[dict]:
+    rows = []
+    for num_states in (25, 50, 100, 200, 400, 100000):
+        game = make_game(num_states) if num_states > 1000 else random_game(num_states, A, A, seed=0, gamma=0.9)
+        theta1 = torch.randn(num_states, A, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        r = repeats if num_states <= 1000 else 1
+        row = {"S": num_states, "sparse": num_states > 1000}
+        row["J_s"], row["J_spread_s"] = timed(lambda: exact.stackelberg_objective(game, theta1, LAM), r) if r > 1 else (
+            _once(lambda: exact.stackelberg_objective(game, theta1, LAM)), 0.0)
+        if num_states <= 1000:
+            row["grad_J_s"], row["grad_J_spread_s"] = timed(lambda: exact.stackelberg_gradient(game, theta1, LAM, cg_tol=1e-8), r)
+        rows.append(row)
+    return rows
+
+
+def _once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_efficiency(seeds: int, games: list[str]) -> list[dict]:
+    rows = []
+    for name in games:
+        game = gym.make(f"spg/{name}-v0").unwrapped.game
+        lam = 0.1 if game.num_states == 1 else 0.5
+        reference = quantal_stackelberg(game, lam).value
+        target = reference - 0.01 * float(game.R1.max() - game.R1.min()) / (1 - game.gamma)
+        horizon = 1 if game.gamma == 0 else math.ceil(math.log(1e-3) / math.log(game.gamma))
+        for algo in ("spg", "pg"):
+            reached = []
+            for seed in range(seeds):
+                S, (A1, A2) = game.num_states, game.num_actions
+                leader, follower = TabularSoftmaxPolicy(S, A1), TabularSoftmaxPolicy(S, A2)
+                algorithm = TwoTimescalePolicyGradient(algo, leader, follower, lam=lam, gamma=game.gamma,
+                                                       leader_step=StepSize(0.3), follower_step=StepSize(5.0 if S == 1 else 10.0),
+                                                       max_leader_norm=0.5)
+                sampler = Sampler(TabularVectorEnv(game, 256), seed=seed)
+                steps, hit = 0, None
+                for iteration in range(300):
+                    for _ in range(5):
+                        batch = sampler.collect(leader, follower, 256, horizon)
+                        steps += batch.env_steps
+                        (algorithm.follower_step if _ < 4 else algorithm.step)(batch)
+                    if iteration % 5 == 4 and exact.stackelberg_objective(game, leader.logits, lam) >= target:
+                        hit = steps
+                        break
+                reached.append(hit)
+            done = [r for r in reached if r is not None]
+            rows.append({"game": name, "algo": algo, "lam": lam, "reference": reference, "seeds": seeds,
+                         "reached": len(done), "median_env_steps": statistics.median(done) if done else None,
+                         "spread_env_steps": (max(done) - min(done)) if done else None})
+    return rows
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("sampler", "update", "accuracy", "exact") if k in results]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        rows = results[key]
+        if key == "sampler":
+            for N in sorted({r["N"] for r in rows}):
+                sel = [r for r in rows if r["N"] == N]
+                x = [r["S"] for r in sel]
+                ax.plot(x, [r["project_steps_per_s"] for r in sel], "o-", label=f"spg sampler N={N}")
+                ax.plot(x, [r["hand_loop_steps_per_s"] for r in sel], "x--", label=f"hand loop N={N}")
+                ax.plot(x, [r["sync_vector_env_steps_per_s"] for r in sel], "s:", label=f"SyncVectorEnv N={N}")
+            ax.set(xscale="log", yscale="log", xlabel="states S", ylabel="env steps / s", title="sampling")
+        elif key == "update":
+            ax.plot([r["k"] for r in rows], [r["ratio"] for r in rows], "o-", label="measured")
+            ax.plot([r["k"] for r in rows], [r["budget"] for r in rows], "--", label="budget 2 + 1.5k")
+            ax.set(xlabel="CG iterations k", ylabel="spg update / REINFORCE", title="update cost")
+        elif key == "accuracy":
+            ax.plot([r["N"] for r in rows], [r["cosine"] for r in rows], "o-", label="cosine")
+            ax.plot([r["N"] for r in rows], [r["relative_error"] for r in rows], "s--", label="relative error")
+            ax.set(xscale="log", xlabel="trajectories N", title="eq. (19) from samples")
+        else:
+            ax.plot([r["S"] for r in rows], [r["J_s"] for r in rows], "o-", label="J")
+            dense = [r for r in rows if "grad_J_s" in r]
+            ax.plot([r["S"] for r in dense], [r["grad_J_s"] for r in dense], "s--", label="grad J (eq. 19)")
+            ax.set(xscale="log", yscale="log", xlabel="states S", ylabel="seconds", title="exact solver")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="update,throughput,threads,exact")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--only", default="sampler,update,throughput,threads,accuracy,exact,efficiency")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the efficiency section")
+    parser.add_argument("--games", default="Commitment,SecurityGame,EpidemicTesting", help="games of the efficiency section")
+    parser.add_argument("--json", default="benchmark.json")
+    parser.add_argument("--png", default="benchmark.png")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = {}
     sections = args.only.split(",")
+    results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                 "cpus": torch.get_num_threads() and __import__("os").cpu_count(),
+                                 "torch": torch.__version__, "threads": 1}}
+    if "sampler" in sections:
+        results["sampler"] = bench_sampler(args.repeats)
+        print("sampler (T=100, 5x5 actions): env steps/s [M]; ratio = hand loop time / project time")
+        print("       S      N   project  hand loop  SyncVectorEnv  ratio  speedup vs Sync")
+        for r in results["sampler"]:
+            print(f"  {r['S']:6d} {r['N']:6d}  {r['project_steps_per_s'] / 1e6:8.2f}  {r['hand_loop_steps_per_s'] / 1e6:9.2f}"
+                  f"  {r['sync_vector_env_steps_per_s'] / 1e6:13.3f}  {r['ratio_to_hand_loop']:5.2f}  {r['speedup_over_sync_vector_env']:15.0f}")
     if "update" in sections:
         results["update"] = bench_update(args.repeats)
-        print(f"spg update vs REINFORCE gradient (N={N}, T={T}, S={S}, {A}x{A} actions; median of {args.repeats})")
-        print("   k   spg [ms]   REINFORCE [ms]   ratio   budget 2+1.5k")
+        print("spg update / REINFORCE gradient (N=1024, T=100, S=50)")
         for r in results["update"]:
-            print(f"  {r['k']:2d}  {r['spg_ms']:8.1f}   {r['reinforce_ms']:14.1f}   {r['ratio']:5.2f}   {r['budget']:5.1f}")
+            print(f"  k={r['k']:2d}: {1e3 * r['spg_s']:7.1f} ms / {1e3 * r['reinforce_s']:6.1f} ms = {r['ratio']:.2f} (budget {r['budget']:.1f})")
     if "throughput" in sections:
         r = results["throughput"] = bench_throughput(args.repeats)
-        print(f"sampling + one spg update (N={N}, T={T}, S={S}): {r['iterations_per_second']:.1f} iterations/s "
-              f"({1e3 * r['sampling_s']:.0f} ms of {1e3 * r['seconds_per_iteration']:.0f} ms sampling)")
+        print(f"sampling + one spg update (N=1024, T=100, S=50): {r['iterations_per_s']:.1f} iterations/s")
     if "threads" in sections:
         results["threads"] = bench_threads(args.repeats)
         for r in results["threads"]:
-            print(f"sampler with {r['threads']} torch thread(s): {r['env_steps_per_second'] / 1e6:.2f} M env steps/s")
+            print(f"sampler N=4096, S=100, {r['threads']} thread(s): {r['steps_per_s'] / 1e6:.2f} M env steps/s")
+    if "accuracy" in sections:
+        results["accuracy"] = bench_accuracy(args.repeats)
+        print("sampled eq. (19) against the exact direction (20 states, follower at its best response)")
+        for r in results["accuracy"]:
+            print(f"  N={r['N']:5d}: cosine {r['cosine']:.3f} (spread {r['cosine_spread']:.3f}), relative error "
+                  f"{r['relative_error']:.3f}, peak memory {r['peak_python_memory_mb']:.0f} MB")
     if "exact" in sections:
         results["exact"] = bench_exact(args.repeats)
-        print(f"exact solver, {results['exact']['num_states']} states, {A}x{A} actions (median of {args.repeats}):")
-        for name in ("policy_values", "soft_best_response", "J", "grad_J_eq19"):
-            r = results["exact"][name]
-            print(f"  {name:<20} {1e3 * r['median_s']:8.1f} ms  (spread {1e3 * r['spread_s']:.1f} ms)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        print("exact solver: J and grad J (eq. 19, CG to 1e-8)")
+        for r in results["exact"]:
+            grad = f", grad J {r['grad_J_s']:.3f} s" if "grad_J_s" in r else ""
+            print(f"  S={r['S']:6d}{' (sparse)' if r['sparse'] else ''}: J {r['J_s']:.3f} s{grad}")
+    if "efficiency" in sections:
+        results["efficiency"] = bench_efficiency(args.seeds, args.games.split(","))
+        print("env steps to reach 99% of the reference value (median over the seeds that reached it)")
+        for r in results["efficiency"]:
+            steps = "not reached" if r["median_env_steps"] is None else f"{r['median_env_steps']:.3g} (spread {r['spread_env_steps']:.2g})"
+            print(f"  {r['game']:<16} {r['algo']:<4} {r['reached']}/{r['seeds']} seeds: {steps}")
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    plot(results, args.png)
+    print(f"wrote {args.json} and {args.png}")
 
 
 if __name__ == "__main__":

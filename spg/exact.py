@@ -16,6 +16,7 @@ derivatives densify games of up to ``DENSIFY_LIMIT`` states.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -46,9 +47,14 @@ def dense_for_derivatives(game: Game) -> TabularGame:
     return game.dense()
 
 
-def _joint_weights(game: SparseTabularGame, joint: torch.Tensor) -> torch.Tensor:
-    """``P_pi`` as successor weights ``[S, A1 A2 K]`` aligned with ``game.successors``."""
-    return (joint[..., None] * game.successor_probs).reshape(game.num_states, -1)
+def _csr(weights: torch.Tensor, successors: torch.Tensor, num_states: int) -> torch.Tensor:
+    """A sparse CSR matrix ``[rows, S]`` from per-row successor weights and indices ``[rows, M]``
+    (repeated successors add up in the product)."""
+    rows, M = weights.shape
+    crow = torch.arange(0, rows * M + 1, M, device=weights.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, successors.reshape(-1), weights.reshape(-1), size=(rows, num_states))
 
 
 def _fixed_point(step, v: torch.Tensor, gamma: float, tol: float, what: str, max_iterations: int = 100000) -> torch.Tensor:
@@ -64,13 +70,13 @@ def _fixed_point(step, v: torch.Tensor, gamma: float, tol: float, what: str, max
 
 @torch.no_grad()
 def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
+    S = game.num_states
     joint = pi1[:, :, None] * pi2[:, None, :]
-    weights = _joint_weights(game, joint)
-    successors = game.successors.reshape(game.num_states, -1)
+    chain = _csr((joint[..., None] * game.successor_probs).reshape(S, -1), game.successors.reshape(S, -1), S)
     rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)])
     values = []
     for r in rewards:
-        step = lambda v, r=r: r + game.gamma * (weights * v[successors]).sum(-1)  # noqa: E731
+        step = lambda v, r=r: r + game.gamma * (chain @ v[:, None]).squeeze(-1)  # noqa: E731
         values.append(_fixed_point(step, torch.zeros_like(r), game.gamma, ITERATIVE_TOLERANCE, "policy evaluation"))
     v1, v2 = values
     return PolicyValues(v1, v2, game.R1 + game.gamma * game.expected_next(v1), game.R2 + game.gamma * game.expected_next(v2))
@@ -81,11 +87,11 @@ def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float
     """Soft (or hard, ``lam = 0``) value iteration on the averaged MDP from successor lists."""
     S, (A1, A2) = game.num_states, game.num_actions
     R2 = torch.einsum("sa,sab->sb", pi1, game.R2)
-    weights = (pi1[:, :, None, None] * game.successor_probs).transpose(1, 2).reshape(S, A2, -1)
-    successors = game.successors.transpose(1, 2).reshape(S, A2, -1)
+    weights = (pi1[:, :, None, None] * game.successor_probs).transpose(1, 2).reshape(S * A2, -1)
+    averaged = _csr(weights, game.successors.transpose(1, 2).reshape(S * A2, -1), S)  # eq. (14), [S A2, S]
 
     def backup(v: torch.Tensor) -> torch.Tensor:
-        return R2 + game.gamma * (weights * v[successors]).sum(-1)
+        return R2 + game.gamma * (averaged @ v[:, None]).reshape(S, A2)
 
     def soft_max(q: torch.Tensor) -> torch.Tensor:
         return lam * torch.logsumexp(q / lam, -1) if lam > 0 else q.max(-1).values
