@@ -22,12 +22,14 @@ def exact_metrics(game: TabularGame, leader: TabularSoftmaxPolicy, follower: Tab
     ``rho``, and the follower's best-response gap."""
     pi1, pi2 = leader.probs().detach(), follower.probs().detach()
     with torch.no_grad():
-        values = exact.policy_values(game, pi1, pi2, lam)
+        response = exact.soft_best_response(game, pi1, lam)
+        at_response = exact.policy_values(game, pi1, response.probs, lam)
+        current = exact.policy_values(game, pi1, pi2, lam)
     return {
-        "game/J": exact.stackelberg_objective(game, leader.logits, lam),
-        "game/leader_value": float(game.rho @ values.v1),
-        "game/follower_value": float(game.rho @ values.v2),
-        "game/best_response_gap": exact.best_response_gap(game, pi1, pi2, lam),
+        "game/J": float(game.rho @ at_response.v1),
+        "game/leader_value": float(game.rho @ current.v1),
+        "game/follower_value": float(game.rho @ current.v2),
+        "game/best_response_gap": float(game.rho @ (at_response.v2 - current.v2)),
     }
 
 

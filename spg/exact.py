@@ -73,11 +73,9 @@ def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: to
     S = game.num_states
     joint = pi1[:, :, None] * pi2[:, None, :]
     chain = _csr((joint[..., None] * game.successor_probs).reshape(S, -1), game.successors.reshape(S, -1), S)
-    rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)])
-    values = []
-    for r in rewards:
-        step = lambda v, r=r: r + game.gamma * (chain @ v[:, None]).squeeze(-1)  # noqa: E731
-        values.append(_fixed_point(step, torch.zeros_like(r), game.gamma, ITERATIVE_TOLERANCE, "policy evaluation"))
+    rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)], -1)
+    step = lambda v: rewards + game.gamma * (chain @ v)  # noqa: E731  both players' values at once
+    values = _fixed_point(step, torch.zeros_like(rewards), game.gamma, ITERATIVE_TOLERANCE, "policy evaluation").unbind(-1)
     v1, v2 = values
     return PolicyValues(v1, v2, game.R1 + game.gamma * game.expected_next(v1), game.R2 + game.gamma * game.expected_next(v2))
 

@@ -27,7 +27,7 @@ from spg.algorithms import ALGORITHMS, OPTIMIZERS, CGSettings, TwoTimescalePolic
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import evaluation_sampler, exact_metrics, monte_carlo_returns
 from spg.game import TabularGame
-from spg.sparse_game import SparseTabularGame, load_game
+from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 from spg.logger import RunLogger
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
@@ -218,8 +218,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     task = make_task(cfg, device)
-    if ALGORITHMS[cfg.algo.name][1] and task.game is None:
-        raise SetupError(f"algo={cfg.algo.name} needs the game's model, and {cfg.env.id} has none: use algo=spg or algo=pg")
+    if ALGORITHMS[cfg.algo.name][1] and not _has_derivatives(task):
+        raise SetupError(
+            f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
+            f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg or algo=pg"
+        )
     horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
     leader, follower, algorithm = build_algorithm(cfg, task, device)
     sampler = Sampler(task.env, seed=cfg.seed)
@@ -258,7 +261,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
             algorithm.follower_step(data())
         batch = data()
         evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
-        reference = _exact_reference(task, algorithm) if evaluating and uses_samples and task.game is not None else None
+        reference = _exact_reference(task, algorithm) if evaluating and uses_samples and _has_derivatives(task) else None
         result = algorithm.step(batch)
         metrics = dict(result.metrics)
         if uses_samples:
@@ -293,6 +296,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     task.env.close()
     _summary(cfg, final)
     return final
+
+
+def _has_derivatives(task: Task) -> bool:
+    """Exact derivatives exist for dense games and for sparse ones small enough to densify."""
+    return task.game is not None and (isinstance(task.game, TabularGame) or task.game.num_states <= DENSIFY_LIMIT)
 
 
 def _exact_reference(task: Task, algorithm: TwoTimescalePolicyGradient) -> torch.Tensor:

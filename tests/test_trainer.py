@@ -95,7 +95,7 @@ def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
     overrides = ["env=gym", "env.id=my_game_module:Coordination-v0", "env.gamma=0.5", "env.num_envs=4"]
     final = train(config(*overrides, *TINY[3:]), run_dir=tmp_path / "run")
     assert "game/J" not in final and np.isfinite(final["leader/return"])
-    with pytest.raises(SetupError, match="needs the game's model"):
+    with pytest.raises(SetupError, match="needs exact derivatives from the game's model"):
         train(config(*overrides, "algo=exact_spg", *TINY[3:]), run_dir=tmp_path / "run2")
     with pytest.raises(SetupError, match="set its discount with env.gamma"):
         train(config("env=gym", "env.id=my_game_module:Coordination-v0", *TINY[3:]), run_dir=tmp_path / "run3")
