@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from spg.evaluation import evaluate_run
+from spg.evaluation import evaluate_run, format_table, metric_rows
 from spg.trainer import SetupError
 
 
@@ -29,18 +29,7 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['algorithm']} (lam = {result['lam']:g}) at iteration {result['checkpoint_iteration']}")
-    rows = []
-    if "game/J" in result:
-        rows += [
-            ("J = V1(pi1, B(pi1))(rho)", f"{result['game/J']:.6g}"),
-            ("leader value V1 (rho)", f"{result['game/leader_value']:.6g}"),
-            ("follower value V2^lam (rho)", f"{result['game/follower_value']:.6g}"),
-            ("follower best-response gap", f"{result['game/best_response_gap']:.3g}"),
-        ]
-    for player in ("leader", "follower"):
-        rows.append((f"{player} return (MC)", f"{result[f'{player}/return']:.6g} +- {result[f'{player}/return_se']:.2g}"))
-    width = max(len(name) for name, _ in rows)
-    print("\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
+    print(format_table(metric_rows(result)))
     for player in ("leader", "follower"):
         policy = result[f"{player}_policy"]
         print(f"\n{player} policy pi(a|s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -48,6 +49,26 @@ def monte_carlo_returns(
 def evaluation_sampler(game: TabularGame, episodes: int, seed: int) -> Sampler:
     """A sampler whose episodes start from ``rho``, the distribution ``J`` is judged on."""
     return Sampler(TabularVectorEnv(game, episodes, start="rho"), seed=seed)
+
+
+def metric_rows(metrics: dict) -> list[tuple[str, str]]:
+    """(name, value) rows of the exact quantities (where present) and the Monte Carlo returns."""
+    rows = []
+    if "game/J" in metrics:
+        rows += [
+            ("J = V1(pi1, B(pi1))(rho)", f"{metrics['game/J']:.6g}"),
+            ("leader value V1 (rho)", f"{metrics['game/leader_value']:.6g}"),
+            ("follower value V2^lam (rho)", f"{metrics['game/follower_value']:.6g}"),
+            ("follower best-response gap", f"{metrics['game/best_response_gap']:.3g}"),
+        ]
+    for player in ("leader", "follower"):
+        rows.append((f"{player} return (MC, rewards only)", f"{metrics[f'{player}/return']:.6g} +- {metrics[f'{player}/return_se']:.2g}"))
+    return rows
+
+
+def format_table(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
 
 
 def load_run(path: str | Path) -> tuple[DictConfig, dict]:

@@ -130,7 +130,61 @@ def default_mu(rho: np.ndarray, epsilon: float = DEFAULT_MU_EPSILON) -> np.ndarr
     return (1.0 - epsilon) * rho + epsilon / rho.shape[0]
 
 
-class TabularGame:
+class GameModel:
+    """What dense and sparse games share: rewards ``R1, R2 [S, A1, A2]``, ``gamma``, ``rho``, ``mu``.
+    Subclasses name their tensors in ``_tensors`` and provide ``expected_next``."""
+
+    _tensors: tuple[str, ...] = ("R1", "R2", "rho", "mu")
+    R1: torch.Tensor
+    R2: torch.Tensor
+    rho: torch.Tensor
+    mu: torch.Tensor
+    gamma: float
+    mu_is_default: bool
+
+    @property
+    def num_states(self) -> int:
+        return self.R1.shape[0]
+
+    @property
+    def num_actions(self) -> tuple[int, int]:
+        """``(A1, A2)``: the leader's and the follower's number of actions."""
+        return self.R1.shape[1], self.R1.shape[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.R1.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.R1.dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        """A copy of the game on another device and/or floating dtype (no re-validation needed)."""
+        game = object.__new__(type(self))
+        for name in self._tensors:
+            x = getattr(self, name)
+            setattr(game, name, x.to(device=device, dtype=dtype if x.is_floating_point() else None))
+        game.gamma, game.mu_is_default = self.gamma, self.mu_is_default
+        return game
+
+    def max_abs_reward(self) -> float:
+        return float(torch.maximum(self.R1.abs().max(), self.R2.abs().max()))
+
+    def truncation_bias(self, horizon: int) -> float:
+        """Bound ``gamma^T max|r| / (1 - gamma)`` on the value lost by truncating at ``horizon``."""
+        return self.gamma**horizon * self.max_abs_reward() / (1.0 - self.gamma)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {name: getattr(self, name).cpu().numpy() for name in self._tensors}
+        return {**arrays, "gamma": np.float64(self.gamma)}
+
+    def to_npz(self, path: str | os.PathLike) -> None:
+        """Write the game file (``mu`` included)."""
+        np.savez(path, **self._arrays())
+
+
+class TabularGame(GameModel):
     """A validated tabular stochastic game with its model as torch tensors (float64 by default).
 
     ``P [S, A1, A2, S]`` transition probabilities, ``R1, R2 [S, A1, A2]`` the leader's and the
@@ -164,49 +218,7 @@ class TabularGame:
         self.mu = as_tensor(mu_array)
         self.gamma = gamma
 
-    @property
-    def num_states(self) -> int:
-        return self.P.shape[0]
-
-    @property
-    def num_actions(self) -> tuple[int, int]:
-        """``(A1, A2)``: the leader's and the follower's number of actions."""
-        return self.P.shape[1], self.P.shape[2]
-
-    @property
-    def device(self) -> torch.device:
-        return self.P.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.P.dtype
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TabularGame":
-        """A copy of the game on another device and/or dtype (no re-validation needed)."""
-        game = object.__new__(TabularGame)
-        for name in ("P", "R1", "R2", "rho", "mu"):
-            setattr(game, name, getattr(self, name).to(device=device, dtype=dtype))
-        game.gamma, game.mu_is_default = self.gamma, self.mu_is_default
-        return game
-
-    def max_abs_reward(self) -> float:
-        return float(torch.maximum(self.R1.abs().max(), self.R2.abs().max()))
-
-    def truncation_bias(self, horizon: int) -> float:
-        """Bound ``gamma^T max|r| / (1 - gamma)`` on the value lost by truncating at ``horizon``."""
-        return self.gamma**horizon * self.max_abs_reward() / (1.0 - self.gamma)
-
-    def to_npz(self, path: str | os.PathLike) -> None:
-        """Write the contract's game file (``mu`` included)."""
-        np.savez(
-            path,
-            P=self.P.cpu().numpy(),
-            R1=self.R1.cpu().numpy(),
-            R2=self.R2.cpu().numpy(),
-            gamma=np.float64(self.gamma),
-            rho=self.rho.cpu().numpy(),
-            mu=self.mu.cpu().numpy(),
-        )
+    _tensors = ("P", "R1", "R2", "rho", "mu")
 
     def expected_next(self, values: torch.Tensor) -> torch.Tensor:
         """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` -> ``[S, A1, A2]``."""

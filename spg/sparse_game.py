@@ -17,6 +17,7 @@ import torch
 
 from spg.game import (
     DEFAULT_MU_EPSILON,
+    GameModel,
     REQUIRED_KEYS,
     TabularGame,
     _first_index,
@@ -33,7 +34,7 @@ SPARSE_KEYS = ("successors", "successor_probs", "R1", "R2", "gamma", "rho")
 DENSIFY_LIMIT = 5000  # states up to which exact derivatives densify a sparse game
 
 
-class SparseTabularGame:
+class SparseTabularGame(GameModel):
     """A validated game with successor lists; the same interface as :class:`TabularGame`
     (``num_states``, ``num_actions``, ``R1``, ``R2``, ``gamma``, ``rho``, ``mu``, ``to``, ``to_npz``)."""
 
@@ -76,25 +77,11 @@ class SparseTabularGame:
         self.successor_probs, self.R1, self.R2, self.rho, self.mu = (as_tensor(a) for a in (probs, R1, R2, rho, mu))
         self.gamma = gamma
 
-    @property
-    def num_states(self) -> int:
-        return self.R1.shape[0]
-
-    @property
-    def num_actions(self) -> tuple[int, int]:
-        return self.R1.shape[1], self.R1.shape[2]
+    _tensors = ("successors", "successor_probs", "R1", "R2", "rho", "mu")
 
     @property
     def num_successors(self) -> int:
         return self.successors.shape[-1]
-
-    @property
-    def device(self) -> torch.device:
-        return self.R1.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.R1.dtype
 
     def expected_next(self, values: torch.Tensor) -> torch.Tensor:
         """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` -> ``[S, A1, A2]``."""
@@ -108,32 +95,6 @@ class SparseTabularGame:
         game = TabularGame(P, self.R1, self.R2, self.gamma, self.rho, self.mu, dtype=self.dtype, device=self.device)
         game.mu_is_default = self.mu_is_default
         return game
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "SparseTabularGame":
-        game = object.__new__(SparseTabularGame)
-        for name in ("successor_probs", "R1", "R2", "rho", "mu"):
-            setattr(game, name, getattr(self, name).to(device=device, dtype=dtype))
-        game.successors = self.successors.to(device=device)
-        game.gamma, game.mu_is_default = self.gamma, self.mu_is_default
-        return game
-
-    def max_abs_reward(self) -> float:
-        return float(torch.maximum(self.R1.abs().max(), self.R2.abs().max()))
-
-    def truncation_bias(self, horizon: int) -> float:
-        return self.gamma**horizon * self.max_abs_reward() / (1.0 - self.gamma)
-
-    def to_npz(self, path: str | os.PathLike) -> None:
-        np.savez(
-            path,
-            successors=self.successors.cpu().numpy(),
-            successor_probs=self.successor_probs.cpu().numpy(),
-            R1=self.R1.cpu().numpy(),
-            R2=self.R2.cpu().numpy(),
-            gamma=np.float64(self.gamma),
-            rho=self.rho.cpu().numpy(),
-            mu=self.mu.cpu().numpy(),
-        )
 
     def __repr__(self) -> str:
         S, (A1, A2) = self.num_states, self.num_actions

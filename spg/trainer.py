@@ -25,7 +25,7 @@ from envs.tabular_vector import TabularVectorEnv
 from spg import exact
 from spg.algorithms import ALGORITHMS, OPTIMIZERS, CGSettings, TwoTimescalePolicyGradient
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
-from spg.evaluation import evaluation_sampler, exact_metrics, monte_carlo_returns
+from spg.evaluation import evaluation_sampler, exact_metrics, format_table, metric_rows, monte_carlo_returns
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 from spg.logger import RunLogger
@@ -368,17 +368,7 @@ def _describe(cfg: DictConfig, task: Task, horizon: int, run_dir: Path) -> None:
 def _summary(cfg: DictConfig, final: dict[str, Any]) -> None:
     rows = [("algorithm", final["algorithm"]), ("iterations", final["iterations"]), ("env steps", final["env_steps"])]
     rows.append(("wall time [s]", f"{final['seconds']:.1f}"))
-    if "game/J" in final:
-        rows += [
-            ("J = V1(pi1, B(pi1))(rho)", f"{final['game/J']:.6g}"),
-            ("leader value (rho)", f"{final['game/leader_value']:.6g}"),
-            ("follower value V2^lam (rho)", f"{final['game/follower_value']:.6g}"),
-            ("follower best-response gap", f"{final['game/best_response_gap']:.3g}"),
-        ]
-    for player in ("leader", "follower"):
-        rows.append((f"{player} return (MC, rewards only)", f"{final[f'{player}/return']:.6g} +- {final[f'{player}/return_se']:.2g}"))
-    width = max(len(name) for name, _ in rows)
-    log.info("final results\n" + "\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
+    log.info("final results\n" + format_table(rows + metric_rows(final)))
 
 
 def _hydra_output_dir() -> Path:
