@@ -156,7 +156,8 @@ class TwoTimescalePolicyGradient:
                 warm_start=self._cg_solution if self.cg.warm_start else None,
                 v2_mixed=mixed_v2,
             )
-            self._cg_solution = result.cg.solution
+            solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
+            self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
             direction, direct, implicit = result.total, result.direct, result.implicit
             if len(parts) == 1:
                 g2 = result.follower_gradient
@@ -167,6 +168,7 @@ class TwoTimescalePolicyGradient:
                     "cg/iterations": float(result.cg.iterations),
                     "cg/residual": result.cg.residual,
                     "cg/nonpositive_curvature": float(result.cg.nonpositive_curvature),
+                    "cg/hit_radius": float(result.cg.hit_radius),
                     "cg/damping": self.cg.damping,
                 }
             )

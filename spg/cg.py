@@ -26,6 +26,7 @@ class CGResult:
     residual: float
     converged: bool
     nonpositive_curvature: bool
+    hit_radius: bool = False
 
 
 def conjugate_gradient(
@@ -36,6 +37,7 @@ def conjugate_gradient(
     tol: float = 1e-8,
     max_iterations: int = 50,
     project: Projection | None = project_state_means,
+    radius: float | None = None,
 ) -> CGResult:
     """Solve ``A x = b`` for a symmetric ``A`` given only ``x -> A x``.
 
@@ -63,6 +65,10 @@ def conjugate_gradient(
             curvature_failed = True
             break
         step = rr / curvature
+        if radius is not None and float((x + step * p).norm()) > radius:
+            x = x + _step_to_boundary(x, p, radius) * p
+            iterations += 1
+            return CGResult(x, iterations, float((proj(b - matvec(x))).norm()) / b_norm, False, False, True)
         x = x + step * p
         r = r - step * Ap
         rr_next = float((r * r).sum())
@@ -71,3 +77,9 @@ def conjugate_gradient(
         iterations += 1
     residual = rr**0.5 / b_norm
     return CGResult(x, iterations, residual, residual <= tol, curvature_failed)
+
+
+def _step_to_boundary(x: torch.Tensor, p: torch.Tensor, radius: float) -> float:
+    """The ``tau >= 0`` with ``||x + tau p|| = radius`` (``||x|| <= radius``)."""
+    pp, xp, xx = float((p * p).sum()), float((x * p).sum()), float((x * x).sum())
+    return (-xp + max(xp * xp + pp * (radius * radius - xx), 0.0) ** 0.5) / pp

@@ -52,6 +52,8 @@ def leader_direction(
     ``v2_mixed``, when given, is an independent estimate of ``V2`` used for the mixed product
     (its own sub-batch); ``v2`` then serves the follower gradient and the Hessian.
     ``cg_iterations`` defaults to the number of follower parameters (exact in exact arithmetic).
+    With ``damping > 0`` the solve is confined to ``||w|| <= ||grad_2 V1|| / damping``, the bound
+    that holds whenever ``-H`` is positive semidefinite (noisy Hessian estimates can break it).
     """
     direct, b = _grad(v1, (theta1, theta2), retain_graph=True)
     (g2,) = _grad(v2, (theta2,), create_graph=True)
@@ -69,6 +71,7 @@ def leader_direction(
         tol=cg_tol,
         max_iterations=cg_iterations if cg_iterations is not None else theta2.numel(),
         project=project_state_means,
+        radius=float(b.norm()) / damping if damping > 0 else None,
     )
     if v2_mixed is None:
         (implicit,) = _grad(g2, (theta1,), cg.solution)

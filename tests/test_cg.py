@@ -1,5 +1,6 @@
 """Conjugate gradient against dense solves, including the singular softmax directions."""
 
+import pytest
 import torch
 
 from spg import exact
@@ -59,3 +60,13 @@ def test_cg_exits_safely_on_nonpositive_curvature_and_zero_rhs():
 def test_projection_removes_state_means():
     v = seeded_logits(3, 4, 0)
     assert torch.allclose(project_state_means(v).mean(-1), torch.zeros(3, dtype=torch.float64), atol=1e-15)
+
+
+def test_trust_region_radius_stops_on_the_boundary():
+    # nearly singular A: the unconstrained solution is huge, the radius keeps it bounded
+    A = torch.diag(torch.tensor([1.0, 1e-9], dtype=torch.float64))
+    b = torch.ones(1, 2, dtype=torch.float64)
+    result = conjugate_gradient(lambda v: (A @ v.reshape(-1)).reshape(1, 2), b, project=None, radius=10.0, tol=1e-12)
+    assert result.hit_radius and float(result.solution.norm()) == pytest.approx(10.0)
+    free = conjugate_gradient(lambda v: (A @ v.reshape(-1)).reshape(1, 2), b, project=None, radius=1e12, tol=1e-12)
+    assert not free.hit_radius and torch.allclose(free.solution, torch.tensor([[1.0, 1e9]], dtype=torch.float64))
