@@ -1,10 +1,12 @@
 """A natively vectorised Gymnasium ``VectorEnv`` over one tabular game: all copies step together
 with batched torch ops on the game's device.
 
-Successors are drawn without scanning a row of ``P``. Dense games: the cumulative rows are laid
-end to end with row ``k`` shifted by ``k`` into one sorted array, and ``searchsorted(flat, k + u)``
-finds the successor of row ``k`` for a uniform ``u`` (O(log(S A1 A2 S)) per step). Sparse games:
-the ``K`` successor probabilities of the row are inverted directly (O(K) per step, whatever ``S``).
+Successors are drawn without scanning a row of ``P``. Dense games use a guide table (Chen and
+Asau, 1974): for each row and each ``m < S``, ``guide[row, m]`` is the first successor whose
+cumulative probability exceeds ``m / S``; a uniform ``u`` starts at ``guide[row, floor(u S)]`` and
+steps forward while the cumulative probability is ``<= u``, an expected O(1) number of steps.
+Sparse games invert the ``K`` successor probabilities of the row directly (O(K) per step,
+whatever ``S``).
 """
 
 from __future__ import annotations
@@ -22,13 +24,26 @@ from spg.game import TabularGame
 from spg.sparse_game import SparseTabularGame
 
 
-def _shifted_cdf(probs: torch.Tensor) -> torch.Tensor:
-    """Rows of ``probs [K, S]`` as one sorted flat array: ``k + cdf_k`` (each row normalised to end at 1)."""
-    probs = probs.to(torch.float64)  # row offsets up to S*A1*A2 need float64 resolution
-    cdf = torch.cumsum(probs, dim=-1)
-    cdf = cdf / cdf[:, -1:]
-    offsets = torch.arange(probs.shape[0], dtype=probs.dtype, device=probs.device)[:, None]
-    return (cdf + offsets).reshape(-1)
+class GuideTable:
+    """Exact inverse-CDF sampling from the rows of ``probs [R, S]`` in expected O(1) per draw."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        cdf = torch.cumsum(probs.to(torch.float64), dim=-1)
+        cdf = cdf / cdf[:, -1:]
+        rows, size = cdf.shape
+        grid = torch.arange(size, dtype=torch.float64, device=cdf.device) / size
+        guide = torch.searchsorted(cdf, grid.expand(rows, size).contiguous(), right=True).clamp_max_(size - 1)
+        self.size, self.cdf, self.guide = size, cdf.reshape(-1), guide.reshape(-1)
+
+    def sample(self, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """For each ``rows[i]``, the first column ``j`` with ``cdf[rows[i], j] > u[i]``."""
+        base = rows * self.size
+        j = self.guide.index_select(0, base + (u * self.size).long().clamp_max_(self.size - 1))
+        while True:  # index_select: the fastest 1-D gather on CPU
+            behind = self.cdf.index_select(0, base + j) <= u
+            if not behind.any():
+                return j
+            j = (j + behind.long()).clamp_max_(self.size - 1)
 
 
 class TabularVectorEnv(VectorEnv):
@@ -62,20 +77,21 @@ class TabularVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.reward_space = reward_space(game)
         self.device = game.device
-        self._start_flat = _shifted_cdf(start_distribution(game, start)[None])
+        self._starts = GuideTable(start_distribution(game, start)[None])
         self.sparse = isinstance(game, SparseTabularGame)
         if self.sparse:
             K = game.num_successors
             self._successor_cdf = torch.cumsum(game.successor_probs.reshape(S * A1 * A2, K), -1).to(torch.float64)
             self._successors = game.successors.reshape(S * A1 * A2, K)
         else:
-            self._next_flat = _shifted_cdf(game.P.reshape(S * A1 * A2, S))
+            self._next = GuideTable(game.P.reshape(S * A1 * A2, S))
         self._rewards = torch.stack([game.R1, game.R2], dim=-1).reshape(S * A1 * A2, 2).to(torch.float32)
         self._generator = torch.Generator(device=self.device)
         self._generator.seed()
         self.states = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        self._never = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # the games never terminate
 
     @property
     def generator(self) -> torch.Generator:
@@ -86,8 +102,7 @@ class TabularVectorEnv(VectorEnv):
         return torch.rand(n, generator=self._generator, dtype=torch.float64, device=self.device)
 
     def _draw_starts(self, n: int) -> torch.Tensor:
-        index = torch.searchsorted(self._start_flat, self._uniform(n), right=True)
-        return index.clamp_max_(self.game.num_states - 1)
+        return self._starts.sample(torch.zeros(n, dtype=torch.long, device=self.device), self._uniform(n))
 
     def reset_torch(self, seed: int | None = None) -> torch.Tensor:
         if seed is not None:
@@ -104,27 +119,25 @@ class TabularVectorEnv(VectorEnv):
         row = (self.states * A1 + leader_actions) * A2 + follower_actions
         u = self._uniform(self.num_envs)
         if self.sparse:
-            cdf = self._successor_cdf[row]
+            cdf = self._successor_cdf.index_select(0, row)
             k = (cdf < u[:, None] * cdf[:, -1:]).sum(-1).clamp_max_(cdf.shape[1] - 1)
-            next_states = self._successors[row, k]
+            next_states = self._successors.reshape(-1).index_select(0, row * cdf.shape[1] + k)
         else:
-            found = torch.searchsorted(self._next_flat, row.to(torch.float64) + u, right=True)
-            next_states = torch.minimum(found - row * S, torch.full_like(found, S - 1))
-        rewards = self._rewards[row]
+            next_states = self._next.sample(row, u)
+        rewards = self._rewards.index_select(0, row)
+        self.states = next_states
+        if self.max_episode_steps is None:  # episodes never end: no autoreset bookkeeping
+            return next_states, rewards, self._never, self._never
         restarting = self._needs_reset
         if restarting.any():  # next-step autoreset: ignore the action, restart, reward 0
             next_states = torch.where(restarting, self._draw_starts(self.num_envs), next_states)
             rewards = rewards.masked_fill(restarting[:, None], 0.0)
             self._elapsed.masked_fill_(restarting, 0)
+            self.states = next_states
         self._elapsed += (~restarting).long()
-        terminated = torch.zeros_like(restarting)
-        if self.max_episode_steps is None:
-            truncated = torch.zeros_like(restarting)
-        else:
-            truncated = (self._elapsed >= self.max_episode_steps) & ~restarting
-        self._needs_reset = terminated | truncated
-        self.states = next_states
-        return next_states, rewards, terminated, truncated
+        truncated = (self._elapsed >= self.max_episode_steps) & ~restarting
+        self._needs_reset = truncated
+        return next_states, rewards, self._never, truncated
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):

@@ -93,11 +93,11 @@ class Sampler:
     @torch.no_grad()
     def _rollout(self, leader, follower, horizon: int) -> Batch:
         n = self.env.num_envs
-        shape = (n, horizon)
-        states = torch.zeros(shape, dtype=torch.long, device=self.device)
+        # time-major buffers: each step writes contiguous rows; transposed once at the end
+        states = torch.zeros((horizon, n), dtype=torch.long, device=self.device)
         leader_actions, follower_actions = torch.zeros_like(states), torch.zeros_like(states)
-        rewards = torch.zeros(shape + (2,), dtype=self.dtype, device=self.device)
-        mask = torch.ones(shape, dtype=torch.bool, device=self.device)
+        rewards = torch.zeros((horizon, n, 2), dtype=self.dtype, device=self.device)
+        mask = torch.ones((horizon, n), dtype=torch.bool, device=self.device)
         if self.native:
             s = self.env.unwrapped.reset_torch(seed=self._reset_seed())
         else:
@@ -109,21 +109,30 @@ class Sampler:
         follower_cdf = torch.cumsum(follower.probs().detach(), -1).to(self.device)
         uniforms = torch.rand(horizon, 2, n, 1, generator=self.generator, dtype=leader_cdf.dtype, device=self.device)
         for t in range(horizon):
-            if not alive.any():
-                mask[:, t:] = False
-                break
             a1 = _inverse_cdf(leader_cdf, s, uniforms[t, 0])
             a2 = _inverse_cdf(follower_cdf, s, uniforms[t, 1])
-            states[:, t], leader_actions[:, t], follower_actions[:, t] = s, a1, a2
-            mask[:, t] = alive
+            states[t], leader_actions[t], follower_actions[t] = s, a1, a2
             if self.native:
                 s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2)
             else:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
-            rewards[:, t] = r.to(self.dtype)
-            alive = alive & ~(terminated | truncated)
+            rewards[t] = r
+            done = terminated | truncated
+            if done.any():  # an episode that ended contributes nothing from its next step on
+                mask[t + 1 :] &= ~done
+                alive = alive & ~done
+                if not alive.any():
+                    break
         rewards *= mask[..., None]
-        return Batch(states, leader_actions, follower_actions, rewards[..., 0], rewards[..., 1], mask)
+        rewards = rewards.transpose(0, 1)
+        return Batch(
+            states.T.contiguous(),
+            leader_actions.T.contiguous(),
+            follower_actions.T.contiguous(),
+            rewards[..., 0].contiguous(),
+            rewards[..., 1].contiguous(),
+            mask.T.contiguous(),
+        )
 
     def _step_numpy(self, a1: torch.Tensor, a2: torch.Tensor):
         actions = torch.stack([a1, a2], dim=-1).cpu().numpy()
@@ -144,7 +153,7 @@ class Sampler:
 
 def _inverse_cdf(cdf: torch.Tensor, states: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Actions ``a ~ pi(.|s)`` from the tabulated CDF ``[S, A]`` and uniforms ``u [N, 1]``."""
-    return (cdf[states] < u).sum(-1).clamp_max_(cdf.shape[-1] - 1)
+    return (cdf.index_select(0, states) < u).sum(-1).clamp_max_(cdf.shape[-1] - 1)
 
 
 def _astuple(batch: Batch) -> tuple[torch.Tensor, ...]:
