@@ -14,7 +14,7 @@ Sections (default: all):
 - ``throughput``: sampling plus one spg update (N = 1024, T = 100, 50 states), iterations/s.
 - ``threads``: the sampler with 1 and 2 torch threads.
 - ``accuracy``: cosine and relative error of the sampled leader direction against eq. (19) as N
-  grows, with the peak memory of one estimate.
+  grows (T = 60), with the process's peak resident memory after each N.
 - ``exact``: exact solver time against S (dense up to 400 states; sparse 100000 states, 8 successors).
 - ``efficiency``: env steps for spg and pg to reach 99% of the reference value (1% of the reward
   scale) on benchmark games, over seeds.
@@ -26,9 +26,9 @@ import argparse
 import json
 import math
 import platform
+import resource
 import statistics
 import time
-import tracemalloc
 
 import gymnasium as gym
 import numpy as np
@@ -140,7 +140,7 @@ def bench_sampler(repeats: int) -> list[dict]:
             project, project_spread = timed(lambda: sampler.collect(leader, follower, N, T), repeats)
             baseline_rollout = hand_written_loop(game, leader, follower, N)
             baseline, baseline_spread = timed(lambda: baseline_rollout(T), repeats)
-            python_steps = python_vectoriser_steps_per_second(game, leader, follower, N, 5)
+            python_steps = statistics.median(python_vectoriser_steps_per_second(game, leader, follower, N, 10) for _ in range(3))
             rows.append({
                 "S": num_states, "N": N, "sparse": num_states > 1000,
                 "project_steps_per_s": N * T / project, "project_spread_s": project_spread,
@@ -174,7 +174,7 @@ def bench_update(repeats: int) -> list[dict]:
             F1, F2 = surrogate_objectives(batch, theta1, theta2, gamma=game.gamma, lam=LAM)
             # the cost does not depend on the damping; a large one keeps the sampled -H + delta I
             # positive definite, so CG runs exactly k iterations
-            result = leader_direction(F1, F2, theta1, theta2, damping=1.0, cg_tol=0.0, cg_iterations=k)
+            result = leader_direction(F1, F2, theta1, theta2, damping=1.0, cg_tol=0.0, cg_iterations=k, trust_region=False)
             assert result.cg.iterations == k, result.cg
 
         t, spread = timed(spg_update, repeats)
@@ -212,21 +212,18 @@ def bench_accuracy(repeats: int) -> list[dict]:
     follower = TabularSoftmaxPolicy(20, A, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
     reference = exact.exact_leader_direction(game, leader.logits, follower.logits, LAM, damping=1e-3).total.flatten()
     rows = []
-    for N in (128, 512, 2048, 8192):
+    for N in (256, 1024, 4096, 16384):
         sampler = Sampler(TabularVectorEnv(game, N), seed=N)
-        cosines, errors, peaks = [], [], []
+        cosines, errors = [], []
         for _ in range(repeats):
             batch = sampler.collect(leader, follower, N, 60)
-            tracemalloc.start()
             F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=game.gamma, lam=LAM)
             d = leader_direction(F1, F2, leader.logits, follower.logits, damping=1e-3, cg_tol=1e-3, cg_iterations=20).total.flatten()
-            peaks.append(tracemalloc.get_traced_memory()[1])
-            tracemalloc.stop()
             cosines.append(float(torch.cosine_similarity(d, reference, 0)))
             errors.append(float((d - reference).norm() / reference.norm()))
         rows.append({"N": N, "cosine": statistics.median(cosines), "cosine_spread": max(cosines) - min(cosines),
                      "relative_error": statistics.median(errors), "relative_error_spread": max(errors) - min(errors),
-                     "peak_python_memory_mb": statistics.median(peaks) / 1e6})
+                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3})
     return rows
 
 
@@ -362,7 +359,7 @@ def main() -> None:
         print("sampled eq. (19) against the exact direction (20 states, follower at its best response)")
         for r in results["accuracy"]:
             print(f"  N={r['N']:5d}: cosine {r['cosine']:.3f} (spread {r['cosine_spread']:.3f}), relative error "
-                  f"{r['relative_error']:.3f}, peak memory {r['peak_python_memory_mb']:.0f} MB")
+                  f"{r['relative_error']:.3f}, process peak RSS so far {r['peak_rss_mb']:.0f} MB")
     if "exact" in sections:
         results["exact"] = bench_exact(args.repeats)
         print("exact solver: J and grad J (eq. 19, CG to 1e-8)")

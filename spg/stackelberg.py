@@ -45,6 +45,7 @@ def leader_direction(
     cg_iterations: int | None = None,
     warm_start: torch.Tensor | None = None,
     v2_mixed: torch.Tensor | None = None,
+    trust_region: bool = True,
 ) -> LeaderDirection:
     """Eq. (19) at ``(theta1, theta2)`` from the leader's objective ``v1`` and the follower's
     regularised objective ``v2`` (scalars differentiable twice in both logits).
@@ -53,7 +54,8 @@ def leader_direction(
     (its own sub-batch); ``v2`` then serves the follower gradient and the Hessian.
     ``cg_iterations`` defaults to the number of follower parameters (exact in exact arithmetic).
     With ``damping > 0`` the solve is confined to ``||w|| <= ||grad_2 V1|| / damping``, the bound
-    that holds whenever ``-H`` is positive semidefinite (noisy Hessian estimates can break it).
+    that holds whenever ``-H`` is positive semidefinite (noisy Hessian estimates can break it);
+    ``trust_region=False`` lifts it.
     """
     direct, b = _grad(v1, (theta1, theta2), retain_graph=True)
     (g2,) = _grad(v2, (theta2,), create_graph=True)
@@ -71,7 +73,7 @@ def leader_direction(
         tol=cg_tol,
         max_iterations=cg_iterations if cg_iterations is not None else theta2.numel(),
         project=project_state_means,
-        radius=float(b.norm()) / damping if damping > 0 else None,
+        radius=float(b.norm()) / damping if trust_region and damping > 0 else None,
     )
     if v2_mixed is None:
         (implicit,) = _grad(g2, (theta1,), cg.solution)
