@@ -289,7 +289,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         bar.set_postfix(_postfix(metrics), refresh=False)
     bar.close()
 
-    final = _final_metrics(cfg, task, leader, follower, horizon, start, env_steps, time.perf_counter() - started)
+    exact_now = {k: v for k, v in metrics.items() if k.startswith("game/")}  # the last iteration's evaluation
+    final = _final_metrics(cfg, task, leader, follower, horizon, env_steps, time.perf_counter() - started, exact_now)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), {k: v for k, v in final.items() if isinstance(v, float) and math.isfinite(v)})
     logger.close()
@@ -321,7 +322,7 @@ def _postfix(metrics: dict[str, float]) -> dict[str, str]:
     return {short: f"{metrics[key]:.4g}" for key, short in keys.items() if key in metrics}
 
 
-def _final_metrics(cfg, task, leader, follower, horizon, start, env_steps, seconds) -> dict[str, Any]:
+def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exact_now) -> dict[str, Any]:
     final: dict[str, Any] = {
         "algorithm": cfg.algo.name,
         "iterations": int(cfg.trainer.iterations),
@@ -331,7 +332,7 @@ def _final_metrics(cfg, task, leader, follower, horizon, start, env_steps, secon
         "truncation_bias_bound": task.game.truncation_bias(horizon) if task.game is not None else None,
     }
     if task.game is not None:
-        final.update(exact_metrics(task.game, leader, follower, cfg.algo.lam))
+        final.update(exact_now or exact_metrics(task.game, leader, follower, cfg.algo.lam))
         sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, seed=cfg.seed + 1)
         final["evaluation_start"] = "rho"
     else:
