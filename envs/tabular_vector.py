@@ -2,9 +2,9 @@
 with batched torch ops on the game's device.
 
 Successors are drawn without scanning a row of ``P``. Dense games use a guide table (Chen and
-Asau, 1974): for each row and each ``m < S``, ``guide[row, m]`` is the first successor whose
-cumulative probability exceeds ``m / S``; a uniform ``u`` starts at ``guide[row, floor(u S)]`` and
-steps forward while the cumulative probability is ``<= u``, an expected O(1) number of steps.
+Asau, 1974): for each row and each ``m < M`` (``M = 4 S``), ``guide[row, m]`` is the first successor
+whose cumulative probability exceeds ``m / M``; a uniform ``u`` starts at ``guide[row, floor(u M)]``
+and steps forward while the cumulative probability is ``<= u``, an expected O(1) number of steps.
 Sparse games invert the ``K`` successor probabilities of the row directly (O(K) per step,
 whatever ``S``).
 """
@@ -25,21 +25,25 @@ from spg.sparse_game import SparseTabularGame
 
 
 class GuideTable:
-    """Exact inverse-CDF sampling from the rows of ``probs [R, S]`` in expected O(1) per draw."""
+    """Exact inverse-CDF sampling from the rows of ``probs [R, S]`` in expected O(1) per draw,
+    with ``4 S`` guide buckets per row (int32)."""
 
-    def __init__(self, probs: torch.Tensor) -> None:
+    def __init__(self, probs: torch.Tensor, buckets_per_entry: int = 4) -> None:
         cdf = torch.cumsum(probs.to(torch.float64), dim=-1)
         cdf = cdf / cdf[:, -1:]
         rows, size = cdf.shape
-        grid = torch.arange(size, dtype=torch.float64, device=cdf.device) / size
-        guide = torch.searchsorted(cdf, grid.expand(rows, size).contiguous(), right=True).clamp_max_(size - 1)
-        self.size, self.cdf, self.guide = size, cdf.reshape(-1), guide.reshape(-1)
+        buckets = buckets_per_entry * size
+        grid = torch.arange(buckets, dtype=torch.float64, device=cdf.device) / buckets
+        guide = torch.searchsorted(cdf, grid.expand(rows, buckets).contiguous(), right=True).clamp_max_(size - 1)
+        self.size, self.buckets = size, buckets
+        self.cdf, self.guide = cdf.reshape(-1), guide.to(torch.int32).reshape(-1)
 
     def sample(self, rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """For each ``rows[i]``, the first column ``j`` with ``cdf[rows[i], j] > u[i]``."""
+        bucket = rows * self.buckets + (u * self.buckets).long().clamp_max_(self.buckets - 1)
+        j = self.guide.index_select(0, bucket).long()  # index_select: the fastest 1-D gather on CPU
         base = rows * self.size
-        j = self.guide.index_select(0, base + (u * self.size).long().clamp_max_(self.size - 1))
-        while True:  # index_select: the fastest 1-D gather on CPU
+        while True:
             behind = self.cdf.index_select(0, base + j) <= u
             if not behind.any():
                 return j

@@ -104,6 +104,8 @@ class Sampler:
             obs, _ = self.env.reset(seed=self._reset_seed())
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
+        # the tabular games never end unless the env truncates them
+        episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None
         # the policies are fixed during a rollout: tabulate their CDFs once, draw all uniforms at once
         leader_cdf = torch.cumsum(leader.probs().detach(), -1).to(self.device)
         follower_cdf = torch.cumsum(follower.probs().detach(), -1).to(self.device)
@@ -117,8 +119,8 @@ class Sampler:
             else:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
             rewards[t] = r
-            done = terminated | truncated
-            if done.any():  # an episode that ended contributes nothing from its next step on
+            # an episode that ended contributes nothing from its next step on
+            if episodes_can_end and (done := terminated | truncated).any():
                 mask[t + 1 :] &= ~done
                 alive = alive & ~done
                 if not alive.any():
