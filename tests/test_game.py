@@ -30,7 +30,8 @@ def test_mu_defaults_to_mixture_when_rho_lacks_support():
 def test_any_finite_rewards_accepted():
     a = arrays()
     a["R1"] = a["R1"] * 1e6 - 5e5
-    TabularGame(**a)
+    game = TabularGame(**a)
+    assert np.array_equal(game.R1.numpy(), a["R1"])
 
 
 @pytest.mark.parametrize(
