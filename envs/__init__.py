@@ -5,7 +5,9 @@
 - ``spg/MatrixGame-v0`` (``leader_payoff=``, ``follower_payoff=`` ``[A1, A2]`` arrays; default:
   the commitment game of Conitzer and Sandholm, 2006),
 - ``spg/RandomGame-v0`` (``num_states``, ``num_leader_actions``, ``num_follower_actions``,
-  ``gamma``, ``concentration``, ``reward_range``, ``seed``).
+  ``gamma``, ``concentration``, ``reward_range``, ``seed``),
+- ``spg/RandomSparseGame-v0`` (the same with ``num_successors`` successors per row; see
+  :mod:`spg.sparse_game`).
 
 ``gymnasium.make(id, **kwargs)`` gives a :class:`StochasticGameEnv`;
 ``gymnasium.make_vec(id, num_envs=N, **kwargs)`` the native :class:`TabularVectorEnv`.

@@ -61,6 +61,28 @@ def _named_matrix(spec: MatrixGameSpec) -> Callable[..., TabularGame]:
     return build
 
 
+def _random_sparse(
+    num_states: int = 1000,
+    num_leader_actions: int = 5,
+    num_follower_actions: int = 5,
+    num_successors: int = 8,
+    gamma: float = 0.9,
+    concentration: float = 1.0,
+    reward_range=(0.0, 1.0),
+    seed: int = 0,
+) -> SparseTabularGame:
+    return random_sparse_game(
+        num_states,
+        num_leader_actions,
+        num_follower_actions,
+        num_successors,
+        gamma=gamma,
+        concentration=concentration,
+        reward_range=tuple(reward_range),
+        seed=seed,
+    )
+
+
 def single_entry_point(build_game: Callable[..., TabularGame]) -> Callable[..., StochasticGameEnv]:
     def make_env(*, start: str = "mu", **game_kwargs) -> StochasticGameEnv:
         return StochasticGameEnv(build_game(**game_kwargs), start=start)
@@ -82,6 +104,7 @@ GAME_BUILDERS: dict[str, Callable[..., TabularGame]] = {
     "spg/GameFile-v0": _game_file,
     "spg/MatrixGame-v0": _matrix,
     "spg/RandomGame-v0": _random,
+    "spg/RandomSparseGame-v0": _random_sparse,
     "spg/Patrolling-v0": patrolling_game,
     "spg/EpidemicTesting-v0": epidemic_game,
     **{f"spg/{name}-v0": _named_matrix(spec) for name, spec in MATRIX_GAMES.items()},

@@ -118,7 +118,6 @@ class TabularVectorEnv(VectorEnv):
 
     def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor):
         """One batched step: ``(next_states, rewards [N, 2] float32, terminated, truncated)``."""
-        S = self.game.num_states
         A1, A2 = self.game.num_actions
         row = (self.states * A1 + leader_actions) * A2 + follower_actions
         u = self._uniform(self.num_envs)

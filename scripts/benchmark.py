@@ -31,7 +31,6 @@ import statistics
 import time
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import envs  # noqa: F401

@@ -37,7 +37,7 @@ class CGSettings:
     """Conjugate gradient for ``(-H + damping I) w = grad_2 V1``: an iteration cap, a relative
     tolerance, and the damping ``delta`` (small; scaled to the Hessian's spectrum)."""
 
-    iterations: int = 20
+    iters: int = 20
     tol: float = 1e-3
     damping: float = 1e-3
     warm_start: bool = True
@@ -100,7 +100,7 @@ class TwoTimescalePolicyGradient:
         self.lam, self.gamma = lam, gamma
         self.leader_lr, self.follower_lr = leader_step, follower_step
         check_two_timescales(leader_step, follower_step)
-        self.cg = cg if cg is not None else (CGSettings(iterations=500, tol=1e-10, damping=0.0) if self.exact else CGSettings())
+        self.cg = cg if cg is not None else (CGSettings(iters=500, tol=1e-10, damping=0.0) if self.exact else CGSettings())
         self.sub_batches, self.baseline = sub_batches, baseline
         self.max_leader_norm = max_leader_norm
         make = OPTIMIZERS[optimizer]
@@ -152,7 +152,7 @@ class TwoTimescalePolicyGradient:
                 theta2,
                 damping=self.cg.damping,
                 cg_tol=self.cg.tol,
-                cg_iterations=self.cg.iterations,
+                cg_iterations=self.cg.iters,
                 warm_start=self._cg_solution if self.cg.warm_start else None,
                 v2_mixed=mixed_v2,
             )

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from spg.algorithms import CGSettings
+
 
 @dataclass
 class EnvConfig:
@@ -37,16 +39,6 @@ class StepSizeConfig:
 
 
 @dataclass
-class CGConfigSchema:
-    """Conjugate gradient of eq. (19): iteration cap, relative tolerance, damping ``delta``."""
-
-    iters: int = 20
-    tol: float = 1e-3
-    damping: float = 1e-3
-    warm_start: bool = True
-
-
-@dataclass
 class AlgoConfig:
     """``name``: spg | pg | exact_spg | exact_pg. ``lam``: the follower's entropy weight."""
 
@@ -56,7 +48,7 @@ class AlgoConfig:
     follower: StepSizeConfig = field(default_factory=lambda: StepSizeConfig(lr=10.0))
     optimizer: str = "sgd"
     follower_steps: int = 1
-    cg: CGConfigSchema = field(default_factory=CGConfigSchema)
+    cg: CGSettings = field(default_factory=CGSettings)
     sub_batches: int = 1
     baseline: bool = True
     max_leader_norm: Optional[float] = None

@@ -42,22 +42,26 @@ def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 def leave_one_out_baseline(states: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, num_states: int) -> torch.Tensor:
-    """For each step ``(i, t)``, the mean of ``values`` over the visits to ``states[i, t]`` by the
-    other trajectories (0 where no other trajectory visited that state)."""
-    N, _ = states.shape
+    """For each step ``(i, t)``, the mean of ``values [N, T(, k)]`` over the visits to
+    ``states[i, t]`` by the other trajectories (0 where no other trajectory visited that state).
+    Several value columns (both players' returns) share one grouping of the visits."""
+    N, T = states.shape
+    columns = values.reshape(N * T, -1) * mask.reshape(-1, 1)
+    weights = mask.to(values.dtype).reshape(-1, 1)
     flat_states = states.reshape(-1)
-    v = (values * mask).reshape(-1)
-    w = mask.to(values.dtype).reshape(-1)
-    total = torch.zeros(num_states, dtype=values.dtype, device=values.device).index_add_(0, flat_states, v)
-    count = torch.zeros_like(total).index_add_(0, flat_states, w)
-    trajectory = torch.arange(N, device=states.device).repeat_interleave(states.shape[1])
+    trajectory = torch.arange(N, device=states.device).repeat_interleave(T)
     _, group = torch.unique(trajectory * num_states + flat_states, return_inverse=True)
-    own_total = torch.zeros(int(group.max()) + 1, dtype=values.dtype, device=values.device).index_add_(0, group, v)
-    own_count = torch.zeros_like(own_total).index_add_(0, group, w)
-    other_total = total[flat_states] - own_total[group]
-    other_count = count[flat_states] - own_count[group]
-    baseline = torch.where(other_count > 0, other_total / other_count.clamp_min(1.0), torch.zeros_like(v))
-    return baseline.reshape(states.shape)
+
+    def sums(index: torch.Tensor, size: int) -> torch.Tensor:
+        both = torch.cat([columns, weights], dim=1)
+        return torch.zeros(size, both.shape[1], dtype=values.dtype, device=values.device).index_add_(0, index, both)
+
+    total = sums(flat_states, num_states)[flat_states]
+    own = sums(group, int(group.max()) + 1)[group]
+    other = total - own
+    other_count = other[:, -1:]
+    baseline = torch.where(other_count > 0, other[:, :-1] / other_count.clamp_min(1.0), torch.zeros_like(other[:, :-1]))
+    return baseline.reshape(values.shape)
 
 
 def surrogate_objectives(
@@ -90,8 +94,7 @@ def surrogate_objectives(
     G2 = returns_to_go(batch.follower_rewards.to(dtype) + gamma * lam * next_entropy, gamma)
     if baseline:
         num_states = leader_logits.shape[0]
-        G1_baseline = leave_one_out_baseline(states, G1, mask, num_states)
-        G2_baseline = leave_one_out_baseline(states, G2, mask, num_states)
+        G1_baseline, G2_baseline = leave_one_out_baseline(states, torch.stack([G1, G2], -1), mask, num_states).unbind(-1)
     else:
         G1_baseline = G2_baseline = torch.zeros_like(G1)
     weight1 = discount * (G1 - G1_baseline)

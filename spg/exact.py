@@ -80,8 +80,8 @@ def _fixed_point(step, v: torch.Tensor, gamma: float, tol: float, what: str, max
 def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
     joint = pi1[:, :, None] * pi2[:, None, :]
     rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)], -1)
-    v1, v2 = _iterative_values(game, joint, rewards).unbind(-1)
-    return PolicyValues(v1, v2, game.R1 + game.gamma * game.expected_next(v1), game.R2 + game.gamma * game.expected_next(v2))
+    values = _iterative_values(game, joint, rewards)
+    return _with_q_functions(game, values)
 
 
 @torch.no_grad()
@@ -104,7 +104,7 @@ def leader_values(game: Game, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Ten
 @torch.no_grad()
 def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float, tol: float) -> BestResponse:
     """Soft (or hard, ``lam = 0``) value iteration on the averaged MDP from successor lists."""
-    S, (A1, A2) = game.num_states, game.num_actions
+    S, A2 = game.num_states, game.num_actions[1]
     R2 = torch.einsum("sa,sab->sb", pi1, game.R2)
     weights = (pi1[:, :, None, None] * game.successor_probs).transpose(1, 2).reshape(S * A2, -1)
     averaged = _csr(weights, game.successors.transpose(1, 2).reshape(S * A2, -1), S)  # eq. (14), [S A2, S]
@@ -148,10 +148,13 @@ def policy_values(game: Game, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) 
     r2 = (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)
     eye = torch.eye(game.num_states, dtype=game.dtype, device=game.device)
     A = eye - game.gamma * markov_chain(game, pi1, pi2)
-    v = torch.linalg.solve(A, torch.stack([r1, r2], dim=-1))
-    v1, v2 = v[:, 0], v[:, 1]
-    continuation = game.gamma * game.P @ v  # [S, A1, A2, 2]
-    return PolicyValues(v1, v2, game.R1 + continuation[..., 0], game.R2 + continuation[..., 1])
+    return _with_q_functions(game, torch.linalg.solve(A, torch.stack([r1, r2], dim=-1)))
+
+
+def _with_q_functions(game: Game, values: torch.Tensor) -> PolicyValues:
+    """Both players' values ``[S, 2]`` with their Q functions ``R + gamma E[V(s')]``."""
+    continuation = game.gamma * game.expected_next(values)  # [S, A1, A2, 2]
+    return PolicyValues(values[:, 0], values[:, 1], game.R1 + continuation[..., 0], game.R2 + continuation[..., 1])
 
 
 def occupancy(game: Game, pi1: torch.Tensor, pi2: torch.Tensor, d: torch.Tensor) -> torch.Tensor:

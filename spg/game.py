@@ -221,7 +221,7 @@ class TabularGame(GameModel):
     _tensors = ("P", "R1", "R2", "rho", "mu")
 
     def expected_next(self, values: torch.Tensor) -> torch.Tensor:
-        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` -> ``[S, A1, A2]``."""
+        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` or ``[S, k]`` -> ``[S, A1, A2(, k)]``."""
         return self.P @ values
 
     @classmethod

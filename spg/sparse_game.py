@@ -84,8 +84,10 @@ class SparseTabularGame(GameModel):
         return self.successors.shape[-1]
 
     def expected_next(self, values: torch.Tensor) -> torch.Tensor:
-        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` -> ``[S, A1, A2]``."""
-        return (self.successor_probs * values[self.successors]).sum(-1)
+        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` or ``[S, k]`` -> ``[S, A1, A2(, k)]``."""
+        if values.ndim == 1:
+            return (self.successor_probs * values[self.successors]).sum(-1)
+        return (self.successor_probs[..., None] * values[self.successors]).sum(-2)
 
     def dense(self) -> TabularGame:
         """The same game with a dense ``P`` (for small games only)."""

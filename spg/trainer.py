@@ -154,7 +154,7 @@ def build_algorithm(cfg: DictConfig, task: Task, device: torch.device):
         leader_step=StepSize(a.leader.lr, a.leader.power, a.leader.t0),
         follower_step=StepSize(a.follower.lr, a.follower.power, a.follower.t0),
         optimizer=a.optimizer,
-        cg=CGSettings(iterations=a.cg.iters, tol=a.cg.tol, damping=a.cg.damping, warm_start=a.cg.warm_start),
+        cg=CGSettings(**a.cg),
         sub_batches=a.get("sub_batches", 1),
         baseline=a.get("baseline", True),
         max_leader_norm=a.get("max_leader_norm"),

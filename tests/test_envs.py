@@ -65,6 +65,8 @@ def test_registered_ids_make_single_and_native_vector_envs(tmp_path):
     from_file = gym.make("spg/GameFile-v0", path=str(tmp_path / "g.npz")).unwrapped.game
     assert torch.equal(from_file.P, game.P)
     assert gym.make("spg/Game-v0", game=game).unwrapped.game is game
+    sparse = gym.make_vec("spg/RandomSparseGame-v0", num_envs=4, num_states=50, num_successors=3)
+    assert sparse.sparse and sparse.game.num_states == 50 and sparse.game.num_successors == 3
 
 
 def test_bad_game_gives_validation_error_not_a_torch_trace(tmp_path):
