@@ -1,15 +1,23 @@
-"""Two-timescale learners behind one interface: ``step(data)`` updates both policies from a
-:class:`~spg.sampler.Batch` (sampled algorithms) or a :class:`~spg.game.TabularGame` (exact ones).
+"""Two-timescale learners behind one interface: ``step(source)`` updates both policies from an
+objective source (:mod:`spg.objectives`: the exact model or a sampled batch).
 
-- ``spg``: the Stackelberg policy gradient, leader along eq. (19), follower along eq. (9);
-- ``pg``: simultaneous (naive) policy gradient, the leader ignoring the follower's response;
-- ``exact_spg`` / ``exact_pg``: the same with exact derivatives from the model.
+- ``spg`` / ``exact_spg``: the Stackelberg policy gradient, the leader along eq. (19);
+- ``pg`` / ``exact_pg``: simultaneous (naive) policy gradient, the leader along ``grad_1 V1``.
 
-Both players move from the same ``(theta1_t, theta2_t)`` (eqs. 8-9), by gradient *ascent* with
-step sizes ``alpha_t`` and ``beta_t`` (plain ascent is SGD without momentum; Adam is available).
-``max_leader_norm`` optionally clips the leader's direction (a trust region: sampled estimates of
-eq. 19 are heavy-tailed where the follower Hessian is nearly singular); clipping rescales the
-direction and so leaves the stationary points unchanged.
+The ``exact_`` names only say which source the trainer builds; the update is the same.
+
+**Leader** (eq. 8): Adam ascent on the direction by default. Adam's step is measured in logits
+(about ``lr`` per coordinate whatever the reward scale, ``1/(1 - gamma)`` or ``1/lam``), so no
+single update can saturate the softmax; ``lr_t = lr (t0 / (t + t0))^power`` decays it
+(Assumption 1: the leader is the slow player).
+
+**Follower** (eq. 9, natural form): ``theta2 <- theta2 + kappa (Q_lam / lam - theta2)``, centred per
+state, where ``Q_lam`` is the follower's soft Q function of the averaged MDP (eqs. 13-14). This is
+the natural policy gradient of the entropy-regularised MDP with step ``eta = kappa (1 - gamma) / lam``,
+which converges linearly to the soft best response whatever the state distribution (Cen et al.,
+2021); ``kappa = 1`` is soft policy iteration. ``kappa`` is dimensionless: the fraction of the way
+to the soft-greedy policy. From samples, ``Q`` comes from returns-to-go grouped by ``(s, a2)``;
+entries without samples keep their logits. ``rule: gradient`` is plain eq. (9) instead.
 """
 
 from __future__ import annotations
@@ -19,17 +27,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from spg import exact
-from spg.estimators import surrogate_objectives
-from spg.game import TabularGame
+from spg.objectives import ObjectiveSource
 from spg.policy import TabularSoftmaxPolicy
-from spg.sampler import Batch
 from spg.schedules import StepSize, check_two_timescales
 from spg.stackelberg import leader_direction
 
-# name -> (leader follows eq. 19, derivatives from the model)
+# name -> (the leader follows eq. 19, the objectives come from the model)
 ALGORITHMS = {"spg": (True, False), "pg": (False, False), "exact_spg": (True, True), "exact_pg": (False, True)}
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+FOLLOWER_UPDATES = ("npg", "gradient")
 
 
 @dataclass
@@ -44,19 +50,32 @@ class CGSettings:
 
 
 @dataclass
+class FollowerSettings:
+    """The follower's update: ``npg`` with ``kappa`` in (0, 1], or ``gradient`` (eq. 9) with ``lr``.
+    ``steps``: updates per leader update on an exact source, stopped early once no logit moves
+    more than ``tol`` (a sampled source gives one update per batch)."""
+
+    rule: str = "npg"
+    kappa: float = 0.1
+    lr: float = 1.0
+    steps: int = 1
+    tol: float = 1e-8
+
+
+@dataclass
 class StepResult:
     """What one step did: scalar metrics for the logs and the leader's update direction."""
 
     metrics: dict[str, float]
     leader_direction: torch.Tensor
-    follower_gradient: torch.Tensor = field(repr=False)
+    follower_update: torch.Tensor = field(repr=False)
 
 
 def _check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(value).all():
         raise FloatingPointError(
             f"non-finite estimate of {name}: the step was stopped before touching the policies "
-            "(lower the step sizes, raise cg.damping, or check the rewards for overflow)"
+            "(lower algo.leader.lr or algo.follower.kappa, raise algo.cg.damping, or check the rewards for overflow)"
         )
     return value
 
@@ -71,25 +90,30 @@ class TwoTimescalePolicyGradient:
         follower: TabularSoftmaxPolicy,
         *,
         lam: float,
-        gamma: float,
         leader_step: StepSize,
-        follower_step: StepSize,
-        optimizer: str = "sgd",
+        leader_optimizer: str = "adam",
+        follower_settings: FollowerSettings | None = None,
         cg: CGSettings | None = None,
         sub_batches: int = 1,
-        baseline: bool = True,
-        max_leader_norm: float | None = None,
     ) -> None:
         if name not in ALGORITHMS:
             raise ValueError(f"algorithm {name!r} is unknown: choose one of {', '.join(ALGORITHMS)}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {optimizer!r} is unknown: choose one of {', '.join(OPTIMIZERS)}")
+        if leader_optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {leader_optimizer!r} is unknown: choose one of {', '.join(OPTIMIZERS)}")
         if sub_batches not in (1, 2, 3):
             raise ValueError(f"sub_batches = {sub_batches}: use 1 (one batch), 2 (leader | follower) or 3 (+ mixed)")
         if lam < 0:
             raise ValueError(f"lam = {lam}: the follower's entropy weight must be >= 0")
+        self.follower_settings = follower_settings if follower_settings is not None else FollowerSettings()
+        f = self.follower_settings
+        if f.rule not in FOLLOWER_UPDATES:
+            raise ValueError(f"follower update {f.rule!r} is unknown: choose one of {', '.join(FOLLOWER_UPDATES)}")
+        if f.rule == "npg" and lam <= 0:
+            raise ValueError("the follower's natural update aims at softmax(Q / lam) and needs lam > 0: set lam > 0 or use the gradient rule")
+        if not 0 < f.kappa <= 1 or f.lr <= 0 or f.steps < 1 or f.tol < 0:
+            raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0")
         self.name = name
-        self.stackelberg, self.exact = ALGORITHMS[name]
+        self.stackelberg, self.needs_model = ALGORITHMS[name]
         if self.stackelberg and lam <= 0:
             warnings.warn(
                 f"{name} with lam = {lam}: without entropy regularisation the follower Hessian may be singular "
@@ -97,54 +121,72 @@ class TwoTimescalePolicyGradient:
                 stacklevel=2,
             )
         self.leader, self.follower = leader, follower
-        self.lam, self.gamma = lam, gamma
-        self.leader_lr, self.follower_lr = leader_step, follower_step
-        check_two_timescales(leader_step, follower_step)
-        self.cg = cg if cg is not None else (CGSettings(iters=500, tol=1e-10, damping=0.0) if self.exact else CGSettings())
-        self.sub_batches, self.baseline = sub_batches, baseline
-        self.max_leader_norm = max_leader_norm
-        make = OPTIMIZERS[optimizer]
-        self.leader_optimizer = make(leader.parameters(), lr=leader_step(0), maximize=True)
-        self.follower_optimizer = make(follower.parameters(), lr=follower_step(0), maximize=True)
+        self.lam = lam
+        self.leader_lr = leader_step
+        check_two_timescales(leader_step, f.rule)
+        self.cg = cg if cg is not None else CGSettings()
+        self.sub_batches = sub_batches
+        self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True)
         self.leader_updates = 0
         self.follower_updates = 0
         self._cg_solution: torch.Tensor | None = None
 
-    # -- objectives: the exact values or the sampled surrogates, as differentiable scalars --------
-    def _objectives(self, data: Batch | TabularGame) -> tuple[torch.Tensor, torch.Tensor]:
+    # -- the follower ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _follower_update(self, source: ObjectiveSource, gradient: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """One follower update from ``source``; returns the change of its logits and metrics."""
         theta1, theta2 = self.leader.logits, self.follower.logits
-        if isinstance(data, TabularGame):
-            return exact.objectives(data, theta1, theta2, self.lam)
-        return surrogate_objectives(data, theta1, theta2, gamma=self.gamma, lam=self.lam, baseline=self.baseline)
-
-    def _check_data(self, data: Batch | TabularGame) -> None:
-        if self.exact != isinstance(data, TabularGame):
-            wanted = "the game model (a TabularGame)" if self.exact else "a sampled Batch"
-            raise TypeError(f"{self.name} steps on {wanted}, got {type(data).__name__}")
-
-    def follower_step(self, data: Batch | TabularGame) -> StepResult:
-        """An extra follower update (eq. 9) with the leader held fixed."""
-        self._check_data(data)
-        _, v2 = self._objectives(data)
-        (g2,) = torch.autograd.grad(v2, self.follower.logits)
-        self._apply(None, _check_finite("grad_theta2 V2^lam", g2))
-        return StepResult({"follower/gradient_norm": float(g2.norm())}, torch.zeros_like(self.leader.logits), g2)
-
-    def step(self, data: Batch | TabularGame) -> StepResult:
-        """One simultaneous update of both players from the same policies (eqs. 8-9)."""
-        self._check_data(data)
-        theta1, theta2 = self.leader.logits, self.follower.logits
+        f = self.follower_settings
         metrics: dict[str, float] = {}
+        if f.rule == "gradient":
+            if gradient is None:
+                with torch.enable_grad():
+                    (gradient,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
+            change = f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
+            metrics["follower/gradient_norm"] = float(gradient.norm())
+        else:
+            q, counts = source.follower_q(theta1, theta2, self.lam)
+            seen = counts > 0
+            gap = torch.where(seen, q / self.lam - theta2, torch.zeros_like(theta2))
+            centre = gap.sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1)
+            change = f.kappa * torch.where(seen, gap - centre, torch.zeros_like(theta2))
+            _check_finite("the follower's soft Q function", change)
+            if not source.exact:
+                metrics["follower/q_coverage"] = float(seen.to(q.dtype).mean())
+        theta2.add_(change)
+        self.follower_updates += 1
+        metrics["follower/logit_change"] = float(change.abs().max())
+        return change, metrics
+
+    def follower_step(self, source: ObjectiveSource) -> StepResult:
+        """Follower updates alone, the leader held fixed (on an exact source: up to
+        ``follower.steps`` of them, until the largest logit change is below ``follower.tol``)."""
+        rounds = self.follower_settings.steps if source.exact else 1
+        for _ in range(rounds):
+            change, metrics = self._follower_update(source)
+            if metrics["follower/logit_change"] <= self.follower_settings.tol:
+                break
+        return StepResult(metrics, torch.zeros_like(self.leader.logits), change)
+
+    # -- one update of both players ----------------------------------------------------------------
+    def step(self, source: ObjectiveSource) -> StepResult:
+        """One update of both players. On an exact source the follower first tracks its best
+        response (``follower_step``), then the leader moves; on a sampled one both move from the
+        same policies and the same batch (eqs. 8-9)."""
+        metrics: dict[str, float] = {}
+        if source.exact:
+            metrics.update(self.follower_step(source).metrics)
+        theta1, theta2 = self.leader.logits, self.follower.logits
         if not self.stackelberg:
-            v1, v2 = self._objectives(data)
+            v1, v2 = source.objectives(theta1, theta2, self.lam)
             (direction,) = torch.autograd.grad(v1, theta1, retain_graph=True)
             (g2,) = torch.autograd.grad(v2, theta2)
             direct, implicit = direction, torch.zeros_like(direction)
         else:
-            parts = [data] if self.exact or self.sub_batches == 1 else data.split(self.sub_batches)
-            v1, v2 = self._objectives(parts[0])
-            hessian_v2 = v2 if len(parts) == 1 else self._objectives(parts[1])[1]
-            mixed_v2 = None if len(parts) < 3 else self._objectives(parts[2])[1]
+            parts = source.split(self.sub_batches)
+            v1, v2 = parts[0].objectives(theta1, theta2, self.lam)
+            hessian_v2 = v2 if len(parts) == 1 else parts[1].objectives(theta1, theta2, self.lam)[1]
+            mixed_v2 = None if len(parts) < 3 else parts[2].objectives(theta1, theta2, self.lam)[1]
             result = leader_direction(
                 v1,
                 hessian_v2,
@@ -161,8 +203,8 @@ class TwoTimescalePolicyGradient:
             direction, direct, implicit = result.total, result.direct, result.implicit
             if len(parts) == 1:
                 g2 = result.follower_gradient
-            else:  # the follower's own step uses the whole batch
-                (g2,) = torch.autograd.grad(self._objectives(data)[1], theta2)
+            else:  # the follower's own gradient uses the whole batch
+                (g2,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
             metrics.update(
                 {
                     "cg/iterations": float(result.cg.iterations),
@@ -182,34 +224,32 @@ class TwoTimescalePolicyGradient:
                 "leader/direction_norm": float(direction.norm()),
                 "follower/gradient_norm": float(g2.norm()),
                 "charts/leader_lr": self.leader_lr(self.leader_updates),
-                "charts/follower_lr": self.follower_lr(self.follower_updates),
             }
         )
-        if not self.exact:
+        if not source.exact:
             metrics["leader/surrogate_value"] = float(v1.detach())
             metrics["follower/surrogate_value"] = float(v2.detach())
-        if self.max_leader_norm is not None and metrics["leader/direction_norm"] > self.max_leader_norm:
-            direction = direction * (self.max_leader_norm / metrics["leader/direction_norm"])
-        self._apply(direction, g2)
-        return StepResult(metrics, direction.detach(), g2.detach())
+            change, follower_metrics = self._follower_update(source, g2)
+            metrics.update(follower_metrics)
+        else:
+            change = torch.zeros_like(theta2)
+        self._leader_update(direction)
+        with torch.no_grad():
+            metrics["leader/min_prob"] = float(self.leader.probs().min())
+            metrics["follower/min_prob"] = float(self.follower.probs().min())
+        return StepResult(metrics, direction.detach(), change)
 
-    def _apply(self, leader_direction: torch.Tensor | None, follower_gradient: torch.Tensor) -> None:
-        updates = [(self.follower_optimizer, self.follower, follower_gradient, self.follower_lr(self.follower_updates))]
-        if leader_direction is not None:
-            updates.append((self.leader_optimizer, self.leader, leader_direction, self.leader_lr(self.leader_updates)))
-        for optimizer, policy, gradient, lr in updates:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            policy.logits.grad = gradient.detach().clone()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        self.follower_updates += 1
-        self.leader_updates += leader_direction is not None
+    def _leader_update(self, direction: torch.Tensor) -> None:
+        for group in self.leader_optimizer.param_groups:
+            group["lr"] = self.leader_lr(self.leader_updates)
+        self.leader.logits.grad = direction.detach().clone()
+        self.leader_optimizer.step()
+        self.leader_optimizer.zero_grad(set_to_none=True)
+        self.leader_updates += 1
 
     def state_dict(self) -> dict:
         return {
             "leader_optimizer": self.leader_optimizer.state_dict(),
-            "follower_optimizer": self.follower_optimizer.state_dict(),
             "leader_updates": self.leader_updates,
             "follower_updates": self.follower_updates,
             "cg_solution": self._cg_solution,
@@ -217,7 +257,6 @@ class TwoTimescalePolicyGradient:
 
     def load_state_dict(self, state: dict) -> None:
         self.leader_optimizer.load_state_dict(state["leader_optimizer"])
-        self.follower_optimizer.load_state_dict(state["follower_optimizer"])
         self.leader_updates = int(state["leader_updates"])
         self.follower_updates = int(state["follower_updates"])
         self._cg_solution = state["cg_solution"]

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from spg.algorithms import CGSettings
+from spg.algorithms import CGSettings, FollowerSettings
 
 
 @dataclass
@@ -30,28 +30,32 @@ class EnvConfig:
 
 
 @dataclass
-class StepSizeConfig:
-    """``lr`` constant, or ``lr / (t + t0)^power`` (Assumption 1: 1/2 < follower < leader <= 1)."""
+class LeaderConfig:
+    """The leader's optimiser (``adam`` or ``sgd``) on its direction, with step
+    ``lr (t0 / (t + t0))^power``; with Adam ``lr`` is roughly the largest logit change per update."""
 
-    lr: float = 1.0
-    power: float = 0.0
-    t0: float = 1.0
+    optimizer: str = "adam"
+    lr: float = 0.1
+    power: float = 0.6
+    t0: float = 50.0
 
 
 @dataclass
 class AlgoConfig:
-    """``name``: spg | pg | exact_spg | exact_pg. ``lam``: the follower's entropy weight."""
+    """``name``: spg | pg | exact_spg | exact_pg. ``lam``: the follower's entropy weight.
+    ``follower_warmup``: follower-only updates (each on a fresh batch) before the leader's first
+    step. ``probes``: one uniformly random follower action per sampled trajectory (importance
+    weighted), so a near-deterministic follower still sees every action."""
 
     name: str = "spg"
     lam: float = 0.1
-    leader: StepSizeConfig = field(default_factory=lambda: StepSizeConfig(lr=1.0))
-    follower: StepSizeConfig = field(default_factory=lambda: StepSizeConfig(lr=10.0))
-    optimizer: str = "sgd"
-    follower_steps: int = 1
+    leader: LeaderConfig = field(default_factory=LeaderConfig)
+    follower: FollowerSettings = field(default_factory=FollowerSettings)
+    follower_warmup: int = 10
     cg: CGSettings = field(default_factory=CGSettings)
     sub_batches: int = 1
     baseline: bool = True
-    max_leader_norm: Optional[float] = None
+    probes: bool = True
 
 
 @dataclass

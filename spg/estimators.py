@@ -16,6 +16,10 @@ return-to-go of the previous step (``s_t`` is decided by the actions up to ``t -
 direct dependence on ``theta2`` stays differentiable through
 ``lam gamma^t box(L_{t-1}) (H_t - H_t.detach())``, so the follower Hessian and the mixed
 derivative see it. (Folding ``-lam log pi2`` into a detached reward would bias the Hessian.)
+
+With follower probes (:mod:`spg.sampler`) the batch carries the path's importance weights ``w_t``
+(detached): every reward and entropy bonus is weighted by the weight of the path that decided
+it, and the baseline term by ``w_t`` too, which keeps all derivatives unbiased (docs/estimators.md).
 """
 
 from __future__ import annotations
@@ -64,6 +68,21 @@ def leave_one_out_baseline(states: torch.Tensor, values: torch.Tensor, mask: tor
     return baseline.reshape(values.shape)
 
 
+def _weighted_returns(batch: Batch, follower_logits: torch.Tensor, gamma: float, lam: float):
+    """Both players' importance-weighted returns-to-go ``[N, T]`` (the follower's with the
+    entropy bonus of the states reached), the entropy per step (differentiable in theta2), and
+    ``w_{t-1}``, the weight of the path that decided ``s_t``."""
+    dtype = follower_logits.dtype
+    m, w = batch.mask.to(dtype), batch.weights.to(dtype)
+    w_before = torch.cat([torch.ones_like(w[:, :1]), w[:, :-1]], dim=1)
+    entropy = entropy_from_logits(follower_logits)[batch.states]  # H(pi2(.|s_t))
+    entropy_value = entropy.detach() * m * w_before
+    next_entropy = torch.cat([entropy_value[:, 1:], torch.zeros_like(entropy_value[:, :1])], dim=1)
+    G1 = returns_to_go(batch.leader_rewards.to(dtype) * w, gamma)
+    G2 = returns_to_go(batch.follower_rewards.to(dtype) * w + gamma * lam * next_entropy, gamma)
+    return G1, G2, entropy, entropy_value, w_before
+
+
 def surrogate_objectives(
     batch: Batch,
     leader_logits: torch.Tensor,
@@ -78,7 +97,7 @@ def surrogate_objectives(
     unbiased for those of the truncated values."""
     states, mask = batch.states, batch.mask
     dtype = leader_logits.dtype
-    m = mask.to(dtype)
+    m, w = mask.to(dtype), batch.weights.to(dtype)
     T = states.shape[1]
     log_p1 = torch.log_softmax(leader_logits, -1)[states, batch.leader_actions]
     log_p2 = torch.log_softmax(follower_logits, -1)[states, batch.follower_actions]
@@ -86,20 +105,38 @@ def surrogate_objectives(
     dice_before = torch.cat([torch.ones_like(dice[:, :1]), dice[:, :-1]], dim=1)  # box(L_{t-1})
     score = dice - dice_before  # value 0; its derivatives weigh the returns from t on
     discount = gamma ** torch.arange(T, dtype=dtype, device=states.device)
-
-    entropy = entropy_from_logits(follower_logits)[states]  # H(pi2(.|s_t)), differentiable in theta2
-    entropy_value = entropy.detach() * m
-    next_entropy = torch.cat([entropy_value[:, 1:], torch.zeros_like(entropy_value[:, :1])], dim=1)
-    G1 = returns_to_go(batch.leader_rewards.to(dtype), gamma)
-    G2 = returns_to_go(batch.follower_rewards.to(dtype) + gamma * lam * next_entropy, gamma)
-    if baseline:
+    G1, G2, entropy, entropy_value, w_before = _weighted_returns(batch, follower_logits, gamma, lam)
+    if baseline:  # b(s_t) estimates the on-policy return-to-go; the term it enters is weighted by w_t
         num_states = leader_logits.shape[0]
-        G1_baseline, G2_baseline = leave_one_out_baseline(states, torch.stack([G1, G2], -1), mask, num_states).unbind(-1)
+        b1, b2 = leave_one_out_baseline(states, torch.stack([G1 / w, G2 / w], -1), mask, num_states).unbind(-1)
+        G1_baseline, G2_baseline = w * b1, w * b2
     else:
         G1_baseline = G2_baseline = torch.zeros_like(G1)
     weight1 = discount * (G1 - G1_baseline)
     weight2 = discount * (G2 - G2_baseline)
     F1 = G1[:, 0] + (score * weight1).sum(1)
-    entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m)).sum(1)
+    entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m * w_before)).sum(1)
     F2 = G2[:, 0] + lam * entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
     return F1.mean(), F2.mean()
+
+
+@torch.no_grad()
+def follower_q_estimate(
+    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, horizon_fraction: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monte Carlo soft Q function of the follower's averaged MDP (eqs. 13-14),
+    ``Q(s, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, and the visit counts ``[S, A2]``.
+
+    Every visited step ``t`` in the first ``horizon_fraction`` of the horizon (where truncation
+    bias is smallest) gives one sample: the return-to-go from ``t`` with the importance weights
+    of the steps after ``t`` (the action at ``t`` is conditioned on, so its own ratio drops out).
+    """
+    G2 = _weighted_returns(batch, follower_logits, gamma, lam)[1] / batch.weights.to(follower_logits.dtype)
+    S, A2 = follower_logits.shape
+    used = max(1, int(batch.horizon * horizon_fraction))
+    keep = batch.mask[:, :used].reshape(-1)
+    index = (batch.states[:, :used] * A2 + batch.follower_actions[:, :used]).reshape(-1)[keep]
+    samples = G2[:, :used].reshape(-1)[keep]
+    sums = torch.zeros(S * A2, dtype=samples.dtype, device=samples.device).index_add_(0, index, samples)
+    counts = torch.zeros(S * A2, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.ones_like(samples))
+    return (sums / counts.clamp_min(1.0)).reshape(S, A2), counts.reshape(S, A2)

@@ -5,6 +5,13 @@ the game's device; on any other vector env of the contract (Gymnasium's ``SyncVe
 ``AsyncVectorEnv`` over :class:`~envs.contract.RewardPairInInfo`) it steps through numpy.
 Episodes that end before ``T`` are masked from their last step on (next-step autoreset steps
 are never recorded).
+
+Follower probes (``probe_discount``): in each trajectory the follower takes one uniformly random
+action at a time ``t* ~ Geometric(1 - gamma)`` (so probes land where the discounted occupancy
+does) and acts on-policy everywhere else. The path's importance weight ``w_t`` (1 before the
+probe, ``A2 pi2(a*|s*)`` from it on, at most ``A2``) keeps every estimator unbiased for the
+on-policy values, while every follower action of every visited state keeps being tried: a
+near-deterministic follower can still learn that another action became better (docs/estimators.md).
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from spg.policy import TabularSoftmaxPolicy
 
 @dataclass
 class Batch:
-    """``[N, T]`` tensors: states, both players' actions and rewards, and ``mask`` (True on the
-    steps that happened; an episode that ended early is False from then on)."""
+    """``[N, T]`` tensors: states, both players' actions and rewards, ``mask`` (True on the steps
+    that happened; an episode that ended early is False from then on) and ``weights``, the
+    importance weight of the path up to and including step ``t`` (1 without follower probes)."""
 
     states: torch.Tensor
     leader_actions: torch.Tensor
@@ -32,6 +40,7 @@ class Batch:
     leader_rewards: torch.Tensor
     follower_rewards: torch.Tensor
     mask: torch.Tensor
+    weights: torch.Tensor
 
     @property
     def num_trajectories(self) -> int:
@@ -55,8 +64,9 @@ class Batch:
         return [self.select(idx) for idx in torch.arange(self.num_trajectories).chunk(parts)]
 
     def discounted_returns(self, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-trajectory ``sum_t gamma^t r_t`` of the leader and of the follower (no entropy bonus)."""
-        discount = gamma ** torch.arange(self.horizon, dtype=self.leader_rewards.dtype, device=self.states.device)
+        """Per-trajectory ``sum_t gamma^t w_t r_t`` of the leader and of the follower (no entropy
+        bonus; ``w_t`` the importance weights, so their mean is unbiased for the on-policy values)."""
+        discount = self.weights * gamma ** torch.arange(self.horizon, dtype=self.leader_rewards.dtype, device=self.states.device)
         return (self.leader_rewards * discount).sum(1), (self.follower_rewards * discount).sum(1)
 
 
@@ -67,13 +77,18 @@ class Sampler:
     independent seeds, so a run is reproducible and the streams are not correlated.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, *, seed: int, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self, env: gym.vector.VectorEnv, *, seed: int, dtype: torch.dtype = torch.float64, probe_discount: float | None = None
+    ) -> None:
         self.num_states, self.num_leader_actions, self.num_follower_actions = check_spaces(
             env.single_observation_space, env.single_action_space, str(env)
         )
         self.env, self.dtype = env, dtype
         self.native = isinstance(env.unwrapped, TabularVectorEnv) if hasattr(env, "unwrapped") else False
         self.device = env.unwrapped.device if self.native else torch.device("cpu")
+        if probe_discount is not None and not 0.0 <= probe_discount < 1.0:
+            raise ValueError(f"probe_discount = {probe_discount}: the probes' geometric time needs a discount in [0, 1)")
+        self.probe_discount = probe_discount
         env_seed, action_seed = np.random.SeedSequence(seed).generate_state(2)
         self.env_seed: int | None = int(env_seed)
         self.generator = torch.Generator(device=self.device).manual_seed(int(action_seed))
@@ -110,9 +125,18 @@ class Sampler:
         leader_cdf = torch.cumsum(leader.probs().detach(), -1).to(self.device)
         follower_cdf = torch.cumsum(follower.probs().detach(), -1).to(self.device)
         uniforms = torch.rand(horizon, 2, n, 1, generator=self.generator, dtype=leader_cdf.dtype, device=self.device)
+        ratios = torch.ones((horizon, n), dtype=self.dtype, device=self.device)  # pi2 / behaviour, per step
+        probe_time, probe_action = self._draw_probes(n, follower.num_actions)
+        follower_probs = follower.probs().detach().to(self.device, self.dtype)
         for t in range(horizon):
             a1 = _inverse_cdf(leader_cdf, s, uniforms[t, 0])
             a2 = _inverse_cdf(follower_cdf, s, uniforms[t, 1])
+            if probe_time is not None:
+                probing = probe_time == t
+                if probing.any():
+                    a2 = torch.where(probing, probe_action, a2)
+                    ratio = follower.num_actions * follower_probs[s, a2]  # pi2(a*|s*) / uniform(a*)
+                    ratios[t] = torch.where(probing, ratio, ratios[t])
             states[t], leader_actions[t], follower_actions[t] = s, a1, a2
             if self.native:
                 s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2)
@@ -134,7 +158,21 @@ class Sampler:
             rewards[..., 0].contiguous(),
             rewards[..., 1].contiguous(),
             mask.T.contiguous(),
+            torch.cumprod(ratios, 0).T.contiguous(),
         )
+
+    def _draw_probes(self, n: int, num_actions: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Each trajectory's probe time ``t* ~ Geometric(1 - gamma)`` (``t* = 0`` when ``gamma = 0``)
+        and its uniformly drawn follower action."""
+        if self.probe_discount is None:
+            return None, None
+        u = torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device)
+        if self.probe_discount == 0.0:
+            time = torch.zeros(n, dtype=torch.long, device=self.device)
+        else:
+            time = torch.floor(torch.log1p(-u) / math.log(self.probe_discount)).long()
+        action = torch.randint(num_actions, (n,), generator=self.generator, device=self.device)
+        return time, action
 
     def _step_numpy(self, a1: torch.Tensor, a2: torch.Tensor):
         actions = torch.stack([a1, a2], dim=-1).cpu().numpy()

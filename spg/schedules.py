@@ -1,7 +1,9 @@
-"""Step-size schedules ``alpha_t`` (leader) and ``beta_t`` (follower) of eqs. (8)-(9).
+"""The leader's step-size schedule ``alpha_t`` of eq. (8), and the two-timescale check.
 
-Assumption 1 asks ``sum alpha = sum beta = inf``, ``sum alpha^2, sum beta^2 < inf`` and
-``alpha_t / beta_t -> 0``. With ``c / (t + t0)^p`` that is ``1/2 < p_follower < p_leader <= 1``.
+Assumption 1 asks ``sum alpha = inf``, ``sum alpha^2 < inf`` and ``alpha_t / beta_t -> 0``: the
+leader is the slow player. With ``alpha_t = lr (t0 / (t + t0))^p`` that is ``1/2 < p <= 1``
+against a follower whose step does not decay (its natural update moves a fixed fraction
+``kappa`` of the way to the soft-greedy policy, the common constant-step approximation).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StepSize:
-    """``lr`` constant, or ``lr / (t + t0)^power`` when ``power > 0``."""
+    """``lr`` at ``t = 0``, decaying as ``lr (t0 / (t + t0))^power`` (constant when ``power = 0``)."""
 
     lr: float
     power: float = 0.0
@@ -24,20 +26,20 @@ class StepSize:
         if self.power < 0:
             raise ValueError(f"power = {self.power}: a decaying step size needs power >= 0")
         if self.power > 0 and self.t0 <= 0:
-            raise ValueError(f"t0 = {self.t0}: the schedule c / (t + t0)^p needs t0 > 0")
+            raise ValueError(f"t0 = {self.t0}: the schedule lr (t0 / (t + t0))^p needs t0 > 0")
 
     def __call__(self, t: int) -> float:
-        return self.lr if self.power == 0 else self.lr / (t + self.t0) ** self.power
+        return self.lr if self.power == 0 else self.lr * (self.t0 / (t + self.t0)) ** self.power
 
 
-def check_two_timescales(leader: StepSize, follower: StepSize) -> None:
-    """Warn when decaying schedules break Assumption 1 (constant step sizes are a common,
-    documented approximation and pass silently)."""
-    if leader.power == 0 and follower.power == 0:
+def check_two_timescales(leader: StepSize, follower_update: str) -> None:
+    """Warn when the leader's schedule breaks Assumption 1 (a constant leader step is a common,
+    documented approximation and passes silently)."""
+    if leader.power == 0:
         return
-    if not (0.5 < follower.power < leader.power <= 1.0):
+    if not 0.5 < leader.power <= 1.0:
         warnings.warn(
-            f"step-size exponents leader {leader.power}, follower {follower.power} break Assumption 1 "
-            "(needs 1/2 < follower < leader <= 1 so that alpha/beta -> 0 and both sums diverge)",
+            f"leader step-size exponent {leader.power} breaks Assumption 1 (needs 1/2 < power <= 1 so that "
+            "sum alpha = inf and sum alpha^2 < inf)",
             stacklevel=2,
         )

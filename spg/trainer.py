@@ -23,12 +23,13 @@ from tqdm import tqdm
 from envs.contract import ContractError, find_spec, make_vector_env
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
-from spg.algorithms import ALGORITHMS, OPTIMIZERS, CGSettings, TwoTimescalePolicyGradient
+from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, CGSettings, FollowerSettings, TwoTimescalePolicyGradient
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import evaluation_sampler, exact_metrics, format_table, metric_rows, monte_carlo_returns
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 from spg.logger import RunLogger
+from spg.objectives import ExactObjectives, SampledObjectives
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from spg.schedules import StepSize
@@ -125,19 +126,27 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
     if a.name not in ALGORITHMS:
         raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
-    if a.optimizer not in OPTIMIZERS:
-        raise SetupError(f"algo.optimizer = {a.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
+    if a.leader.optimizer not in OPTIMIZERS:
+        raise SetupError(f"algo.leader.optimizer = {a.leader.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
     if a.lam < 0:
         raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
-    if a.follower_steps < 1:
-        raise SetupError(f"algo.follower_steps = {a.follower_steps}: must be >= 1")
+    f = a.follower
+    if f.rule not in FOLLOWER_UPDATES:
+        raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")
+    if f.rule == "npg" and a.lam <= 0:
+        raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam); set algo.lam > 0 or algo.follower.rule=gradient")
+    if not 0 < f.kappa <= 1:
+        raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
+    if f.steps < 1 or f.lr <= 0 or f.tol < 0:
+        raise SetupError("algo.follower.steps must be >= 1, algo.follower.lr > 0 and algo.follower.tol >= 0")
+    if a.follower_warmup < 0:
+        raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
     if a.cg.iters < 0 or a.cg.damping < 0:
         raise SetupError("algo.cg.iters and algo.cg.damping must be >= 0")
     if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
         raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
-    for player in ("leader", "follower"):
-        if a[player].lr <= 0 or a[player].power < 0:
-            raise SetupError(f"algo.{player}.lr must be > 0 and algo.{player}.power >= 0")
+    if a.leader.lr <= 0 or a.leader.power < 0 or a.leader.t0 <= 0:
+        raise SetupError("algo.leader.lr and algo.leader.t0 must be > 0 and algo.leader.power >= 0")
 
 
 def build_algorithm(cfg: DictConfig, task: Task, device: torch.device):
@@ -150,14 +159,11 @@ def build_algorithm(cfg: DictConfig, task: Task, device: torch.device):
         leader,
         follower,
         lam=a.lam,
-        gamma=task.gamma,
         leader_step=StepSize(a.leader.lr, a.leader.power, a.leader.t0),
-        follower_step=StepSize(a.follower.lr, a.follower.power, a.follower.t0),
-        optimizer=a.optimizer,
+        leader_optimizer=a.leader.optimizer,
+        follower_settings=FollowerSettings(**a.follower),
         cg=CGSettings(**a.cg),
-        sub_batches=a.get("sub_batches", 1),
-        baseline=a.get("baseline", True),
-        max_leader_norm=a.get("max_leader_norm"),
+        sub_batches=a.sub_batches,
     )
     return leader, follower, algorithm
 
@@ -225,7 +231,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         )
     horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
     leader, follower, algorithm = build_algorithm(cfg, task, device)
-    sampler = Sampler(task.env, seed=cfg.seed)
+    sampler = Sampler(task.env, seed=cfg.seed, probe_discount=task.gamma if cfg.algo.probes else None)
 
     start, env_steps = 0, 0
     resume_from = _resume_path(cfg, run_dir)
@@ -241,31 +247,37 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
 
     checkpoints = run_dir / "checkpoints"
     iterations = cfg.trainer.iterations
-    uses_samples = not algorithm.exact
+    uses_samples = not algorithm.needs_model
+    exact_source = ExactObjectives(task.game) if algorithm.needs_model else None
     bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc="spg")
     started = time.perf_counter()
     metrics: dict[str, float] = {}
+
+    def source():
+        """The objectives of this update: the model, or a fresh batch of rollouts."""
+        nonlocal env_steps
+        if exact_source is not None:
+            return exact_source
+        batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
+        env_steps += batch.env_steps
+        return SampledObjectives(batch, task.gamma, baseline=cfg.algo.baseline)
+
+    if start == 0:  # the follower approaches its best response before the leader moves
+        for _ in range(cfg.algo.follower_warmup):
+            algorithm.follower_step(source())
     for iteration in range(start, iterations):
         tick = time.perf_counter()
         steps_before = env_steps
-
-        def data():
-            nonlocal env_steps
-            if not uses_samples:
-                return task.game
-            batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
-            env_steps += batch.env_steps
-            return batch
-
-        for _ in range(cfg.algo.follower_steps - 1):
-            algorithm.follower_step(data())
-        batch = data()
+        if uses_samples:
+            for _ in range(cfg.algo.follower.steps - 1):
+                algorithm.follower_step(source())
+        objectives = source()
         evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
         reference = _exact_reference(task, algorithm) if evaluating and uses_samples and _has_derivatives(task) else None
-        result = algorithm.step(batch)
+        result = algorithm.step(objectives)
         metrics = dict(result.metrics)
         if uses_samples:
-            for name, returns in zip(("leader", "follower"), batch.discounted_returns(task.gamma)):
+            for name, returns in zip(("leader", "follower"), objectives.batch.discounted_returns(task.gamma)):
                 metrics[f"{name}/return"] = float(returns.mean())
         elapsed = time.perf_counter() - tick
         metrics["charts/env_steps"] = float(env_steps)
@@ -347,7 +359,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "algo": cfg.algo.name,
         "lam": cfg.algo.lam,
         "leader_lr": cfg.algo.leader.lr,
-        "follower_lr": cfg.algo.follower.lr,
+        "follower_kappa": cfg.algo.follower.kappa,
         "batch_size": cfg.trainer.batch_size,
         "seed": cfg.seed,
         "env": cfg.env.id if cfg.env.kind == "gym" else str(cfg.env.path),

@@ -1,0 +1,77 @@
+"""Where the learners' objectives come from: one small protocol, two sources.
+
+A source gives, at the current logits, the two objectives ``V1(mu)`` and ``V2^lam(mu)`` as scalars
+that autograd differentiates to any order (eqs. 3-6), and the follower's soft Q function of the
+averaged MDP (eqs. 13-14) for its natural-gradient update. ``exact`` is a property of the source:
+
+- :class:`ExactObjectives` computes them from a game model (dense, or sparse and densified for
+  derivatives);
+- :class:`SampledObjectives` estimates them from a batch of rollouts: Loaded-DiCE surrogates with
+  the same derivatives in expectation, and Monte Carlo Q estimates with their visit counts.
+
+Algorithms (:mod:`spg.algorithms`) never ask which one they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from spg import exact
+from spg.estimators import follower_q_estimate, surrogate_objectives
+from spg.game import GameModel
+from spg.sampler import Batch
+
+
+class ObjectiveSource(Protocol):
+    exact: bool
+
+    def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(V1(mu), V2^lam(mu))``, differentiable to any order in both logits."""
+
+    def follower_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The follower's soft ``Q [S, A2]`` and how many samples back each entry (``inf`` if exact)."""
+
+    def split(self, parts: int) -> list["ObjectiveSource"]:
+        """``parts`` independent sources (disjoint sub-batches; the model itself when exact)."""
+
+
+class ExactObjectives:
+    """The objectives of a game model, exactly."""
+
+    exact = True
+
+    def __init__(self, game: GameModel) -> None:
+        self.game = game
+        self._dense = exact.dense_for_derivatives(game)
+
+    def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return exact.objectives(self._dense, theta1, theta2, lam)
+
+    @torch.no_grad()
+    def follower_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        pi1, pi2 = torch.softmax(theta1.detach(), -1), torch.softmax(theta2.detach(), -1)
+        q2 = exact.policy_values(self.game, pi1, pi2, lam).q2  # [S, A1, A2]
+        return torch.einsum("sa,sab->sb", pi1, q2), torch.full_like(theta2, float("inf"))
+
+    def split(self, parts: int) -> list["ExactObjectives"]:
+        return [self] * parts
+
+
+class SampledObjectives:
+    """Estimates of the objectives from a batch of rollouts (unbiased for the truncated values)."""
+
+    exact = False
+
+    def __init__(self, batch: Batch, gamma: float, *, baseline: bool = True) -> None:
+        self.batch, self.gamma, self.baseline = batch, gamma, baseline
+
+    def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return surrogate_objectives(self.batch, theta1, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline)
+
+    def follower_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return follower_q_estimate(self.batch, theta2, gamma=self.gamma, lam=lam)
+
+    def split(self, parts: int) -> list["SampledObjectives"]:
+        return [SampledObjectives(part, self.gamma, baseline=self.baseline) for part in self.batch.split(parts)]
