@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spg.game import TabularGame, matrix_game
+from spg.game import TabularGame, matrix_game, random_game
+from spg.sparse_game import SparseTabularGame, random_sparse_game
 
 
 def security_game(num_targets: int = 3, *, seed: int = 0, gamma: float = 0.0) -> TabularGame:
@@ -69,3 +70,40 @@ def delayed_payoff_game(
     rho = np.zeros(S)
     rho[0] = 1.0
     return TabularGame(P, R1, R2, gamma, rho)
+
+
+def convergence_games() -> list[tuple[str, str, TabularGame | SparseTabularGame, float]]:
+    """The games of ``scripts/convergence.py``: ``(name, family, game, lam)``, seeded and varied
+    (one-state classics, random bimatrix games one-shot and repeated, security games with 2 to 6
+    targets, patrolling on several graphs, epidemic testing, random stochastic games from 3 to 30
+    states dense and sparse, delayed-payoff games), with ``lam`` in {0.02, 0.05, 0.1, 0.5}."""
+    from envs.epidemic import epidemic_game
+    from envs.matrix_games import MATRIX_GAMES
+    from envs.patrolling import patrolling_game
+
+    games = []
+    for name, spec in MATRIX_GAMES.items():
+        games.append((name, "one-state classic", matrix_game(spec.leader_payoff, spec.follower_payoff), 0.1))
+    commitment = MATRIX_GAMES["Commitment"]
+    for gamma, lam in ((0.5, 0.05), (0.9, 0.1)):
+        game = matrix_game(commitment.leader_payoff, commitment.follower_payoff, gamma=gamma)
+        games.append((f"Commitment-repeated-g{gamma}", "repeated matrix game", game, lam))
+    for i, (A1, A2, lam) in enumerate(((2, 2, 0.05), (3, 3, 0.05), (2, 5, 0.02), (4, 3, 0.1), (5, 5, 0.05))):
+        games.append((f"random-{A1}x{A2}", "random matrix game", random_matrix_game(A1, A2, seed=10 + i), lam))
+    for i, (A1, A2, gamma, lam) in enumerate(((2, 2, 0.5, 0.05), (3, 3, 0.5, 0.1), (3, 3, 0.9, 0.05), (5, 5, 0.9, 0.1), (4, 2, 0.9, 0.02))):
+        game = random_matrix_game(A1, A2, seed=20 + i, gamma=gamma)
+        games.append((f"random-{A1}x{A2}-repeated-g{gamma}", "repeated matrix game", game, lam))
+    for n, lam in ((2, 0.05), (3, 0.02), (4, 0.05), (5, 0.1), (6, 0.05)):
+        games.append((f"security-{n}-targets", "security game", security_game(n, seed=30 + n), lam))
+    games.append(("security-3-targets-repeated-g0.5", "security game", security_game(3, seed=40, gamma=0.5), 0.05))
+    for graph, n, lam in (("ring", 4, 0.05), ("line", 4, 0.1), ("ring", 5, 0.5), ("line", 3, 0.05)):
+        games.append((f"patrolling-{graph}-{n}", "patrolling", patrolling_game(graph, n), lam))
+    games.append(("epidemic-5-levels", "epidemic testing", epidemic_game(), 0.05))
+    games.append(("epidemic-4-levels", "epidemic testing", epidemic_game(levels=4, gamma=0.8), 0.1))
+    for S, A1, A2, gamma, lam in ((3, 2, 2, 0.8, 0.1), (5, 3, 3, 0.9, 0.05), (10, 3, 3, 0.9, 0.05), (20, 4, 4, 0.8, 0.1), (30, 3, 3, 0.9, 0.5), (8, 2, 4, 0.9, 0.02)):
+        games.append((f"random-{S}-states", "random stochastic game", random_game(S, A1, A2, gamma=gamma, seed=50 + S), lam))
+    for S, lam in ((10, 0.05), (30, 0.1)):
+        games.append((f"sparse-{S}-states", "random sparse game", random_sparse_game(S, 3, 3, 3, gamma=0.9, seed=60 + S), lam))
+    for A1, delay, lam in ((2, 1, 0.05), (3, 2, 0.05), (3, 3, 0.1)):
+        games.append((f"delayed-{A1}-actions-delay-{delay}", "delayed payoff", delayed_payoff_game(A1, delay, seed=70 + delay), lam))
+    return games

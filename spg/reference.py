@@ -71,15 +71,16 @@ def quantal_stackelberg(
         candidates += [torch.randn(S, A1, generator=generator, dtype=game.dtype) for _ in range(starts - 1)]
     best_theta, best_value = None, -np.inf
     for theta in candidates:
-        theta = _ascend(game, theta, lam, iterations, lr)
+        theta = ascend(game, theta, lam, iterations=iterations, lr=lr)
         value = exact.stackelberg_objective(game, theta, lam)
         if value > best_value:
             best_theta, best_value = theta, value
     return StackelbergSolution(torch.softmax(best_theta, -1).numpy().squeeze(), None, best_value)
 
 
-def _ascend(game: TabularGame, theta: torch.Tensor, lam: float, iterations: int, lr: float) -> torch.Tensor:
-    """Adam ascent on ``J`` with exact gradients (implicit differentiation of the soft best response)."""
+def ascend(game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 400, lr: float = 0.1) -> torch.Tensor:
+    """Adam ascent on ``J`` from ``theta`` with exact gradients (implicit differentiation of the
+    soft best response): the leader a local method from ``theta`` can hope to reach."""
     theta = theta.clone().requires_grad_()
     optimizer = torch.optim.Adam([theta], lr=lr, maximize=True)
     for _ in range(iterations):
@@ -107,18 +108,22 @@ class SimultaneousOutcome:
     J: float  # the leader's Stackelberg objective at that pi1
 
 
-def simultaneous_play(game: TabularGame, lam: float, *, iterations: int = 2000, leader_lr: float = 1.0, follower_lr: float = 10.0) -> SimultaneousOutcome:
-    """Run exact simultaneous gradient play (the leader ignores the follower's response) from
-    uniform policies and report where it settles: the "Nash-like" outcome commitment is compared to."""
-    from spg.algorithms import TwoTimescalePolicyGradient
+def simultaneous_play(game: TabularGame, lam: float, *, iterations: int = 2000) -> SimultaneousOutcome:
+    """Run exact simultaneous gradient play (``exact_pg`` at its defaults: the leader ignores the
+    follower's response) from uniform policies and report where it settles: the "Nash-like"
+    outcome commitment is compared to."""
+    from spg.algorithms import FollowerSettings, TwoTimescalePolicyGradient
+    from spg.objectives import ExactObjectives
     from spg.schedules import StepSize
 
     S, (A1, A2) = game.num_states, game.num_actions
     leader, follower = TabularSoftmaxPolicy(S, A1, dtype=game.dtype), TabularSoftmaxPolicy(S, A2, dtype=game.dtype)
     algorithm = TwoTimescalePolicyGradient(
-        "exact_pg", leader, follower, lam=lam, gamma=game.gamma, leader_step=StepSize(leader_lr), follower_step=StepSize(follower_lr)
+        "exact_pg", leader, follower, lam=lam, leader_step=StepSize(0.1, 0.6, 50.0),
+        follower_settings=FollowerSettings(kappa=1.0, steps=100, tol=1e-8),
     )
+    source = ExactObjectives(game)
     for _ in range(iterations):
-        algorithm.step(game)
+        algorithm.step(source)
     values = exact.policy_values(game, leader.probs().detach(), follower.probs().detach(), lam)
     return SimultaneousOutcome(float(game.rho @ values.v1), exact.stackelberg_objective(game, leader.logits, lam))
