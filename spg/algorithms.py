@@ -260,3 +260,24 @@ class TwoTimescalePolicyGradient:
         self.leader_updates = int(state["leader_updates"])
         self.follower_updates = int(state["follower_updates"])
         self._cg_solution = state["cg_solution"]
+
+
+def make_learner(
+    algo, num_states: int, num_actions: tuple[int, int], device: torch.device | str | None = None
+) -> tuple[TabularSoftmaxPolicy, TabularSoftmaxPolicy, TwoTimescalePolicyGradient]:
+    """Uniform leader and follower policies and the learner ``algo`` describes (the ``algo``
+    node of the config, :class:`spg.config.AlgoConfig`, whose defaults are the shipped ones)."""
+    leader = TabularSoftmaxPolicy(num_states, num_actions[0], device=device)
+    follower = TabularSoftmaxPolicy(num_states, num_actions[1], device=device)
+    algorithm = TwoTimescalePolicyGradient(
+        algo.name,
+        leader,
+        follower,
+        lam=algo.lam,
+        leader_step=StepSize(algo.leader.lr, algo.leader.power, algo.leader.t0),
+        leader_optimizer=algo.leader.optimizer,
+        follower_settings=FollowerSettings(**algo.follower),
+        cg=CGSettings(**algo.cg),
+        sub_batches=algo.sub_batches,
+    )
+    return leader, follower, algorithm

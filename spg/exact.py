@@ -311,6 +311,7 @@ def implicit_best_response(game: Game, theta1: torch.Tensor, lam: float) -> torc
 
 def differentiable_stackelberg_objective(game: Game, theta1: torch.Tensor, lam: float) -> torch.Tensor:
     """``J(theta1)`` as a scalar whose gradient is ``grad J`` (first order only)."""
+    game = dense_for_derivatives(game)
     pi1 = torch.softmax(theta1, -1)
     pi2 = torch.softmax(implicit_best_response(game, theta1, lam), -1)
     return game.rho @ policy_values(game, pi1, pi2, lam).v1

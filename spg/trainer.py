@@ -23,16 +23,14 @@ from tqdm import tqdm
 from envs.contract import ContractError, find_spec, make_vector_env
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
-from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, CGSettings, FollowerSettings, TwoTimescalePolicyGradient
+from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, TwoTimescalePolicyGradient, make_learner
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import evaluation_sampler, exact_metrics, format_table, metric_rows, monte_carlo_returns
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 from spg.logger import RunLogger
 from spg.objectives import ExactObjectives, SampledObjectives
-from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
-from spg.schedules import StepSize
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +147,6 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError("algo.leader.lr and algo.leader.t0 must be > 0 and algo.leader.power >= 0")
 
 
-def build_algorithm(cfg: DictConfig, task: Task, device: torch.device):
-    S, (A1, A2) = task.num_states, task.num_actions
-    leader = TabularSoftmaxPolicy(S, A1, device=device)
-    follower = TabularSoftmaxPolicy(S, A2, device=device)
-    a = cfg.algo
-    algorithm = TwoTimescalePolicyGradient(
-        a.name,
-        leader,
-        follower,
-        lam=a.lam,
-        leader_step=StepSize(a.leader.lr, a.leader.power, a.leader.t0),
-        leader_optimizer=a.leader.optimizer,
-        follower_settings=FollowerSettings(**a.follower),
-        cg=CGSettings(**a.cg),
-        sub_batches=a.sub_batches,
-    )
-    return leader, follower, algorithm
-
-
 def _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration, env_steps) -> dict[str, Any]:
     env = sampler.env.unwrapped if sampler.native else None
     return {
@@ -230,7 +209,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
             f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg or algo=pg"
         )
     horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
-    leader, follower, algorithm = build_algorithm(cfg, task, device)
+    leader, follower, algorithm = make_learner(cfg.algo, task.num_states, task.num_actions, device)
     sampler = Sampler(task.env, seed=cfg.seed, probe_discount=task.gamma if cfg.algo.probes else None)
 
     start, env_steps = 0, 0

@@ -16,11 +16,10 @@ from envs.matrix_games import MATRIX_GAMES
 from envs.patrolling import graph_adjacency, patrolling_game, state_index
 from envs.registry import BENCHMARK_GAMES
 from spg import exact
-from spg.algorithms import TwoTimescalePolicyGradient
 from spg.game import matrix_game
-from spg.policy import TabularSoftmaxPolicy
+from spg.objectives import ExactObjectives
 from spg.reference import quantal_stackelberg, simultaneous_play, strong_stackelberg
-from spg.schedules import StepSize
+from tests.helpers import learner
 
 
 def test_lp_solves_the_conitzer_sandholm_game():
@@ -111,15 +110,11 @@ def test_epidemic_entries_by_hand():
 
 
 def exact_spg(game, lam, iterations=300):
-    S, (A1, A2) = game.num_states, game.num_actions
-    leader, follower = TabularSoftmaxPolicy(S, A1), TabularSoftmaxPolicy(S, A2)
-    algorithm = TwoTimescalePolicyGradient("exact_spg", leader, follower, lam=lam, gamma=game.gamma,
-                                           leader_step=StepSize(0.3), follower_step=StepSize(5.0 if S == 1 else 10.0),
-                                           max_leader_norm=0.5)
+    """``exact_spg`` at its shipped defaults from uniform policies; the final ``J``."""
+    leader, _, algorithm = learner(game, "exact_spg", f"algo.lam={lam}")
+    source = ExactObjectives(game)
     for _ in range(iterations):
-        for _ in range(4):
-            algorithm.follower_step(game)
-        algorithm.step(game)
+        algorithm.step(source)
     return exact.stackelberg_objective(game, leader.logits, lam)
 
 

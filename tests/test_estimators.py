@@ -1,12 +1,13 @@
 """Sampled derivatives against the exact solver: every estimator's mean over many batches equals
-the exact derivative within 4 standard errors, at first and second order."""
+the exact derivative within 4 standard errors, at first and second order, with and without
+follower probes (importance-weighted exploration); the follower's Monte Carlo soft Q as well."""
 
 import pytest
 import torch
 
 from envs import TabularVectorEnv
 from spg import exact
-from spg.estimators import leave_one_out_baseline, returns_to_go, surrogate_objectives
+from spg.estimators import follower_q_estimate, leave_one_out_baseline, returns_to_go, surrogate_objectives
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
@@ -28,8 +29,8 @@ def shifted(game: TabularGame, shift: float) -> TabularGame:
     return TabularGame(game.P, game.R1 + shift, game.R2 - shift, game.gamma, game.rho, game.mu)
 
 
-def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True, seed=1):
-    sampler = Sampler(TabularVectorEnv(game, N), seed=seed)
+def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True, seed=1, probes=False):
+    sampler = Sampler(TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma if probes else None)
     out = []
     for _ in range(batches):
         batch = sampler.collect(leader, follower, N, HORIZON)
@@ -38,8 +39,8 @@ def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True,
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("shift, baseline", [(0.0, True), (5.0, True), (0.0, False)])
-def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline):
+@pytest.mark.parametrize("shift, baseline, probes", [(0.0, True, False), (5.0, True, False), (0.0, False, False), (0.0, True, True), (5.0, True, True)])
+def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, probes):
     base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
     game = shifted(base, shift)
     leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
@@ -47,7 +48,7 @@ def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline):
     v, w = seeded_logits(3, 3, 3), seeded_logits(3, 3, 4)
     V1, V2 = exact.objectives(base, leader.logits, follower.logits, LAM)
     expected = derivatives(V1, V2, leader.logits, follower.logits, v, w)
-    samples = sampled_derivatives(game, leader, follower, v, w, batches=150, N=400, baseline=baseline)
+    samples = sampled_derivatives(game, leader, follower, v, w, batches=150, N=400, baseline=baseline, probes=probes)
     z = z_scores(samples, expected)
     assert z.abs().max() < 4.0, z
     # the test has power: the estimates are far from a wrong answer (the pure-score Hessian)
@@ -104,3 +105,37 @@ def test_returns_to_go_and_leave_one_out_baseline_by_hand():
     # trajectory 0 at state 0: the other visits to state 0 are 3 and 5; at state 1: 7 and 11
     expected = torch.tensor([[4.0, 9.0], [1.0, 1.0], [2.0, 2.0]], dtype=torch.float64)
     assert torch.allclose(baseline, expected)
+
+
+def test_probes_try_every_follower_action_and_weights_keep_returns_unbiased():
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=torch.tensor([[12.0, 0.0, 0.0]] * 3, dtype=torch.float64))  # near-deterministic
+    plain = Sampler(TabularVectorEnv(game, 2000), seed=3).collect(leader, follower, 2000, HORIZON)
+    probed = Sampler(TabularVectorEnv(game, 2000), seed=3, probe_discount=GAMMA).collect(leader, follower, 2000, HORIZON)
+    tried = lambda batch: torch.bincount(batch.follower_actions.flatten(), minlength=3)  # noqa: E731
+    # expected without probes: 2000 x 40 x 2 e^-12 ~ 1 other action; with them ~ 2000 / 3 each
+    assert tried(plain)[1:].sum() < 10 and (tried(probed)[1:] > 300).all()
+    # one probe per trajectory: the weights change once, to A2 pi2(a*|s*) <= A2
+    changes = (probed.weights[:, 1:] != probed.weights[:, :-1]).sum(1) + (probed.weights[:, 0] != 1)
+    assert (changes <= 1).all() and probed.weights.max() <= 3.0
+    V1, V2 = exact.objectives(game, leader.logits, follower.logits, 0.0)
+    for value, returns in zip((V1, V2), probed.discounted_returns(game.gamma)):
+        assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / 2000**0.5
+
+
+def test_follower_q_estimate_matches_the_soft_q_function():
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    theta1, theta2 = seeded_logits(3, 2, 1), seeded_logits(3, 3, 2, scale=2.0)
+    leader, follower = TabularSoftmaxPolicy(3, 2, logits=theta1), TabularSoftmaxPolicy(3, 3, logits=theta2)
+    pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2, -1)
+    expected = torch.einsum("sa,sab->sb", pi1, exact.policy_values(game, pi1, pi2, LAM).q2)
+    sampler = Sampler(TabularVectorEnv(game, 500), seed=4, probe_discount=GAMMA)
+    estimates = []
+    for _ in range(60):
+        q, counts = follower_q_estimate(sampler.collect(leader, follower, 500, 2 * HORIZON), follower.logits, gamma=GAMMA, lam=LAM)
+        assert (counts > 0).all()
+        estimates.append(q)
+    z = z_scores(torch.stack(estimates), expected)
+    assert z.abs().max() < 4.0, z
+    assert torch.stack(estimates).std(0).max() / 60**0.5 < 0.02 * expected.abs().max()  # power
