@@ -1,6 +1,6 @@
 """The two-player Gymnasium contract, checked before training, and vector envs that keep it.
 
-Contract (DESIGN.md, section 4): observation ``Discrete(S)``, action ``MultiDiscrete([A1, A2])``,
+Contract (docs/formats.md): observation ``Discrete(S)``, action ``MultiDiscrete([A1, A2])``,
 reward a float32 array ``[r_leader, r_follower]``. Gymnasium's ``SyncVectorEnv`` and
 ``AsyncVectorEnv`` only carry scalar rewards, so a user's env goes into them wrapped in
 :class:`RewardPairInInfo`: the leader's reward as the scalar, the pair in ``info["reward_pair"]``.

@@ -1,6 +1,6 @@
 """A tabular two-player stochastic game as a single Gymnasium environment.
 
-The two-player contract (DESIGN.md, section 4): observation ``Discrete(S)`` (the state index),
+The two-player contract (docs/formats.md): observation ``Discrete(S)`` (the state index),
 action ``MultiDiscrete([A1, A2])`` = (leader action, follower action), reward a float32 array
 ``[r_leader, r_follower]`` described by ``reward_space``, and ``env.unwrapped.game`` the model.
 """

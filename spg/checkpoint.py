@@ -1,6 +1,6 @@
 """Checkpoints: written atomically (temp file, fsync, rename), loaded with ``weights_only=True``.
 
-Contract (DESIGN.md, sec. 4): a dict with ``leader`` and ``follower`` state dicts (parameter
+Contract (docs/formats.md, Checkpoints): a dict with ``leader`` and ``follower`` state dicts (parameter
 ``logits [S, A]``), the algorithm's optimiser states, ``iteration``, ``env_steps``, RNG states and
 the resolved config as plain containers.
 """

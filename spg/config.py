@@ -5,9 +5,11 @@ mistyped key or a wrongly typed value is rejected before anything runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from spg.algorithms import CGSettings, FollowerSettings
 
@@ -85,7 +87,21 @@ class Config:
     threads: int = 1
 
 
+def run_name(*, _root_) -> str:
+    """``ALGO_ENV_seedN`` for run directories and TensorBoard's run list: the env is the last part
+    of its Gymnasium id (``spg/Patrolling-v0`` -> ``Patrolling-v0``) or the game file's stem."""
+    env = _root_.env
+    if env.kind == "file" and env.path:
+        name = Path(str(env.path)).stem
+    else:
+        name = str(env.id).replace(":", "/").rsplit("/", 1)[-1] if OmegaConf.select(_root_, "env.id", throw_on_missing=False) else "env"
+    return f"{_root_.algo.name}_{name}_seed{_root_.seed}"
+
+
 def register_configs() -> None:
     """Register the schema as ``base_config``, the first entry of ``configs/config.yaml``'s
-    defaults list: every group file then merges into a typed node and is checked against it."""
+    defaults list: every group file then merges into a typed node and is checked against it;
+    and the ``spg_run_name`` resolver of the run directories."""
+    if not OmegaConf.has_resolver("spg_run_name"):
+        OmegaConf.register_new_resolver("spg_run_name", run_name)
     ConfigStore.instance().store(name="base_config", node=Config)

@@ -2,7 +2,7 @@
 
 With ``l_t = log pi1(a1_t|s_t) + log pi2(a2_t|s_t)``, ``L_t = sum_{k<=t} l_k`` and
 ``box(x) = exp(x - x.detach())`` (value 1, derivatives those of ``exp(x)``), the DiCE objective
-``sum_t gamma^t r_t box(L_t)`` has ``E[grad^n] = grad^n V`` for every ``n`` (DESIGN.md, sec. 2).
+``sum_t gamma^t r_t box(L_t)`` has ``E[grad^n] = grad^n V`` for every ``n`` (docs/estimators.md).
 We use its Loaded-DiCE form, which keeps that property with a baseline ``b(s_t)``:
 
     F = G_0 + sum_t [box(L_t) - box(L_{t-1})] gamma^t (G_t - b(s_t)),   box(L_{-1}) = 1,

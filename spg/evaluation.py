@@ -13,25 +13,51 @@ from omegaconf import DictConfig, OmegaConf
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
 from spg.checkpoint import load_checkpoint
-from spg.game import TabularGame
+from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 
+GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
+EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale max|r| / (1 - gamma)
 
-def exact_metrics(game: TabularGame, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float) -> dict[str, float]:
+
+def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float) -> dict[str, float]:
     """``J(theta1)`` (eq. 5 at the follower's best response), both values of the current pair at
-    ``rho``, and the follower's best-response gap."""
+    ``rho``, the follower's best-response gap, and, where exact derivatives exist, ``||grad J||``
+    (eq. 19 at the best response): how far the leader is from a stationary point of ``J``."""
     pi1, pi2 = leader.probs().detach(), follower.probs().detach()
     with torch.no_grad():
         response = exact.soft_best_response(game, pi1, lam)
         at_response = exact.policy_values(game, pi1, response.probs, lam)
         current = exact.policy_values(game, pi1, pi2, lam)
-    return {
+    metrics = {
         "game/J": float(game.rho @ at_response.v1),
         "game/leader_value": float(game.rho @ current.v1),
         "game/follower_value": float(game.rho @ current.v2),
         "game/best_response_gap": float(game.rho @ (at_response.v2 - current.v2)),
     }
+    if lam > 0 and game.num_states <= GRADIENT_CHECK_LIMIT:
+        metrics["game/J_gradient_norm"] = float(exact.stackelberg_gradient(game, leader.logits, lam).total.norm())
+    return metrics
+
+
+def value_scale(game: GameModel) -> float:
+    """``max |r| / (1 - gamma)``: the scale of both players' values."""
+    return game.max_abs_reward() / (1.0 - game.gamma)
+
+
+def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE) -> list[str]:
+    """Why a pair is not (yet) a Stackelberg equilibrium, in words: a follower away from its best
+    response, or a leader away from a stationary point of ``J``, each beyond ``tolerance`` times
+    the value scale. Empty when both checks pass."""
+    problems = []
+    gap = metrics.get("game/best_response_gap")
+    if gap is not None and gap > tolerance * scale:
+        problems.append(f"the follower is {gap:.3g} below its best response's value (> {tolerance:g} x value scale {scale:.3g})")
+    gradient = metrics.get("game/J_gradient_norm")
+    if gradient is not None and gradient > tolerance * scale:
+        problems.append(f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise")
+    return problems
 
 
 def monte_carlo_returns(
@@ -46,7 +72,7 @@ def monte_carlo_returns(
     return out
 
 
-def evaluation_sampler(game: TabularGame, episodes: int, seed: int) -> Sampler:
+def evaluation_sampler(game: GameModel, episodes: int, seed: int) -> Sampler:
     """A sampler whose episodes start from ``rho``, the distribution ``J`` is judged on."""
     return Sampler(TabularVectorEnv(game, episodes, start="rho"), seed=seed)
 
@@ -61,6 +87,10 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
             ("follower value V2^lam (rho)", f"{metrics['game/follower_value']:.6g}"),
             ("follower best-response gap", f"{metrics['game/best_response_gap']:.3g}"),
         ]
+        if "game/J_gradient_norm" in metrics:
+            rows.append(("||grad J|| (eq. 19 at the best response)", f"{metrics['game/J_gradient_norm']:.3g}"))
+        if "equilibrium" in metrics:
+            rows.append(("equilibrium check", metrics["equilibrium"]))
     for player in ("leader", "follower"):
         rows.append((f"{player} return (MC, rewards only)", f"{metrics[f'{player}/return']:.6g} +- {metrics[f'{player}/return_se']:.2g}"))
     return rows

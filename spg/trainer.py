@@ -25,7 +25,15 @@ from envs.tabular_vector import TabularVectorEnv
 from spg import exact
 from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, TwoTimescalePolicyGradient, make_learner
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
-from spg.evaluation import evaluation_sampler, exact_metrics, format_table, metric_rows, monte_carlo_returns
+from spg.evaluation import (
+    equilibrium_problems,
+    evaluation_sampler,
+    exact_metrics,
+    format_table,
+    metric_rows,
+    monte_carlo_returns,
+    value_scale,
+)
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 from spg.logger import RunLogger
@@ -41,7 +49,7 @@ class SetupError(ValueError):
 
 def auto_horizon(gamma: float, tolerance: float = 1e-3) -> int:
     """The smallest ``T`` with ``T^2 gamma^T < tolerance``: the bias of second-order estimates
-    from truncation grows like ``T^2 gamma^T`` (DESIGN.md, sec. 2)."""
+    from truncation grows like ``T^2 gamma^T`` (docs/mathematics.md, Truncation)."""
     if gamma == 0.0:
         return 1
     T = 1
@@ -228,7 +236,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     iterations = cfg.trainer.iterations
     uses_samples = not algorithm.needs_model
     exact_source = ExactObjectives(task.game) if algorithm.needs_model else None
-    bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc="spg")
+    bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc=cfg.algo.name)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
 
@@ -241,8 +249,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         env_steps += batch.env_steps
         return SampledObjectives(batch, task.gamma, baseline=cfg.algo.baseline)
 
-    if start == 0:  # the follower approaches its best response before the leader moves
-        for _ in range(cfg.algo.follower_warmup):
+    show_bar = cfg.trainer.progress and sys.stderr.isatty()
+    if start == 0:
+        if task.game is not None:  # where the run starts, for the dashboards
+            logger.scalars(exact_metrics(task.game, leader, follower, cfg.algo.lam), 0)
+            logger.policy_heatmaps(leader.probs(), follower.probs(), 0)
+        for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
             algorithm.follower_step(source())
     for iteration in range(start, iterations):
         tick = time.perf_counter()
@@ -269,7 +281,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
                 metrics["estimator/cosine_to_exact"] = float(
                     torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0)
                 )
+            if task.game is not None:
+                metrics["game/equilibrium"] = float(not equilibrium_problems(metrics, value_scale(task.game)))
             logger.policy_heatmaps(leader.probs(), follower.probs(), iteration + 1)
+            if not show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
+                log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
         logger.scalars(metrics, iteration + 1)
         if (iteration + 1) % cfg.trainer.checkpoint_every == 0 or iteration + 1 == iterations:
             state = _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration + 1, env_steps)
@@ -313,6 +329,12 @@ def _postfix(metrics: dict[str, float]) -> dict[str, str]:
     return {short: f"{metrics[key]:.4g}" for key, short in keys.items() if key in metrics}
 
 
+def _progress_line(metrics: dict[str, float]) -> str:
+    names = {"game/J": "J", "game/best_response_gap": "gap", "leader/return": "R1", "follower/return": "R2",
+             "charts/env_steps_per_second": "env steps/s"}
+    return ", ".join(f"{short} {metrics[key]:.4g}" for key, short in names.items() if key in metrics)
+
+
 def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exact_now) -> dict[str, Any]:
     final: dict[str, Any] = {
         "algorithm": cfg.algo.name,
@@ -324,9 +346,13 @@ def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exa
     }
     if task.game is not None:
         final.update(exact_now or exact_metrics(task.game, leader, follower, cfg.algo.lam))
+        final.pop("game/equilibrium", None)
+        problems = equilibrium_problems(final, value_scale(task.game))
+        final["equilibrium"] = "; ".join(problems) if problems else "ok (follower at its best response, leader stationary)"
         sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, seed=cfg.seed + 1)
         final["evaluation_start"] = "rho"
     else:
+        final["equilibrium"] = "not checked: the env has no model (env.unwrapped.game)"
         sampler = Sampler(task.env, seed=cfg.seed + 1)
         final["evaluation_start"] = "the env's reset distribution"
     final.update(monte_carlo_returns(sampler, leader, follower, cfg.trainer.eval_episodes, horizon, task.gamma))
@@ -361,6 +387,8 @@ def _summary(cfg: DictConfig, final: dict[str, Any]) -> None:
     rows = [("algorithm", final["algorithm"]), ("iterations", final["iterations"]), ("env steps", final["env_steps"])]
     rows.append(("wall time [s]", f"{final['seconds']:.1f}"))
     log.info("final results\n" + format_table(rows + metric_rows(final)))
+    if not final["equilibrium"].startswith(("ok", "not checked")):
+        log.warning("not at a Stackelberg equilibrium yet: %s (more trainer.iterations, or see README, Convergence)", final["equilibrium"])
 
 
 def _hydra_output_dir() -> Path:
