@@ -6,7 +6,12 @@ Monte Carlo returns with standard errors (episodes from rho), and both policies 
 
 import argparse
 import json
+import os
 import sys
+
+# like `python -m`: a user's env module (env.id="my_module:Name-v0") is found in the directory the
+# command runs from (and on PYTHONPATH)
+sys.path.insert(0, os.getcwd())
 
 from spg.evaluation import evaluate_run, format_table, metric_rows
 from spg.trainer import SetupError

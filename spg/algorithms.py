@@ -30,12 +30,13 @@ import torch
 from spg.objectives import ObjectiveSource
 from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
-from spg.stackelberg import leader_direction
+from spg.stackelberg import closed_form_solution, leader_direction
 
 # name -> (the leader follows eq. 19, the objectives come from the model)
 ALGORITHMS = {"spg": (True, False), "pg": (False, False), "exact_spg": (True, True), "exact_pg": (False, True)}
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 FOLLOWER_UPDATES = ("npg", "gradient")
+SOLVERS = ("closed_form", "cg")
 
 
 @dataclass
@@ -93,6 +94,7 @@ class TwoTimescalePolicyGradient:
         leader_step: StepSize,
         leader_optimizer: str = "adam",
         follower_settings: FollowerSettings | None = None,
+        solve: str = "closed_form",
         cg: CGSettings | None = None,
         sub_batches: int = 1,
     ) -> None:
@@ -100,6 +102,10 @@ class TwoTimescalePolicyGradient:
             raise ValueError(f"algorithm {name!r} is unknown: choose one of {', '.join(ALGORITHMS)}")
         if leader_optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {leader_optimizer!r} is unknown: choose one of {', '.join(OPTIMIZERS)}")
+        if solve not in SOLVERS:
+            raise ValueError(f"solve = {solve!r}: choose one of {', '.join(SOLVERS)}")
+        if solve == "closed_form" and lam <= 0:
+            raise ValueError("the closed-form solve of eq. (19) divides by lam: set lam > 0 or solve with cg")
         if sub_batches not in (1, 2, 3):
             raise ValueError(f"sub_batches = {sub_batches}: use 1 (one batch), 2 (leader | follower) or 3 (+ mixed)")
         if lam < 0:
@@ -124,6 +130,7 @@ class TwoTimescalePolicyGradient:
         self.lam = lam
         self.leader_lr = leader_step
         check_two_timescales(leader_step, f.rule)
+        self.solve = solve
         self.cg = cg if cg is not None else CGSettings()
         self.sub_batches = sub_batches
         self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True)
@@ -133,8 +140,11 @@ class TwoTimescalePolicyGradient:
 
     # -- the follower ---------------------------------------------------------------------------
     @torch.no_grad()
-    def _follower_update(self, source: ObjectiveSource, gradient: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """One follower update from ``source``; returns the change of its logits and metrics."""
+    def _follower_update(
+        self, source: ObjectiveSource, gradient: torch.Tensor | None = None, q: tuple | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One follower update from ``source`` (``gradient`` or ``q = (q1, q2, counts)`` reused
+        when already computed); returns the change of its logits and metrics."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         f = self.follower_settings
         metrics: dict[str, float] = {}
@@ -145,7 +155,7 @@ class TwoTimescalePolicyGradient:
             change = f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
             metrics["follower/gradient_norm"] = float(gradient.norm())
         else:
-            q, counts = source.follower_q(theta1, theta2, self.lam)
+            _, q, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
             seen = counts > 0
             gap = torch.where(seen, q / self.lam - theta2, torch.zeros_like(theta2))
             centre = gap.sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1)
@@ -185,8 +195,14 @@ class TwoTimescalePolicyGradient:
         else:
             parts = source.split(self.sub_batches)
             v1, v2 = parts[0].objectives(theta1, theta2, self.lam)
-            hessian_v2 = v2 if len(parts) == 1 else parts[1].objectives(theta1, theta2, self.lam)[1]
-            mixed_v2 = None if len(parts) < 3 else parts[2].objectives(theta1, theta2, self.lam)[1]
+            if self.solve == "closed_form":  # w from the Q estimates of the first part, the mixed term from the last
+                q = source.q_functions(theta1, theta2, self.lam) if len(parts) == 1 else parts[0].q_functions(theta1, theta2, self.lam)
+                solution = closed_form_solution(q[0], self.follower.probs().detach(), q[2], self.lam)
+                hessian_v2, mixed_v2 = v2, (None if len(parts) == 1 else parts[-1].objectives(theta1, theta2, self.lam)[1])
+            else:
+                solution = None
+                hessian_v2 = v2 if len(parts) == 1 else parts[1].objectives(theta1, theta2, self.lam)[1]
+                mixed_v2 = None if len(parts) < 3 else parts[2].objectives(theta1, theta2, self.lam)[1]
             result = leader_direction(
                 v1,
                 hessian_v2,
@@ -197,23 +213,25 @@ class TwoTimescalePolicyGradient:
                 cg_iterations=self.cg.iters,
                 warm_start=self._cg_solution if self.cg.warm_start else None,
                 v2_mixed=mixed_v2,
+                solution=solution,
             )
-            solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
-            self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
             direction, direct, implicit = result.total, result.direct, result.implicit
             if len(parts) == 1:
                 g2 = result.follower_gradient
             else:  # the follower's own gradient uses the whole batch
                 (g2,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
-            metrics.update(
-                {
-                    "cg/iterations": float(result.cg.iterations),
-                    "cg/residual": result.cg.residual,
-                    "cg/nonpositive_curvature": float(result.cg.nonpositive_curvature),
-                    "cg/hit_radius": float(result.cg.hit_radius),
-                    "cg/damping": self.cg.damping,
-                }
-            )
+            if solution is None:
+                solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
+                self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
+                metrics.update(
+                    {
+                        "cg/iterations": float(result.cg.iterations),
+                        "cg/residual": result.cg.residual,
+                        "cg/nonpositive_curvature": float(result.cg.nonpositive_curvature),
+                        "cg/hit_radius": float(result.cg.hit_radius),
+                        "cg/damping": self.cg.damping,
+                    }
+                )
         _check_finite("grad_theta1 V1 (the direct part of eq. 19)", direct)
         _check_finite("the implicit part of eq. 19 (mixed derivative times the CG solution)", implicit)
         _check_finite("grad_theta2 V2^lam (the follower's gradient)", g2)
@@ -229,7 +247,8 @@ class TwoTimescalePolicyGradient:
         if not source.exact:
             metrics["leader/surrogate_value"] = float(v1.detach())
             metrics["follower/surrogate_value"] = float(v2.detach())
-            change, follower_metrics = self._follower_update(source, g2)
+            reuse = q if self.stackelberg and self.solve == "closed_form" and self.sub_batches == 1 else None
+            change, follower_metrics = self._follower_update(source, g2, reuse)
             metrics.update(follower_metrics)
         else:
             change = torch.zeros_like(theta2)
@@ -277,6 +296,7 @@ def make_learner(
         leader_step=StepSize(algo.leader.lr, algo.leader.power, algo.leader.t0),
         leader_optimizer=algo.leader.optimizer,
         follower_settings=FollowerSettings(**algo.follower),
+        solve=algo.solve,
         cg=CGSettings(**algo.cg),
         sub_batches=algo.sub_batches,
     )

@@ -47,13 +47,16 @@ class AlgoConfig:
     """``name``: spg | pg | exact_spg | exact_pg. ``lam``: the follower's entropy weight.
     ``follower_warmup``: follower-only updates (each on a fresh batch) before the leader's first
     step. ``probes``: one uniformly random follower action per sampled trajectory (importance
-    weighted), so a near-deterministic follower still sees every action."""
+    weighted), so a near-deterministic follower still sees every action. ``solve``: eq. (19)'s
+    ``w = (-H)^-1 grad_2 V1`` in ``closed_form`` (exact at the follower's soft best response) or
+    by ``cg`` on the (sampled) Hessian with the ``cg`` settings."""
 
     name: str = "spg"
     lam: float = 0.1
     leader: LeaderConfig = field(default_factory=LeaderConfig)
     follower: FollowerSettings = field(default_factory=FollowerSettings)
     follower_warmup: int = 10
+    solve: str = "closed_form"
     cg: CGSettings = field(default_factory=CGSettings)
     sub_batches: int = 1
     baseline: bool = True

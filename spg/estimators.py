@@ -121,22 +121,27 @@ def surrogate_objectives(
 
 
 @torch.no_grad()
-def follower_q_estimate(
+def q_estimates(
     batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, horizon_fraction: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Monte Carlo soft Q function of the follower's averaged MDP (eqs. 13-14),
-    ``Q(s, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, and the visit counts ``[S, A2]``.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Monte Carlo Q functions of both players over the follower's actions (the leader's action
+    averaged under ``pi1``, as in the averaged MDP of eqs. 13-14): the leader's
+    ``Q1(s, a2) = E[r1 + gamma V1(s')]``, the follower's soft
+    ``Q2(s, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, and the visit counts ``[S, A2]``.
 
     Every visited step ``t`` in the first ``horizon_fraction`` of the horizon (where truncation
-    bias is smallest) gives one sample: the return-to-go from ``t`` with the importance weights
-    of the steps after ``t`` (the action at ``t`` is conditioned on, so its own ratio drops out).
+    bias is smallest) gives one sample of each: the returns-to-go from ``t`` with the importance
+    weights of the steps after ``t`` (the action at ``t`` is conditioned on, so its own ratio drops out).
     """
-    G2 = _weighted_returns(batch, follower_logits, gamma, lam)[1] / batch.weights.to(follower_logits.dtype)
+    G1, G2 = _weighted_returns(batch, follower_logits, gamma, lam)[:2]
+    w = batch.weights.to(follower_logits.dtype)
     S, A2 = follower_logits.shape
     used = max(1, int(batch.horizon * horizon_fraction))
     keep = batch.mask[:, :used].reshape(-1)
     index = (batch.states[:, :used] * A2 + batch.follower_actions[:, :used]).reshape(-1)[keep]
-    samples = G2[:, :used].reshape(-1)[keep]
-    sums = torch.zeros(S * A2, dtype=samples.dtype, device=samples.device).index_add_(0, index, samples)
-    counts = torch.zeros(S * A2, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.ones_like(samples))
-    return (sums / counts.clamp_min(1.0)).reshape(S, A2), counts.reshape(S, A2)
+    samples = torch.stack([(G / w)[:, :used].reshape(-1)[keep] for G in (G1, G2)], -1)
+    ones = torch.ones_like(samples[:, :1])
+    sums = torch.zeros(S * A2, 3, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.cat([samples, ones], -1))
+    counts = sums[:, 2].reshape(S, A2)
+    q1, q2 = (sums[:, k].reshape(S, A2) / counts.clamp_min(1.0) for k in range(2))
+    return q1, q2, counts

@@ -1,8 +1,9 @@
 """Where the learners' objectives come from: one small protocol, two sources.
 
 A source gives, at the current logits, the two objectives ``V1(mu)`` and ``V2^lam(mu)`` as scalars
-that autograd differentiates to any order (eqs. 3-6), and the follower's soft Q function of the
-averaged MDP (eqs. 13-14) for its natural-gradient update. ``exact`` is a property of the source:
+that autograd differentiates to any order (eqs. 3-6), and both players' Q functions over the
+follower's actions in the averaged MDP (eqs. 13-14): the follower's soft Q drives its natural
+update, the leader's gives eq. (19)'s Hessian solve in closed form. ``exact`` is a property of the source:
 
 - :class:`ExactObjectives` computes them from a game model (dense, or sparse and densified for
   derivatives);
@@ -19,7 +20,7 @@ from typing import Protocol
 import torch
 
 from spg import exact
-from spg.estimators import follower_q_estimate, surrogate_objectives
+from spg.estimators import q_estimates, surrogate_objectives
 from spg.game import GameModel
 from spg.sampler import Batch
 
@@ -30,8 +31,9 @@ class ObjectiveSource(Protocol):
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(V1(mu), V2^lam(mu))``, differentiable to any order in both logits."""
 
-    def follower_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The follower's soft ``Q [S, A2]`` and how many samples back each entry (``inf`` if exact)."""
+    def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The leader's ``Q1 [S, A2]``, the follower's soft ``Q2 [S, A2]``, and how many samples
+        back each entry (``inf`` if exact)."""
 
     def split(self, parts: int) -> list["ObjectiveSource"]:
         """``parts`` independent sources (disjoint sub-batches; the model itself when exact)."""
@@ -50,10 +52,11 @@ class ExactObjectives:
         return exact.objectives(self._dense, theta1, theta2, lam)
 
     @torch.no_grad()
-    def follower_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pi1, pi2 = torch.softmax(theta1.detach(), -1), torch.softmax(theta2.detach(), -1)
-        q2 = exact.policy_values(self.game, pi1, pi2, lam).q2  # [S, A1, A2]
-        return torch.einsum("sa,sab->sb", pi1, q2), torch.full_like(theta2, float("inf"))
+        values = exact.policy_values(self.game, pi1, pi2, lam)  # q1, q2 [S, A1, A2]
+        q1, q2 = (torch.einsum("sa,sab->sb", pi1, q) for q in (values.q1, values.q2))
+        return q1, q2, torch.full_like(theta2.detach(), float("inf"))
 
     def split(self, parts: int) -> list["ExactObjectives"]:
         return [self] * parts
@@ -70,8 +73,8 @@ class SampledObjectives:
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
         return surrogate_objectives(self.batch, theta1, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline)
 
-    def follower_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return follower_q_estimate(self.batch, theta2, gamma=self.gamma, lam=lam)
+    def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam)
 
     def split(self, parts: int) -> list["SampledObjectives"]:
         return [SampledObjectives(part, self.gamma, baseline=self.baseline) for part in self.batch.split(parts)]

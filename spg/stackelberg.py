@@ -3,9 +3,12 @@ objectives: the exact values of the model or sampled DiCE surrogates.
 
     grad J = grad_1 V1 - (d2 V2 / d1 d2) (d2 V2 / d2^2)^-1 grad_2 V1                     (19)
 
-computed matrix-free: solve ``(-H + delta I) w = grad_2 V1`` by conjugate gradient with
-Hessian-vector products ``H v = d/d theta2 (g2 . v)``, ``g2 = grad_2 V2`` taken once with
-``create_graph``, then ``grad J = grad_1 V1 + d/d theta1 (g2 . w)`` by double backpropagation.
+computed matrix-free: ``w`` solves ``(-H + delta I) w = grad_2 V1``, then
+``grad J = grad_1 V1 + d/d theta1 (g2 . w)`` by double backpropagation, ``g2 = grad_2 V2`` taken
+once with ``create_graph``. ``w`` comes either from conjugate gradient with Hessian-vector products
+``H v = d/d theta2 (g2 . v)``, or in closed form (:func:`closed_form_solution`): at the follower's
+soft best response ``-H`` is block-diagonal, ``lam d(s) (diag(pi2) - pi2 pi2^T)`` per state, and
+``w(s, a2) = A1(s, a2) / lam``, the leader's advantage of the follower's action (docs/mathematics.md).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def leader_direction(
     warm_start: torch.Tensor | None = None,
     v2_mixed: torch.Tensor | None = None,
     trust_region: bool = True,
+    solution: torch.Tensor | None = None,
 ) -> LeaderDirection:
     """Eq. (19) at ``(theta1, theta2)`` from the leader's objective ``v1`` and the follower's
     regularised objective ``v2`` (scalars differentiable twice in both logits).
@@ -55,7 +59,8 @@ def leader_direction(
     ``cg_iterations`` defaults to the number of follower parameters (exact in exact arithmetic).
     With ``damping > 0`` the solve is confined to ``||w|| <= ||grad_2 V1|| / damping``, the bound
     that holds whenever ``-H`` is positive semidefinite (noisy Hessian estimates can break it);
-    ``trust_region=False`` lifts it.
+    ``trust_region=False`` lifts it. A given ``solution`` (``w``, e.g. :func:`closed_form_solution`)
+    replaces the CG solve.
     """
     direct, b = _grad(v1, (theta1, theta2), retain_graph=True)
     (g2,) = _grad(v2, (theta2,), create_graph=True)
@@ -66,15 +71,18 @@ def leader_direction(
         (hv,) = _grad(g2, (theta2,), v, retain_graph=True)
         return -hv + damping * v
 
-    cg = conjugate_gradient(
-        negative_hessian_product,
-        b,
-        x0=warm_start,
-        tol=cg_tol,
-        max_iterations=cg_iterations if cg_iterations is not None else theta2.numel(),
-        project=project_state_means,
-        radius=float(b.norm()) / damping if trust_region and damping > 0 else None,
-    )
+    if solution is not None:
+        cg = CGResult(project_state_means(solution.detach()), 0, float("nan"), True, False)
+    else:
+        cg = conjugate_gradient(
+            negative_hessian_product,
+            b,
+            x0=warm_start,
+            tol=cg_tol,
+            max_iterations=cg_iterations if cg_iterations is not None else theta2.numel(),
+            project=project_state_means,
+            radius=float(b.norm()) / damping if trust_region and damping > 0 else None,
+        )
     if v2_mixed is None:
         (implicit,) = _grad(g2, (theta1,), cg.solution)
     else:
@@ -88,3 +96,15 @@ def leader_direction(
         leader_gradient_wrt_follower=b.detach(),
         cg=cg,
     )
+
+
+@torch.no_grad()
+def closed_form_solution(q1: torch.Tensor, follower_probs: torch.Tensor, counts: torch.Tensor, lam: float) -> torch.Tensor:
+    """``w = (-H)^-1 grad_2 V1`` at the follower's soft best response: ``A1(s, a2) / lam`` with
+    ``A1 = Q1(s, a2) - sum_a pi2(a|s) Q1(s, a)`` the leader's advantage of the follower's action
+    (``q1 [S, A2]``, the leader's action averaged under ``pi1``). Entries without samples
+    (``counts == 0``) get 0 and the advantage is taken over the sampled actions."""
+    seen = (counts > 0).to(q1.dtype)
+    weight = follower_probs * seen
+    value = (weight * q1).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True).clamp_min(torch.finfo(q1.dtype).tiny)
+    return project_state_means(seen * (q1 - value) / lam)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from envs.contract import ContractError, find_spec, make_vector_env
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
-from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, TwoTimescalePolicyGradient, make_learner
+from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, TwoTimescalePolicyGradient, make_learner
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import (
     equilibrium_problems,
@@ -145,6 +145,10 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
     if f.steps < 1 or f.lr <= 0 or f.tol < 0:
         raise SetupError("algo.follower.steps must be >= 1, algo.follower.lr > 0 and algo.follower.tol >= 0")
+    if a.solve not in SOLVERS:
+        raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
+    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
+        raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
     if a.follower_warmup < 0:
         raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
     if a.cg.iters < 0 or a.cg.damping < 0:
