@@ -140,29 +140,26 @@ class TwoTimescalePolicyGradient:
 
     # -- the follower ---------------------------------------------------------------------------
     @torch.no_grad()
-    def _follower_update(
-        self, source: ObjectiveSource, gradient: torch.Tensor | None = None, q: tuple | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """One follower update from ``source`` (``gradient`` or ``q = (q1, q2, counts)`` reused
-        when already computed); returns the change of its logits and metrics."""
+    def _follower_update(self, source: ObjectiveSource, q: tuple | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """One follower update from ``source`` (``q = (q1, q2, counts)`` reused when already
+        computed); returns the change of its logits and metrics."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         f = self.follower_settings
         metrics: dict[str, float] = {}
         if f.rule == "gradient":
-            if gradient is None:
-                with torch.enable_grad():
-                    (gradient,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
+            with torch.enable_grad():
+                (gradient,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
             change = f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
             metrics["follower/gradient_norm"] = float(gradient.norm())
         else:
-            _, q, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
+            _, q2, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
             seen = counts > 0
-            gap = torch.where(seen, q / self.lam - theta2, torch.zeros_like(theta2))
+            gap = torch.where(seen, q2 / self.lam - theta2, torch.zeros_like(theta2))
             centre = gap.sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1)
             change = f.kappa * torch.where(seen, gap - centre, torch.zeros_like(theta2))
             _check_finite("the follower's soft Q function", change)
             if not source.exact:
-                metrics["follower/q_coverage"] = float(seen.to(q.dtype).mean())
+                metrics["follower/q_coverage"] = float(seen.to(q2.dtype).mean())
         theta2.add_(change)
         self.follower_updates += 1
         metrics["follower/logit_change"] = float(change.abs().max())
@@ -187,76 +184,70 @@ class TwoTimescalePolicyGradient:
         if source.exact:
             metrics.update(self.follower_step(source).metrics)
         theta1, theta2 = self.leader.logits, self.follower.logits
+        q = None
         if not self.stackelberg:
-            v1, v2 = source.objectives(theta1, theta2, self.lam)
-            (direction,) = torch.autograd.grad(v1, theta1, retain_graph=True)
-            (g2,) = torch.autograd.grad(v2, theta2)
-            direct, implicit = direction, torch.zeros_like(direction)
+            (direct,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[0], theta1)
+            implicit = torch.zeros_like(direct)
+        elif self.solve == "closed_form":  # w from the first part's Q estimates, the implicit term from the last part
+            parts = source.split(min(self.sub_batches, 2))
+            q = parts[0].q_functions(theta1, theta2, self.lam)
+            w = closed_form_solution(q[0], self.follower.probs().detach(), q[2], self.lam)
+            (direct,) = torch.autograd.grad(parts[0].objectives(theta1, theta2, self.lam)[0], theta1)
+            (implicit,) = torch.autograd.grad(parts[-1].implicit_objective(theta1, theta2, self.lam, w), theta1)
         else:
-            parts = source.split(self.sub_batches)
-            v1, v2 = parts[0].objectives(theta1, theta2, self.lam)
-            if self.solve == "closed_form":  # w from the Q estimates of the first part, the mixed term from the last
-                q = source.q_functions(theta1, theta2, self.lam) if len(parts) == 1 else parts[0].q_functions(theta1, theta2, self.lam)
-                solution = closed_form_solution(q[0], self.follower.probs().detach(), q[2], self.lam)
-                hessian_v2, mixed_v2 = v2, (None if len(parts) == 1 else parts[-1].objectives(theta1, theta2, self.lam)[1])
-            else:
-                solution = None
-                hessian_v2 = v2 if len(parts) == 1 else parts[1].objectives(theta1, theta2, self.lam)[1]
-                mixed_v2 = None if len(parts) < 3 else parts[2].objectives(theta1, theta2, self.lam)[1]
-            result = leader_direction(
-                v1,
-                hessian_v2,
-                theta1,
-                theta2,
-                damping=self.cg.damping,
-                cg_tol=self.cg.tol,
-                cg_iterations=self.cg.iters,
-                warm_start=self._cg_solution if self.cg.warm_start else None,
-                v2_mixed=mixed_v2,
-                solution=solution,
-            )
-            direction, direct, implicit = result.total, result.direct, result.implicit
-            if len(parts) == 1:
-                g2 = result.follower_gradient
-            else:  # the follower's own gradient uses the whole batch
-                (g2,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
-            if solution is None:
-                solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
-                self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
-                metrics.update(
-                    {
-                        "cg/iterations": float(result.cg.iterations),
-                        "cg/residual": result.cg.residual,
-                        "cg/nonpositive_curvature": float(result.cg.nonpositive_curvature),
-                        "cg/hit_radius": float(result.cg.hit_radius),
-                        "cg/damping": self.cg.damping,
-                    }
-                )
+            direct, implicit = self._cg_direction(source, metrics)
         _check_finite("grad_theta1 V1 (the direct part of eq. 19)", direct)
-        _check_finite("the implicit part of eq. 19 (mixed derivative times the CG solution)", implicit)
-        _check_finite("grad_theta2 V2^lam (the follower's gradient)", g2)
+        _check_finite("the implicit part of eq. 19", implicit)
+        direction = direct + implicit
         metrics.update(
             {
                 "leader/direct_norm": float(direct.norm()),
                 "leader/implicit_norm": float(implicit.norm()),
                 "leader/direction_norm": float(direction.norm()),
-                "follower/gradient_norm": float(g2.norm()),
                 "charts/leader_lr": self.leader_lr(self.leader_updates),
             }
         )
+        change = torch.zeros_like(theta2)
         if not source.exact:
-            metrics["leader/surrogate_value"] = float(v1.detach())
-            metrics["follower/surrogate_value"] = float(v2.detach())
-            reuse = q if self.stackelberg and self.solve == "closed_form" and self.sub_batches == 1 else None
-            change, follower_metrics = self._follower_update(source, g2, reuse)
+            change, follower_metrics = self._follower_update(source, q=q if self.sub_batches == 1 else None)
             metrics.update(follower_metrics)
-        else:
-            change = torch.zeros_like(theta2)
         self._leader_update(direction)
         with torch.no_grad():
             metrics["leader/min_prob"] = float(self.leader.probs().min())
             metrics["follower/min_prob"] = float(self.follower.probs().min())
         return StepResult(metrics, direction.detach(), change)
+
+    def _cg_direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (19) with ``w`` from conjugate gradient on the (sampled) follower Hessian; with
+        sub-batches the factors come from independent parts."""
+        theta1, theta2 = self.leader.logits, self.follower.logits
+        parts = source.split(self.sub_batches)
+        v1, v2 = parts[0].objectives(theta1, theta2, self.lam)
+        hessian_v2 = v2 if len(parts) == 1 else parts[1].objectives(theta1, theta2, self.lam)[1]
+        mixed_v2 = None if len(parts) < 3 else parts[2].objectives(theta1, theta2, self.lam)[1]
+        result = leader_direction(
+            v1,
+            hessian_v2,
+            theta1,
+            theta2,
+            damping=self.cg.damping,
+            cg_tol=self.cg.tol,
+            cg_iterations=self.cg.iters,
+            warm_start=self._cg_solution if self.cg.warm_start else None,
+            v2_mixed=mixed_v2,
+        )
+        solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
+        self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
+        metrics.update(
+            {
+                "cg/iterations": float(result.cg.iterations),
+                "cg/residual": result.cg.residual,
+                "cg/nonpositive_curvature": float(result.cg.nonpositive_curvature),
+                "cg/hit_radius": float(result.cg.hit_radius),
+                "cg/damping": self.cg.damping,
+            }
+        )
+        return result.direct, result.implicit
 
     def _leader_update(self, direction: torch.Tensor) -> None:
         for group in self.leader_optimizer.param_groups:

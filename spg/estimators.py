@@ -145,3 +145,26 @@ def q_estimates(
     counts = sums[:, 2].reshape(S, A2)
     q1, q2 = (sums[:, k].reshape(S, A2) / counts.clamp_min(1.0) for k in range(2))
     return q1, q2, counts
+
+
+def implicit_surrogate(
+    batch: Batch, leader_logits: torch.Tensor, follower_logits: torch.Tensor, w: torch.Tensor, *, gamma: float, lam: float
+) -> torch.Tensor:
+    """A scalar whose ``theta1``-gradient is unbiased for eq. (19)'s implicit term at the
+    follower's soft best response, ``sum_s d(s) sum_a2 pi2(a2|s) w(s, a2) grad_1 Q2^lam(s, a2)``
+    (docs/mathematics.md): the REINFORCE form
+
+        sum_j grad log pi1(a1_j|s_j) gamma^j W_j (G2_j - b2(s_j)),     W_j = sum_{t <= j} w(s_t, a2_t),
+
+    ``G2_j`` the follower's (importance-weighted) soft return-to-go and ``b2`` its leave-one-out
+    state baseline (independent of ``a1_j``, so it leaves the expectation unchanged)."""
+    dtype = leader_logits.dtype
+    m, weights = batch.mask.to(dtype), batch.weights.to(dtype)
+    with torch.no_grad():
+        G2 = _weighted_returns(batch, follower_logits, gamma, lam)[1]
+        b2 = leave_one_out_baseline(batch.states, (G2 / weights)[..., None], batch.mask, leader_logits.shape[0])[..., 0]
+        W = torch.cumsum(w.to(dtype)[batch.states, batch.follower_actions] * m, dim=1)
+        discount = gamma ** torch.arange(batch.horizon, dtype=dtype, device=batch.states.device)
+        coefficient = discount * W * (G2 - weights * b2) * m
+    log_p1 = torch.log_softmax(leader_logits, -1)[batch.states, batch.leader_actions]
+    return (log_p1 * coefficient).sum(1).mean()

@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 
 from spg import exact
-from spg.estimators import q_estimates, surrogate_objectives
+from spg.estimators import implicit_surrogate, q_estimates, surrogate_objectives
 from spg.game import GameModel
 from spg.sampler import Batch
 
@@ -34,6 +34,10 @@ class ObjectiveSource(Protocol):
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The leader's ``Q1 [S, A2]``, the follower's soft ``Q2 [S, A2]``, and how many samples
         back each entry (``inf`` if exact)."""
+
+    def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
+        """A scalar whose ``theta1``-gradient is eq. (19)'s implicit term at the follower's soft
+        best response, ``sum_s d(s) sum_a2 pi2(a2|s) w(s, a2) grad_1 Q2^lam(s, a2)``."""
 
     def split(self, parts: int) -> list["ObjectiveSource"]:
         """``parts`` independent sources (disjoint sub-batches; the model itself when exact)."""
@@ -58,6 +62,13 @@ class ExactObjectives:
         q1, q2 = (torch.einsum("sa,sab->sb", pi1, q) for q in (values.q1, values.q2))
         return q1, q2, torch.full_like(theta2.detach(), float("inf"))
 
+    def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
+        pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2.detach(), -1)
+        with torch.no_grad():
+            visits = exact.occupancy(self._dense, pi1.detach(), pi2, self._dense.mu)  # d(s), summing to 1 / (1 - gamma)
+        q2 = torch.einsum("sa,sab->sb", pi1, exact.policy_values(self._dense, pi1, pi2, lam).q2)  # differentiable in theta1
+        return (visits[:, None] * pi2 * w.detach() * q2).sum()
+
     def split(self, parts: int) -> list["ExactObjectives"]:
         return [self] * parts
 
@@ -75,6 +86,9 @@ class SampledObjectives:
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam)
+
+    def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
+        return implicit_surrogate(self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam)
 
     def split(self, parts: int) -> list["SampledObjectives"]:
         return [SampledObjectives(part, self.gamma, baseline=self.baseline) for part in self.batch.split(parts)]

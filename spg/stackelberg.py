@@ -3,12 +3,14 @@ objectives: the exact values of the model or sampled DiCE surrogates.
 
     grad J = grad_1 V1 - (d2 V2 / d1 d2) (d2 V2 / d2^2)^-1 grad_2 V1                     (19)
 
-computed matrix-free: ``w`` solves ``(-H + delta I) w = grad_2 V1``, then
-``grad J = grad_1 V1 + d/d theta1 (g2 . w)`` by double backpropagation, ``g2 = grad_2 V2`` taken
-once with ``create_graph``. ``w`` comes either from conjugate gradient with Hessian-vector products
-``H v = d/d theta2 (g2 . v)``, or in closed form (:func:`closed_form_solution`): at the follower's
-soft best response ``-H`` is block-diagonal, ``lam d(s) (diag(pi2) - pi2 pi2^T)`` per state, and
-``w(s, a2) = A1(s, a2) / lam``, the leader's advantage of the follower's action (docs/mathematics.md).
+computed matrix-free (:func:`leader_direction`): solve ``(-H + delta I) w = grad_2 V1`` by conjugate
+gradient with Hessian-vector products ``H v = d/d theta2 (g2 . v)``, ``g2 = grad_2 V2`` taken once
+with ``create_graph``, then ``grad J = grad_1 V1 + d/d theta1 (g2 . w)`` by double backpropagation.
+
+At the follower's soft best response both factors have closed forms (docs/mathematics.md):
+``-H`` is block-diagonal, ``lam d(s) (diag(pi2) - pi2 pi2^T)`` per state, so
+``w(s, a2) = A1(s, a2) / lam`` (:func:`closed_form_solution`), and the implicit term is
+``sum_s d(s) sum_a2 pi2(a2|s) w(s, a2) grad_1 Q2^lam(s, a2)`` (the sources' ``implicit_objective``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ def leader_direction(
     warm_start: torch.Tensor | None = None,
     v2_mixed: torch.Tensor | None = None,
     trust_region: bool = True,
-    solution: torch.Tensor | None = None,
 ) -> LeaderDirection:
     """Eq. (19) at ``(theta1, theta2)`` from the leader's objective ``v1`` and the follower's
     regularised objective ``v2`` (scalars differentiable twice in both logits).
@@ -59,8 +60,7 @@ def leader_direction(
     ``cg_iterations`` defaults to the number of follower parameters (exact in exact arithmetic).
     With ``damping > 0`` the solve is confined to ``||w|| <= ||grad_2 V1|| / damping``, the bound
     that holds whenever ``-H`` is positive semidefinite (noisy Hessian estimates can break it);
-    ``trust_region=False`` lifts it. A given ``solution`` (``w``, e.g. :func:`closed_form_solution`)
-    replaces the CG solve.
+    ``trust_region=False`` lifts it.
     """
     direct, b = _grad(v1, (theta1, theta2), retain_graph=True)
     (g2,) = _grad(v2, (theta2,), create_graph=True)
@@ -71,18 +71,15 @@ def leader_direction(
         (hv,) = _grad(g2, (theta2,), v, retain_graph=True)
         return -hv + damping * v
 
-    if solution is not None:
-        cg = CGResult(project_state_means(solution.detach()), 0, float("nan"), True, False)
-    else:
-        cg = conjugate_gradient(
-            negative_hessian_product,
-            b,
-            x0=warm_start,
-            tol=cg_tol,
-            max_iterations=cg_iterations if cg_iterations is not None else theta2.numel(),
-            project=project_state_means,
-            radius=float(b.norm()) / damping if trust_region and damping > 0 else None,
-        )
+    cg = conjugate_gradient(
+        negative_hessian_product,
+        b,
+        x0=warm_start,
+        tol=cg_tol,
+        max_iterations=cg_iterations if cg_iterations is not None else theta2.numel(),
+        project=project_state_means,
+        radius=float(b.norm()) / damping if trust_region and damping > 0 else None,
+    )
     if v2_mixed is None:
         (implicit,) = _grad(g2, (theta1,), cg.solution)
     else:
@@ -102,9 +99,10 @@ def leader_direction(
 def closed_form_solution(q1: torch.Tensor, follower_probs: torch.Tensor, counts: torch.Tensor, lam: float) -> torch.Tensor:
     """``w = (-H)^-1 grad_2 V1`` at the follower's soft best response: ``A1(s, a2) / lam`` with
     ``A1 = Q1(s, a2) - sum_a pi2(a|s) Q1(s, a)`` the leader's advantage of the follower's action
-    (``q1 [S, A2]``, the leader's action averaged under ``pi1``). Entries without samples
-    (``counts == 0``) get 0 and the advantage is taken over the sampled actions."""
+    (``q1 [S, A2]``, the leader's action averaged under ``pi1``), centred under ``pi2`` (the
+    representative :func:`implicit objectives <spg.objectives.ExactObjectives.implicit_objective>`
+    need). Entries without samples (``counts == 0``) get 0; the advantage is taken over the sampled actions."""
     seen = (counts > 0).to(q1.dtype)
     weight = follower_probs * seen
     value = (weight * q1).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True).clamp_min(torch.finfo(q1.dtype).tiny)
-    return project_state_means(seen * (q1 - value) / lam)
+    return seen * (q1 - value) / lam

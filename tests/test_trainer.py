@@ -7,38 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from spg.config import register_configs
 from spg.game import random_game
 from spg.trainer import SetupError, train
+from tests.helpers import ROOT, TINY, config
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "env.kwargs.num_states=3",
-    "env.kwargs.num_leader_actions=2",
-    "env.kwargs.num_follower_actions=2",
-    "trainer.iterations=6",
-    "trainer.batch_size=32",
-    "trainer.horizon=12",
-    "trainer.eval_every=3",
-    "trainer.checkpoint_every=2",
-    "trainer.eval_episodes=50",
-    "trainer.progress=false",
-]
-
-
-def config(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def run_script(*args, cwd=ROOT, env=None, **kwargs):
@@ -68,10 +47,11 @@ def test_tensorboard_event_files_hold_the_main_tags(tmp_path):
     expected = {
         "leader/return", "follower/return", "game/J", "game/leader_value", "game/follower_value",
         "game/best_response_gap", "leader/direct_norm", "leader/implicit_norm", "estimator/cosine_to_exact",
-        "cg/iterations", "cg/residual", "charts/leader_lr", "charts/follower_lr", "charts/env_steps_per_second",
+        "charts/leader_lr", "charts/env_steps_per_second", "follower/logit_change", "follower/q_coverage",
+        "leader/min_prob", "follower/min_prob", "game/J_gradient_norm", "game/equilibrium",
     }
     assert expected <= scalars, expected - scalars
-    assert [e.step for e in events.Scalars("game/J")] == [3, 6]
+    assert [e.step for e in events.Scalars("game/J")] == [0, 3, 6]  # evaluated before the first update too
     assert {"leader/policy", "follower/policy"} <= set(events.Tags()["images"])
 
 
@@ -129,6 +109,7 @@ def test_unknown_key_and_wrong_type_are_rejected():
         config("trainer.iterations=many")
 
 
+@pytest.mark.slow
 def test_subprocess_run_with_overrides_and_bad_inputs(tmp_path):
     ok = run_script(*TINY, "algo=pg", f"hydra.run.dir={tmp_path / 'ok'}")
     assert ok.returncode == 0, ok.stderr
@@ -155,6 +136,7 @@ def test_subprocess_run_with_overrides_and_bad_inputs(tmp_path):
     assert unknown.returncode == 1 and "nonsense" in unknown.stderr and not (tmp_path / "unknown" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_multirun_with_two_seeds_writes_two_run_directories(tmp_path):
     run = run_script("-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
@@ -164,6 +146,7 @@ def test_multirun_with_two_seeds_writes_two_run_directories(tmp_path):
     assert seeds[0] != seeds[1]
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
     run_dir = tmp_path / "killed"
     slow = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
@@ -183,6 +166,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
     assert torch.load(last, weights_only=True)["iteration"] == state["iteration"] + 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher, plugin", [("joblib", "hydra_joblib_launcher"), ("submitit_local", "hydra_submitit_launcher")])
 def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, tmp_path):
     pytest.importorskip(f"hydra_plugins.{plugin}", reason="pip install -e .[sweep]")
@@ -192,6 +176,7 @@ def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, tmp_path):
         assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
 
 
+@pytest.mark.slow
 def test_evaluate_and_plot_scripts(tmp_path):
     for seed in (0, 1):
         train(config(*TINY, f"seed={seed}"), run_dir=tmp_path / "sweep" / str(seed))
