@@ -38,7 +38,7 @@ class LeaderConfig:
 
     optimizer: str = "adam"
     lr: float = 0.1
-    power: float = 0.6
+    power: float = 1.0
     t0: float = 50.0
 
 
@@ -49,7 +49,8 @@ class AlgoConfig:
     step. ``probes``: one uniformly random follower action per sampled trajectory (importance
     weighted), so a near-deterministic follower still sees every action. ``solve``: eq. (19)'s
     ``w = (-H)^-1 grad_2 V1`` in ``closed_form`` (exact at the follower's soft best response) or
-    by ``cg`` on the (sampled) Hessian with the ``cg`` settings."""
+    by ``cg`` on the (sampled) Hessian with the ``cg`` settings. ``q_memory``: the weight, per
+    batch, of earlier batches' Q estimates in the running average the follower and ``w`` use."""
 
     name: str = "spg"
     lam: float = 0.1
@@ -57,6 +58,7 @@ class AlgoConfig:
     follower: FollowerSettings = field(default_factory=FollowerSettings)
     follower_warmup: int = 10
     solve: str = "closed_form"
+    q_memory: float = 0.0
     cg: CGSettings = field(default_factory=CGSettings)
     sub_batches: int = 1
     baseline: bool = True
@@ -67,8 +69,10 @@ class AlgoConfig:
 class TrainerConfig:
     """The experiment: iterations (leader updates), trajectories per update and their horizon
     (``None``: the smallest ``T`` with ``T^2 gamma^T < 1e-3``, see :func:`spg.trainer.auto_horizon`),
-    evaluation and checkpoint periods (in iterations), and ``resume`` (a checkpoint path, or
-    ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists)."""
+    evaluation and checkpoint periods (in iterations), ``resume`` (a checkpoint path, or
+    ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists), and ``restarts``:
+    independent runs from the uniform and from random leaders (logits of scale ``restart_scale``),
+    keeping the best (:func:`spg.trainer.train`)."""
 
     iterations: int = 200
     batch_size: int = 512
@@ -78,6 +82,8 @@ class TrainerConfig:
     checkpoint_every: int = 50
     resume: Optional[str] = None
     progress: bool = True
+    restarts: int = 1
+    restart_scale: float = 1.0
 
 
 @dataclass

@@ -7,8 +7,10 @@ in-process. Everything a run writes goes under ``run_dir``: TensorBoard events,
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -128,6 +130,8 @@ def check_config(cfg: DictConfig) -> None:
         minimum = 0 if key == "iterations" else 1
         if t[key] < minimum:
             raise SetupError(f"trainer.{key} = {t[key]}: must be >= {minimum}; set trainer.{key}")
+    if t.restarts < 1 or t.restart_scale <= 0:
+        raise SetupError(f"trainer.restarts = {t.restarts}, trainer.restart_scale = {t.restart_scale}: need restarts >= 1 and restart_scale > 0")
     if t.horizon is not None and t.horizon < 1:
         raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
     if a.name not in ALGORITHMS:
@@ -149,6 +153,8 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
     if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
         raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
+    if not 0 <= a.q_memory < 1:
+        raise SetupError(f"algo.q_memory = {a.q_memory}: the weight of earlier batches' Q estimates must lie in [0, 1)")
     if a.follower_warmup < 0:
         raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
     if a.cg.iters < 0 or a.cg.damping < 0:
@@ -208,9 +214,38 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
-    """Train a leader and a follower as ``cfg`` says; returns the final metrics (``metrics.json``)."""
+    """Train a leader and a follower as ``cfg`` says; returns the final metrics (``metrics.json``).
+
+    With ``trainer.restarts = K > 1`` the run trains ``K`` pairs in ``restart_k/`` (the first from
+    the uniform leader, the others from random leader logits of scale ``trainer.restart_scale``)
+    and keeps the one whose leader has the best estimated ``J`` (exact where the game has a model,
+    else the leader's Monte Carlo return against its learned follower) as the run's
+    ``checkpoints/last.pt`` and ``metrics.json``. Finished restarts are skipped on resume."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
     check_config(cfg)
+    if cfg.trainer.restarts == 1:
+        return _train_one(cfg, run_dir)
+    finals = []
+    for k in range(cfg.trainer.restarts):
+        done = run_dir / f"restart_{k}" / "metrics.json"
+        if cfg.trainer.resume == "auto" and done.is_file():
+            finals.append(json.loads(done.read_text()))
+            continue
+        generator = torch.Generator().manual_seed(int(cfg.seed) * 100003 + k)
+        finals.append(_train_one(cfg, run_dir / f"restart_{k}", restart=(k, generator)))
+    estimates = [final.get("game/J", final["leader/return"]) for final in finals]
+    best = max(range(len(finals)), key=estimates.__getitem__)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / f"restart_{best}" / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.pt")
+    final = {**finals[best], "restart": best, "restart_estimates": estimates}
+    save_json(run_dir / "metrics.json", final)
+    log.info("restarts: estimated J %s; kept restart %d", ", ".join(f"{e:.5g}" for e in estimates), best)
+    return final
+
+
+def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generator] | None = None) -> dict[str, float]:
+    """One training run into ``run_dir`` (``restart``: its index and the generator of its random
+    initial leader logits; index 0 starts uniform)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -222,6 +257,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         )
     horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
     leader, follower, algorithm = make_learner(cfg.algo, task.num_states, task.num_actions, device)
+    if restart is not None and restart[0] > 0:
+        with torch.no_grad():
+            leader.logits.copy_(cfg.trainer.restart_scale * torch.randn(leader.logits.shape, generator=restart[1], dtype=leader.logits.dtype))
     sampler = Sampler(task.env, seed=cfg.seed, probe_discount=task.gamma if cfg.algo.probes else None)
 
     start, env_steps = 0, 0
