@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from spg import exact
 from spg.objectives import ObjectiveSource
 from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
@@ -95,7 +96,6 @@ class TwoTimescalePolicyGradient:
         leader_optimizer: str = "adam",
         follower_settings: FollowerSettings | None = None,
         solve: str = "closed_form",
-        q_memory: float = 0.0,
         cg: CGSettings | None = None,
         sub_batches: int = 1,
     ) -> None:
@@ -131,10 +131,7 @@ class TwoTimescalePolicyGradient:
         self.lam = lam
         self.leader_lr = leader_step
         check_two_timescales(leader_step, f.rule)
-        if not 0 <= q_memory < 1:
-            raise ValueError(f"q_memory = {q_memory}: the weight of past batches' Q estimates must lie in [0, 1)")
-        self.solve, self.q_memory = solve, q_memory
-        self._q_average: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.solve = solve
         self.cg = cg if cg is not None else CGSettings()
         self.sub_batches = sub_batches
         self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True)
@@ -156,7 +153,7 @@ class TwoTimescalePolicyGradient:
             change = f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
             metrics["follower/gradient_norm"] = float(gradient.norm())
         else:
-            _, q2, counts = q if q is not None else self._q_functions(source)
+            _, q2, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
             seen = counts > 0
             gap = torch.where(seen, q2 / self.lam - theta2, torch.zeros_like(theta2))
             centre = gap.sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1)
@@ -180,23 +177,6 @@ class TwoTimescalePolicyGradient:
         return StepResult(metrics, torch.zeros_like(self.leader.logits), change)
 
     # -- one update of both players ----------------------------------------------------------------
-    @torch.no_grad()
-    def _q_functions(self, source: ObjectiveSource) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Both players' Q over follower actions: exact, or the batch's Monte Carlo estimates
-        averaged with the previous batches' (each entry weighs its samples, older ones discounted
-        by ``q_memory`` per batch), which cuts their variance while the policies move slowly."""
-        q1, q2, counts = source.q_functions(self.leader.logits, self.follower.logits, self.lam)
-        if source.exact or self.q_memory == 0:
-            return q1, q2, counts
-        if self._q_average is not None:
-            old1, old2, old_counts = self._q_average
-            old_counts = self.q_memory * old_counts
-            total = old_counts + counts
-            share = torch.where(total > 0, counts / total.clamp_min(1e-300), torch.zeros_like(total))
-            q1, q2, counts = old1 + share * (q1 - old1), old2 + share * (q2 - old2), total
-        self._q_average = (q1, q2, counts)
-        return q1, q2, counts
-
     def step(self, source: ObjectiveSource) -> StepResult:
         """One update of both players. On an exact source the follower first tracks its best
         response (``follower_step``), then the leader moves; on a sampled one both move from the
@@ -204,19 +184,7 @@ class TwoTimescalePolicyGradient:
         metrics: dict[str, float] = {}
         if source.exact:
             metrics.update(self.follower_step(source).metrics)
-        theta1, theta2 = self.leader.logits, self.follower.logits
-        q = None
-        if not self.stackelberg:
-            (direct,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[0], theta1)
-            implicit = torch.zeros_like(direct)
-        elif self.solve == "closed_form":  # w from the first part's Q estimates, the implicit term from the last part
-            parts = source.split(min(self.sub_batches, 2))
-            q = self._q_functions(parts[0])
-            w = closed_form_solution(q[0], self.follower.probs().detach(), q[2], self.lam)
-            (direct,) = torch.autograd.grad(parts[0].objectives(theta1, theta2, self.lam)[0], theta1)
-            (implicit,) = torch.autograd.grad(parts[-1].implicit_objective(theta1, theta2, self.lam, w), theta1)
-        else:
-            direct, implicit = self._cg_direction(source, metrics)
+        direct, implicit, q = self._direction(source, metrics)
         _check_finite("grad_theta1 V1 (the direct part of eq. 19)", direct)
         _check_finite("the implicit part of eq. 19", implicit)
         direction = direct + implicit
@@ -228,7 +196,7 @@ class TwoTimescalePolicyGradient:
                 "charts/leader_lr": self.leader_lr(self.leader_updates),
             }
         )
-        change = torch.zeros_like(theta2)
+        change = torch.zeros_like(self.follower.logits)
         if not source.exact:
             change, follower_metrics = self._follower_update(source, q=q if self.sub_batches == 1 else None)
             metrics.update(follower_metrics)
@@ -237,6 +205,31 @@ class TwoTimescalePolicyGradient:
             metrics["leader/min_prob"] = float(self.leader.probs().min())
             metrics["follower/min_prob"] = float(self.follower.probs().min())
         return StepResult(metrics, direction.detach(), change)
+
+    def _direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """The leader's direction as ``(direct, implicit)`` parts, and the Q functions it used."""
+        theta1, theta2 = self.leader.logits, self.follower.logits
+        if not self.stackelberg:
+            (direct,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[0], theta1)
+            return direct, torch.zeros_like(direct), None
+        if self.solve == "cg":
+            return *self._cg_direction(source, metrics), None
+        # closed form: w from the first part's Q estimates, the implicit term from the last part
+        parts = source.split(min(self.sub_batches, 2))
+        q = parts[0].q_functions(theta1, theta2, self.lam)
+        w = closed_form_solution(q[0], self.follower.probs().detach(), q[2], self.lam)
+        (direct,) = torch.autograd.grad(parts[0].objectives(theta1, theta2, self.lam)[0], theta1)
+        (implicit,) = torch.autograd.grad(parts[-1].implicit_objective(theta1, theta2, self.lam, w), theta1)
+        return direct, implicit, q
+
+    def reference_direction(self, source: ObjectiveSource) -> torch.Tensor:
+        """The direction this learner estimates, computed on an exact source at the current
+        policies (for ``estimator/cosine_to_exact``); changes no state."""
+        if self.stackelberg and self.solve == "cg":
+            theta1, theta2, damping = self.leader.logits, self.follower.logits, self.cg.damping
+            return exact.exact_leader_direction(source.game, theta1, theta2, self.lam, damping=damping).total
+        direct, implicit, _ = self._direction(source, {})
+        return direct + implicit
 
     def _cg_direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (19) with ``w`` from conjugate gradient on the (sampled) follower Hessian; with
@@ -284,7 +277,6 @@ class TwoTimescalePolicyGradient:
             "leader_updates": self.leader_updates,
             "follower_updates": self.follower_updates,
             "cg_solution": self._cg_solution,
-            "q_average": self._q_average,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -292,7 +284,6 @@ class TwoTimescalePolicyGradient:
         self.leader_updates = int(state["leader_updates"])
         self.follower_updates = int(state["follower_updates"])
         self._cg_solution = state["cg_solution"]
-        self._q_average = state["q_average"]
 
 
 def make_learner(
@@ -311,7 +302,6 @@ def make_learner(
         leader_optimizer=algo.leader.optimizer,
         follower_settings=FollowerSettings(**algo.follower),
         solve=algo.solve,
-        q_memory=algo.q_memory,
         cg=CGSettings(**algo.cg),
         sub_batches=algo.sub_batches,
     )

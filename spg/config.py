@@ -49,8 +49,7 @@ class AlgoConfig:
     step. ``probes``: one uniformly random follower action per sampled trajectory (importance
     weighted), so a near-deterministic follower still sees every action. ``solve``: eq. (19)'s
     ``w = (-H)^-1 grad_2 V1`` in ``closed_form`` (exact at the follower's soft best response) or
-    by ``cg`` on the (sampled) Hessian with the ``cg`` settings. ``q_memory``: the weight, per
-    batch, of earlier batches' Q estimates in the running average the follower and ``w`` use."""
+    by ``cg`` on the (sampled) Hessian with the ``cg`` settings."""
 
     name: str = "spg"
     lam: float = 0.1
@@ -58,7 +57,6 @@ class AlgoConfig:
     follower: FollowerSettings = field(default_factory=FollowerSettings)
     follower_warmup: int = 10
     solve: str = "closed_form"
-    q_memory: float = 0.0
     cg: CGSettings = field(default_factory=CGSettings)
     sub_batches: int = 1
     baseline: bool = True

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from torch.utils.tensorboard.summary import hparams as hparams_summary  # noqa: E402
 
 
 class RunLogger:
@@ -32,8 +33,11 @@ class RunLogger:
         for tag, probs in (("leader/policy", leader_probs), ("follower/policy", follower_probs)):
             self.writer.add_figure(tag, policy_figure(probs.detach().cpu(), tag.split("/")[0]), step)
 
-    def hparams(self, hparams: dict, metrics: dict[str, float]) -> None:
-        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+    def hparams(self, hparams: dict, metric_tags: list[str]) -> None:
+        """The HPARAMS view's row of this run: ``hparams`` and the last values of the already
+        logged scalars ``metric_tags`` (no extra scalar cards)."""
+        for summary in hparams_summary(hparams, {tag: 0.0 for tag in metric_tags}):
+            self.writer._get_file_writer().add_summary(summary)
 
     def close(self) -> None:
         self.writer.close()

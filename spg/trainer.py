@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import sys
 import time
@@ -24,8 +23,7 @@ from tqdm import tqdm
 
 from envs.contract import ContractError, find_spec, make_vector_env
 from envs.tabular_vector import TabularVectorEnv
-from spg import exact
-from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, TwoTimescalePolicyGradient, make_learner
+from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, make_learner
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import (
     equilibrium_problems,
@@ -153,8 +151,6 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
     if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
         raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
-    if not 0 <= a.q_memory < 1:
-        raise SetupError(f"algo.q_memory = {a.q_memory}: the weight of earlier batches' Q estimates must lie in [0, 1)")
     if a.follower_warmup < 0:
         raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
     if a.cg.iters < 0 or a.cg.damping < 0:
@@ -306,7 +302,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 algorithm.follower_step(source())
         objectives = source()
         evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
-        reference = _exact_reference(task, algorithm) if evaluating and uses_samples and _has_derivatives(task) else None
+        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and uses_samples and _has_derivatives(task) else None
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
         if uses_samples:
@@ -341,7 +337,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     exact_now = {k: v for k, v in metrics.items() if k.startswith("game/")}  # the last iteration's evaluation
     final = _final_metrics(cfg, task, leader, follower, horizon, env_steps, time.perf_counter() - started, exact_now)
     save_json(run_dir / "metrics.json", final)
-    logger.hparams(_hparams(cfg), {k: v for k, v in final.items() if isinstance(v, float) and math.isfinite(v)})
+    logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
     logger.close()
     task.env.close()
     _summary(cfg, final)
@@ -351,19 +347,6 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
 def _has_derivatives(task: Task) -> bool:
     """Exact derivatives exist for dense games and for sparse ones small enough to densify."""
     return task.game is not None and (isinstance(task.game, TabularGame) or task.game.num_states <= DENSIFY_LIMIT)
-
-
-def _exact_reference(task: Task, algorithm: TwoTimescalePolicyGradient) -> torch.Tensor:
-    """The exact direction the sampled one estimates, at the current (pre-update) policies."""
-    d = exact.exact_leader_direction(
-        task.game,
-        algorithm.leader.logits,
-        algorithm.follower.logits,
-        algorithm.lam,
-        damping=algorithm.cg.damping,
-        cg_tol=1e-10,
-    )
-    return d.total if algorithm.stackelberg else d.direct
 
 
 def _postfix(metrics: dict[str, float]) -> dict[str, str]:
