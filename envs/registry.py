@@ -13,10 +13,9 @@ from envs.patrolling import patrolling_game
 from spg.game import TabularGame, matrix_game, random_game
 from spg.sparse_game import SparseTabularGame, load_game, random_sparse_game
 
-# Conitzer and Sandholm (2006), "Computing the optimal strategy to commit to", Fig. 1: the
-# leader's row U dominates, so every Nash payoff is 2, yet committing to (1/2, 1/2) earns 3.5.
-COMMITMENT_LEADER_PAYOFF = [[2.0, 4.0], [1.0, 3.0]]
-COMMITMENT_FOLLOWER_PAYOFF = [[1.0, 0.0], [0.0, 1.0]]
+# the default matrix game: Conitzer and Sandholm (2006), see envs/matrix_games.py
+COMMITMENT_LEADER_PAYOFF = MATRIX_GAMES["Commitment"].leader_payoff
+COMMITMENT_FOLLOWER_PAYOFF = MATRIX_GAMES["Commitment"].follower_payoff
 
 
 def _given_game(game: TabularGame) -> TabularGame:
@@ -34,10 +33,10 @@ def _matrix(
 
 
 def _random(
-    num_states: int = 10,
+    num_states: int = 8,
     num_leader_actions: int = 3,
     num_follower_actions: int = 3,
-    gamma: float = 0.9,
+    gamma: float = 0.8,
     concentration: float = 1.0,
     reward_range=(0.0, 1.0),
     seed: int = 0,

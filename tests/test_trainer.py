@@ -14,6 +14,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from spg import exact
 from spg.game import random_game
 from spg.trainer import SetupError, train
 from tests.helpers import ROOT, TINY, config
@@ -140,9 +141,10 @@ def test_subprocess_run_with_overrides_and_bad_inputs(tmp_path):
 def test_multirun_with_two_seeds_writes_two_run_directories(tmp_path):
     run = run_script("-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
-    for job in ("0", "1"):
-        assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
-    seeds = [json.loads((tmp_path / j / "metrics.json").read_text())["leader/return"] for j in ("0", "1")]
+    jobs = [tmp_path / "0_spg_RandomGame-v0_seed0", tmp_path / "1_spg_RandomGame-v0_seed1"]  # named by algorithm, env and seed
+    for job in jobs:
+        assert (job / "checkpoints" / "last.pt").is_file()
+    seeds = [json.loads((job / "metrics.json").read_text())["leader/return"] for job in jobs]
     assert seeds[0] != seeds[1]
 
 
@@ -172,7 +174,7 @@ def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, tmp_path):
     pytest.importorskip(f"hydra_plugins.{plugin}", reason="pip install -e .[sweep]")
     run = run_script("-m", "seed=0,1", f"hydra/launcher={launcher}", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
-    for job in ("0", "1"):
+    for job in ("0_spg_RandomGame-v0_seed0", "1_spg_RandomGame-v0_seed1"):
         assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
 
 
@@ -199,3 +201,16 @@ def test_evaluate_and_plot_scripts(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 runs" in plot.stdout
+
+
+def test_restarts_keep_the_pair_with_the_best_exact_J(tmp_path):
+    final = train(config(*TINY, "algo=exact_spg", "trainer.restarts=3"), run_dir=tmp_path)
+    estimates = final["restart_estimates"]
+    assert len(estimates) == 3 and final["restart"] == max(range(3), key=estimates.__getitem__)
+    best = torch.load(tmp_path / f"restart_{final['restart']}" / "checkpoints" / "last.pt", weights_only=True)
+    kept = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert torch.equal(best["leader"]["logits"], kept["leader"]["logits"])
+    game = random_game(3, 2, 2, seed=0, gamma=0.8)  # env=random with TINY's sizes
+    assert exact.stackelberg_objective(game, kept["leader"]["logits"], 0.1) == pytest.approx(max(estimates), rel=1e-9)
+    starts = [torch.load(tmp_path / f"restart_{k}" / "checkpoints" / "iteration_000002.pt", weights_only=True)["leader"]["logits"] for k in range(3)]
+    assert not torch.equal(starts[1], starts[2])  # the restarts start from different random leaders
