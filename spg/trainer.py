@@ -41,6 +41,9 @@ from spg.objectives import ExactObjectives, SampledObjectives
 from spg.sampler import Sampler
 
 log = logging.getLogger(__name__)
+# copies of a Python env stepped at once by default: measured on the README's Inspection env
+# (2 cores, sync vectorisation), 8 copies gave 43 k env steps/s, 32 gave 99 k, 128 gave 137 k
+PYTHON_ENV_COPIES = 128
 
 
 class SetupError(ValueError):
@@ -91,7 +94,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
         elif env_cfg.kind == "gym":
             kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
             native = find_spec(env_cfg.id).vector_entry_point is not None
-            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or 8)
+            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or min(cfg.trainer.batch_size, PYTHON_ENV_COPIES))
             env = make_vector_env(env_cfg.id, copies, env_cfg.vectorization, **kwargs)
             if isinstance(env, TabularVectorEnv):
                 game = env.game
