@@ -105,7 +105,7 @@ def test_natural_follower_update_converges_linearly_to_the_soft_best_response(ka
     response = exact.soft_best_response(game, leader.probs().detach(), lam)
     log_best = torch.log(response.probs)
     error = lambda: float((torch.log_softmax(follower.logits.detach(), -1) - log_best).abs().max())  # noqa: E731
-    q0 = source.follower_q(leader.logits, follower.logits, lam)[0]
+    q0 = source.q_functions(leader.logits, follower.logits, lam)[1]
     C1 = float((response.q - q0).abs().max()) + 2 * lam * (1 - kappa) * error()
     rate = 1 - kappa * (1 - game.gamma)
     for t in range(1, 31):
@@ -138,9 +138,11 @@ def test_decaying_schedule_and_its_assumption_1_check():
 def test_bad_input_is_reported():
     game = random_game(3, 2, 2, seed=4)
     with pytest.warns(UserWarning, match="Assumption 2"):
-        learner(game, "spg", "algo.lam=0", "algo.follower.rule=gradient")
+        learner(game, "spg", "algo.lam=0", "algo.follower.rule=gradient", "algo.solve=cg")
     with pytest.raises(ValueError, match="needs lam > 0"):
-        learner(game, "spg", "algo.lam=0")
+        learner(game, "spg", "algo.lam=0", "algo.solve=cg")
+    with pytest.raises(ValueError, match="closed-form solve of eq. \\(19\\) divides by lam"):
+        learner(game, "spg", "algo.lam=0", "algo.follower.rule=gradient")
     with pytest.raises(ValueError, match="algorithm 'spgg' is unknown"):
         TwoTimescalePolicyGradient("spgg", TabularSoftmaxPolicy(3, 2), TabularSoftmaxPolicy(3, 2), lam=0.1, leader_step=StepSize(0.1))
     with pytest.raises(ValueError, match="lr = -1"):
@@ -177,11 +179,13 @@ def test_sub_batches_give_independent_factors():
     corr = lambda pairs: float(torch.corrcoef(torch.tensor(pairs, dtype=torch.float64).T)[0, 1])  # noqa: E731
     assert abs(corr(split_errors)) < 4 / 200**0.5
     assert abs(corr(same_errors)) > 4 / 200**0.5, corr(same_errors)
-    _, _, algo = learner(game, "spg", "algo.sub_batches=3")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        result = algo.step(SampledObjectives(sampler.collect(leader, follower, 300, 20), game.gamma))
-    assert result.metrics["cg/iterations"] >= 1
+    for solve, parts in (("cg", 3), ("closed_form", 2)):
+        _, _, algo = learner(game, "spg", f"algo.sub_batches={parts}", f"algo.solve={solve}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = algo.step(SampledObjectives(sampler.collect(leader, follower, 300, 20), game.gamma))
+        assert torch.isfinite(result.leader_direction).all()
+        assert (result.metrics.get("cg/iterations", 1) >= 1) and result.metrics["leader/implicit_norm"] > 0
 
 
 def test_exact_algorithms_train_on_sparse_games():

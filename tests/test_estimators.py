@@ -120,7 +120,8 @@ def test_probes_try_every_follower_action_and_weights_keep_returns_unbiased():
     # one probe per trajectory: the weights change once, to A2 pi2(a*|s*) <= A2
     changes = (probed.weights[:, 1:] != probed.weights[:, :-1]).sum(1) + (probed.weights[:, 0] != 1)
     assert (changes <= 1).all() and probed.weights.max() <= 3.0
-    V1, V2 = exact.objectives(game, leader.logits, follower.logits, 0.0)
+    with torch.no_grad():
+        V1, V2 = exact.objectives(game, leader.logits, follower.logits, 0.0)
     for value, returns in zip((V1, V2), probed.discounted_returns(game.gamma)):
         assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / 2000**0.5
 
