@@ -70,7 +70,8 @@ def main() -> int:
         length = min(len(v) for _, v in curves)
         x = np.mean([c[0][:length] for c in curves], axis=0)
         values = np.stack([c[1][:length] for c in curves])
-        ax.plot(x, values.mean(0), label=f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+        ax.plot(x, values.mean(0), marker="o" if length == 1 else None,  # a single point is drawn as a marker
+                label=f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
         if len(curves) > 1:
             ax.fill_between(x, values.min(0), values.max(0), alpha=0.25)
     ax.set_xlabel("env steps (iterations for exact algorithms)")

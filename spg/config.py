@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from spg.algorithms import CGSettings, FollowerSettings
+from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, CGSettings, FollowerSettings
+
+
+class SetupError(ValueError):
+    """A run that cannot start: the message names the problem and the setting to change."""
 
 
 @dataclass
@@ -112,3 +116,43 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("spg_run_name"):
         OmegaConf.register_new_resolver("spg_run_name", run_name)
     ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject values the schema's types cannot: each error names the setting to change."""
+    t, a = cfg.trainer, cfg.algo
+    for key in ("iterations", "batch_size", "eval_every", "checkpoint_every", "eval_episodes"):
+        minimum = 0 if key == "iterations" else 1
+        if t[key] < minimum:
+            raise SetupError(f"trainer.{key} = {t[key]}: must be >= {minimum}; set trainer.{key}")
+    if t.restarts < 1 or t.restart_scale <= 0:
+        raise SetupError(f"trainer.restarts = {t.restarts}, trainer.restart_scale = {t.restart_scale}: need restarts >= 1 and restart_scale > 0")
+    if t.horizon is not None and t.horizon < 1:
+        raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
+    if a.name not in ALGORITHMS:
+        raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
+    if a.leader.optimizer not in OPTIMIZERS:
+        raise SetupError(f"algo.leader.optimizer = {a.leader.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
+    if a.lam < 0:
+        raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
+    f = a.follower
+    if f.rule not in FOLLOWER_UPDATES:
+        raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")
+    if f.rule == "npg" and a.lam <= 0:
+        raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam); set algo.lam > 0 or algo.follower.rule=gradient")
+    if not 0 < f.kappa <= 1:
+        raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
+    if f.steps < 1 or f.lr <= 0 or f.tol < 0:
+        raise SetupError("algo.follower.steps must be >= 1, algo.follower.lr > 0 and algo.follower.tol >= 0")
+    if a.solve not in SOLVERS:
+        raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
+    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
+        raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
+    if a.follower_warmup < 0:
+        raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
+    if a.cg.iters < 0 or a.cg.damping < 0:
+        raise SetupError("algo.cg.iters and algo.cg.damping must be >= 0")
+    if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
+        raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
+    if a.leader.lr <= 0 or a.leader.power < 0 or a.leader.t0 <= 0:
+        raise SetupError("algo.leader.lr and algo.leader.t0 must be > 0 and algo.leader.power >= 0")

@@ -16,6 +16,7 @@ from spg.checkpoint import load_checkpoint
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
+from spg.task import auto_horizon, make_task
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
 EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale max|r| / (1 - gamma)
@@ -118,8 +119,6 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
 def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, device: str = "cpu") -> dict:
     """Exact ``J``, values and best-response gap where the run's game has a model; Monte Carlo
     returns with standard errors; both policies per state."""
-    from spg.trainer import auto_horizon, make_task  # the trainer builds tasks; avoid an import cycle
-
     cfg, state = load_run(path)
     task = make_task(cfg, torch.device(device))
     S, (A1, A2) = task.num_states, task.num_actions

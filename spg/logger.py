@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams as hparams_summary  # noqa: E402
@@ -49,6 +50,8 @@ def policy_figure(probs: torch.Tensor, player: str):
     image = ax.imshow(probs.numpy(), aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
     ax.set_xlabel(f"{player} action")
     ax.set_ylabel("state")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # actions and states are indices
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(image, ax=ax, fraction=0.08)
     fig.tight_layout()
     return fig

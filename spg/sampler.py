@@ -93,6 +93,22 @@ class Sampler:
         self.env_seed: int | None = int(env_seed)
         self.generator = torch.Generator(device=self.device).manual_seed(int(action_seed))
 
+    def state_dict(self) -> dict:
+        """The random state of the rollouts: the action stream, the native env's generator, and
+        whether the env still awaits its first (seeded) reset."""
+        return {
+            "generator": self.generator.get_state(),
+            "env": self.env.unwrapped.generator.get_state() if self.native else None,
+            "env_seeded": self.env_seed is None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        if state["env"] is not None and self.native:
+            self.env.unwrapped.generator.set_state(state["env"])
+        if state["env_seeded"]:
+            self.env_seed = None
+
     def collect(self, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, batch_size: int, horizon: int) -> Batch:
         if batch_size < 1 or horizon < 1:
             raise ValueError(f"batch_size = {batch_size}, horizon = {horizon}: both must be >= 1")

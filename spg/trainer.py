@@ -12,18 +12,14 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from envs.contract import ContractError, find_spec, make_vector_env
-from envs.tabular_vector import TabularVectorEnv
-from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, make_learner
+from spg.algorithms import ALGORITHMS, make_learner
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spg.evaluation import (
     equilibrium_problems,
@@ -34,150 +30,24 @@ from spg.evaluation import (
     monte_carlo_returns,
     value_scale,
 )
-from spg.game import TabularGame
-from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
+from spg.sparse_game import DENSIFY_LIMIT
+from spg.config import SetupError, check_config
 from spg.logger import RunLogger
 from spg.objectives import ExactObjectives, SampledObjectives
 from spg.sampler import Sampler
+from spg.task import Task, auto_horizon, has_derivatives, make_task, resolve_device
 
 log = logging.getLogger(__name__)
-# copies of a Python env stepped at once by default: measured on the README's Inspection env
-# (2 cores, sync vectorisation), 8 copies gave 43 k env steps/s, 32 gave 99 k, 128 gave 137 k
-PYTHON_ENV_COPIES = 128
-
-
-class SetupError(ValueError):
-    """A run that cannot start: the message names the problem and the setting to change."""
-
-
-def auto_horizon(gamma: float, tolerance: float = 1e-3) -> int:
-    """The smallest ``T`` with ``T^2 gamma^T < tolerance``: the bias of second-order estimates
-    from truncation grows like ``T^2 gamma^T`` (docs/mathematics.md, Truncation)."""
-    if gamma == 0.0:
-        return 1
-    T = 1
-    while T * T * gamma**T >= tolerance:
-        T += 1
-    return T
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise SetupError(f"device = {name!r}: choose device=cpu, device=cuda or device=auto")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SetupError(f"device = {name} but torch sees no CUDA device: use device=cpu or device=auto")
-    return torch.device(name)
-
-
-@dataclass
-class Task:
-    """The environment a run trains on, its model where one exists, and its discount."""
-
-    env: gym.vector.VectorEnv
-    game: TabularGame | SparseTabularGame | None
-    gamma: float
-    num_states: int
-    num_actions: tuple[int, int]
-
-
-def make_task(cfg: DictConfig, device: torch.device) -> Task:
-    env_cfg = cfg.env
-    native_copies = env_cfg.num_envs or cfg.trainer.batch_size
-    try:
-        if env_cfg.kind == "file":
-            if not env_cfg.path:
-                raise SetupError("env=file needs a game file: set env.path=GAME.npz")
-            game = load_game(env_cfg.path, device=device)
-            env = TabularVectorEnv(game, native_copies)
-        elif env_cfg.kind == "gym":
-            kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
-            native = find_spec(env_cfg.id).vector_entry_point is not None
-            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or min(cfg.trainer.batch_size, PYTHON_ENV_COPIES))
-            env = make_vector_env(env_cfg.id, copies, env_cfg.vectorization, **kwargs)
-            if isinstance(env, TabularVectorEnv):
-                game = env.game
-                if game.device != device:
-                    env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
-                    game = env.game
-            else:
-                probe = gym.make(find_spec(env_cfg.id).id, **kwargs)
-                game = getattr(probe.unwrapped, "game", None)
-                probe.close()
-                game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
-        else:
-            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
-    except (ContractError, gym.error.Error, TypeError) as error:
-        raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
-    except SetupError:
-        raise
-    except ValueError as error:  # a game that fails validation, or an unreadable game file
-        raise SetupError(f"{error}") from error
-    if game is not None:
-        gamma = game.gamma
-    elif env_cfg.gamma is None:
-        raise SetupError(f"{env_cfg.id} has no tabular model (env.unwrapped.game): set its discount with env.gamma=0.9")
-    else:
-        gamma = float(env_cfg.gamma)
-    S, A1, A2 = env.single_observation_space.n, *(int(n) for n in env.single_action_space.nvec)
-    return Task(env, game, gamma, int(S), (A1, A2))
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Reject values the schema's types cannot: each error names the setting to change."""
-    t, a = cfg.trainer, cfg.algo
-    for key in ("iterations", "batch_size", "eval_every", "checkpoint_every", "eval_episodes"):
-        minimum = 0 if key == "iterations" else 1
-        if t[key] < minimum:
-            raise SetupError(f"trainer.{key} = {t[key]}: must be >= {minimum}; set trainer.{key}")
-    if t.restarts < 1 or t.restart_scale <= 0:
-        raise SetupError(f"trainer.restarts = {t.restarts}, trainer.restart_scale = {t.restart_scale}: need restarts >= 1 and restart_scale > 0")
-    if t.horizon is not None and t.horizon < 1:
-        raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
-    if a.name not in ALGORITHMS:
-        raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
-    if a.leader.optimizer not in OPTIMIZERS:
-        raise SetupError(f"algo.leader.optimizer = {a.leader.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
-    if a.lam < 0:
-        raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
-    f = a.follower
-    if f.rule not in FOLLOWER_UPDATES:
-        raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")
-    if f.rule == "npg" and a.lam <= 0:
-        raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam); set algo.lam > 0 or algo.follower.rule=gradient")
-    if not 0 < f.kappa <= 1:
-        raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
-    if f.steps < 1 or f.lr <= 0 or f.tol < 0:
-        raise SetupError("algo.follower.steps must be >= 1, algo.follower.lr > 0 and algo.follower.tol >= 0")
-    if a.solve not in SOLVERS:
-        raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
-    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
-        raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
-    if a.follower_warmup < 0:
-        raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
-    if a.cg.iters < 0 or a.cg.damping < 0:
-        raise SetupError("algo.cg.iters and algo.cg.damping must be >= 0")
-    if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
-        raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
-    if a.leader.lr <= 0 or a.leader.power < 0 or a.leader.t0 <= 0:
-        raise SetupError("algo.leader.lr and algo.leader.t0 must be > 0 and algo.leader.power >= 0")
 
 
 def _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration, env_steps) -> dict[str, Any]:
-    env = sampler.env.unwrapped if sampler.native else None
     return {
         "leader": leader.state_dict(),
         "follower": follower.state_dict(),
         "algorithm": algorithm.state_dict(),
         "iteration": iteration,
         "env_steps": env_steps,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "sampler": sampler.generator.get_state(),
-            "env": env.generator.get_state() if env is not None else None,
-            "env_seeded": sampler.env_seed is None,
-        },
+        "rng": {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 
@@ -193,13 +63,8 @@ def _restore(state, path, leader, follower, algorithm, sampler) -> None:
     leader.load_state_dict(state["leader"])
     follower.load_state_dict(state["follower"])
     algorithm.load_state_dict(state["algorithm"])
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
-    sampler.generator.set_state(rng["sampler"])
-    if rng["env"] is not None and sampler.native:
-        sampler.env.unwrapped.generator.set_state(rng["env"])
-    if rng["env_seeded"]:
-        sampler.env_seed = None
+    torch.set_rng_state(state["rng"]["torch"])
+    sampler.load_state_dict(state["rng"]["sampler"])
 
 
 def _resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -249,7 +114,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     task = make_task(cfg, device)
-    if ALGORITHMS[cfg.algo.name][1] and not _has_derivatives(task):
+    if ALGORITHMS[cfg.algo.name][1] and not has_derivatives(task):
         raise SetupError(
             f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
             f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg or algo=pg"
@@ -305,7 +170,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 algorithm.follower_step(source())
         objectives = source()
         evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
-        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and uses_samples and _has_derivatives(task) else None
+        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and uses_samples and has_derivatives(task) else None
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
         if uses_samples:
@@ -345,11 +210,6 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     task.env.close()
     _summary(cfg, final)
     return final
-
-
-def _has_derivatives(task: Task) -> bool:
-    """Exact derivatives exist for dense games and for sparse ones small enough to densify."""
-    return task.game is not None and (isinstance(task.game, TabularGame) or task.game.num_states <= DENSIFY_LIMIT)
 
 
 def _postfix(metrics: dict[str, float]) -> dict[str, str]:

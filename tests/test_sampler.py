@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import envs  # noqa: F401
+from envs import TabularVectorEnv
 from envs.contract import ContractError, make_vector_env
 from spg import exact
 from spg.game import random_game
@@ -110,3 +111,18 @@ def test_bad_batch_size_is_rejected():
     policy = TabularSoftmaxPolicy(10, 3)
     with pytest.raises(ValueError, match="batch_size = 0"):
         Sampler(make_vector_env("spg/RandomGame-v0", 2), seed=0).collect(policy, policy, 0, 3)
+
+
+def test_sampler_state_dict_restores_the_rollout_stream():
+    from spg.game import random_game
+
+    game = random_game(4, 2, 3, seed=1)
+    leader, follower = TabularSoftmaxPolicy(4, 2), TabularSoftmaxPolicy(4, 3)
+    sampler = Sampler(TabularVectorEnv(game, 16), seed=3, probe_discount=game.gamma)
+    sampler.collect(leader, follower, 16, 10)
+    state = sampler.state_dict()
+    expected = sampler.collect(leader, follower, 16, 10)
+    other = Sampler(TabularVectorEnv(game, 16), seed=99, probe_discount=game.gamma)
+    other.load_state_dict(state)
+    again = other.collect(leader, follower, 16, 10)
+    assert torch.equal(again.states, expected.states) and torch.equal(again.weights, expected.weights)
