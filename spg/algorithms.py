@@ -105,7 +105,7 @@ class TwoTimescalePolicyGradient:
             raise ValueError(f"optimizer {leader_optimizer!r} is unknown: choose one of {', '.join(OPTIMIZERS)}")
         if solve not in SOLVERS:
             raise ValueError(f"solve = {solve!r}: choose one of {', '.join(SOLVERS)}")
-        if solve == "closed_form" and lam <= 0:
+        if solve == "closed_form" and lam <= 0 and ALGORITHMS[name][0]:
             raise ValueError("the closed-form solve of eq. (19) divides by lam: set lam > 0 or solve with cg")
         if sub_batches not in (1, 2, 3):
             raise ValueError(f"sub_batches = {sub_batches}: use 1 (one batch), 2 (leader | follower) or 3 (+ mixed)")
@@ -130,7 +130,7 @@ class TwoTimescalePolicyGradient:
         self.leader, self.follower = leader, follower
         self.lam = lam
         self.leader_lr = leader_step
-        check_two_timescales(leader_step, f.rule)
+        check_two_timescales(leader_step)
         self.solve = solve
         self.cg = cg if cg is not None else CGSettings()
         self.sub_batches = sub_batches

@@ -32,7 +32,7 @@ class StepSize:
         return self.lr if self.power == 0 else self.lr * (self.t0 / (t + self.t0)) ** self.power
 
 
-def check_two_timescales(leader: StepSize, follower_update: str) -> None:
+def check_two_timescales(leader: StepSize) -> None:
     """Warn when the leader's schedule breaks Assumption 1 (a constant leader step is a common,
     documented approximation and passes silently)."""
     if leader.power == 0:
