@@ -23,7 +23,7 @@ entries without samples keep their logits. ``rule: gradient`` is plain eq. (9) i
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -70,7 +70,6 @@ class StepResult:
 
     metrics: dict[str, float]
     leader_direction: torch.Tensor
-    follower_update: torch.Tensor = field(repr=False)
 
 
 def _check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
@@ -141,9 +140,9 @@ class TwoTimescalePolicyGradient:
 
     # -- the follower ---------------------------------------------------------------------------
     @torch.no_grad()
-    def _follower_update(self, source: ObjectiveSource, q: tuple | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def _follower_update(self, source: ObjectiveSource, q: tuple | None = None) -> dict[str, float]:
         """One follower update from ``source`` (``q = (q1, q2, counts)`` reused when already
-        computed); returns the change of its logits and metrics."""
+        computed); returns its metrics."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         f = self.follower_settings
         metrics: dict[str, float] = {}
@@ -164,17 +163,17 @@ class TwoTimescalePolicyGradient:
         theta2.add_(change)
         self.follower_updates += 1
         metrics["follower/logit_change"] = float(change.abs().max())
-        return change, metrics
+        return metrics
 
     def follower_step(self, source: ObjectiveSource) -> StepResult:
         """Follower updates alone, the leader held fixed (on an exact source: up to
         ``follower.steps`` of them, until the largest logit change is below ``follower.tol``)."""
         rounds = self.follower_settings.steps if source.exact else 1
         for _ in range(rounds):
-            change, metrics = self._follower_update(source)
+            metrics = self._follower_update(source)
             if metrics["follower/logit_change"] <= self.follower_settings.tol:
                 break
-        return StepResult(metrics, torch.zeros_like(self.leader.logits), change)
+        return StepResult(metrics, torch.zeros_like(self.leader.logits))
 
     # -- one update of both players ----------------------------------------------------------------
     def step(self, source: ObjectiveSource) -> StepResult:
@@ -196,15 +195,13 @@ class TwoTimescalePolicyGradient:
                 "charts/leader_lr": self.leader_lr(self.leader_updates),
             }
         )
-        change = torch.zeros_like(self.follower.logits)
         if not source.exact:
-            change, follower_metrics = self._follower_update(source, q=q if self.sub_batches == 1 else None)
-            metrics.update(follower_metrics)
+            metrics.update(self._follower_update(source, q=q if self.sub_batches == 1 else None))
         self._leader_update(direction)
         with torch.no_grad():
             metrics["leader/min_prob"] = float(self.leader.probs().min())
             metrics["follower/min_prob"] = float(self.follower.probs().min())
-        return StepResult(metrics, direction.detach(), change)
+        return StepResult(metrics, direction.detach())
 
     def _direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """The leader's direction as ``(direct, implicit)`` parts, and the Q functions it used."""

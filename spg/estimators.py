@@ -24,6 +24,8 @@ it, and the baseline term by ``w_t`` too, which keeps all derivatives unbiased (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from spg.policy import entropy_from_logits
@@ -36,7 +38,7 @@ def magic_box(x: torch.Tensor) -> torch.Tensor:
 
 
 def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``G_t = sum_{k >= t} gamma^(k - t) r_k`` along the last axis of ``[N, T]``."""
+    """``G_t = sum_{k >= t} gamma^(k - t) r_k`` along axis 1 of ``[N, T, ...]``."""
     out = torch.empty_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
     for t in range(rewards.shape[1] - 1, -1, -1):
@@ -68,19 +70,38 @@ def leave_one_out_baseline(states: torch.Tensor, values: torch.Tensor, mask: tor
     return baseline.reshape(values.shape)
 
 
-def _weighted_returns(batch: Batch, follower_logits: torch.Tensor, gamma: float, lam: float):
-    """Both players' importance-weighted returns-to-go ``[N, T]`` (the follower's with the
-    entropy bonus of the states reached), the entropy per step (differentiable in theta2), and
-    ``w_{t-1}``, the weight of the path that decided ``s_t``."""
+@dataclass
+class Returns:
+    """What every estimator of one batch needs, computed once at the follower's current logits:
+    both players' importance-weighted returns-to-go ``G1, G2 [N, T]`` (``G2`` with the entropy
+    bonus of the states reached), that bonus per step (weighted by ``w_{t-1}``), ``w_{t-1}`` itself
+    (the weight of the path that decided ``s_t``), and the leave-one-out state baselines ``b1, b2``
+    of the on-policy returns-to-go ``G / w`` (zeros without baselines)."""
+
+    G1: torch.Tensor
+    G2: torch.Tensor
+    entropy_value: torch.Tensor
+    w_before: torch.Tensor
+    b1: torch.Tensor
+    b2: torch.Tensor
+
+
+@torch.no_grad()
+def weighted_returns(batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, baseline: bool = True) -> Returns:
+    """The :class:`Returns` of ``batch`` at ``follower_logits``."""
     dtype = follower_logits.dtype
     m, w = batch.mask.to(dtype), batch.weights.to(dtype)
     w_before = torch.cat([torch.ones_like(w[:, :1]), w[:, :-1]], dim=1)
-    entropy = entropy_from_logits(follower_logits)[batch.states]  # H(pi2(.|s_t))
-    entropy_value = entropy.detach() * m * w_before
+    entropy_value = entropy_from_logits(follower_logits)[batch.states] * m * w_before  # H(pi2(.|s_t))
     next_entropy = torch.cat([entropy_value[:, 1:], torch.zeros_like(entropy_value[:, :1])], dim=1)
-    G1 = returns_to_go(batch.leader_rewards.to(dtype) * w, gamma)
-    G2 = returns_to_go(batch.follower_rewards.to(dtype) * w + gamma * lam * next_entropy, gamma)
-    return G1, G2, entropy, entropy_value, w_before
+    rewards = torch.stack([batch.leader_rewards.to(dtype) * w, batch.follower_rewards.to(dtype) * w + gamma * lam * next_entropy], -1)
+    G = returns_to_go(rewards, gamma)  # both players in one pass
+    G1, G2 = G.unbind(-1)
+    if baseline:
+        b1, b2 = leave_one_out_baseline(batch.states, G / w[..., None], batch.mask, follower_logits.shape[0]).unbind(-1)
+    else:
+        b1 = b2 = torch.zeros_like(G1)
+    return Returns(G1, G2, entropy_value, w_before, b1, b2)
 
 
 def surrogate_objectives(
@@ -91,10 +112,12 @@ def surrogate_objectives(
     gamma: float,
     lam: float,
     baseline: bool = True,
+    returns: Returns | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Surrogates ``(F1, F2)`` of ``V1(mu)`` and ``V2^lam(mu)`` from one batch: scalars whose
     values are the Monte Carlo returns and whose derivatives of every order in both logits are
-    unbiased for those of the truncated values."""
+    unbiased for those of the truncated values (``returns``: the batch's :class:`Returns`, when
+    already computed)."""
     states, mask = batch.states, batch.mask
     dtype = leader_logits.dtype
     m, w = mask.to(dtype), batch.weights.to(dtype)
@@ -105,24 +128,20 @@ def surrogate_objectives(
     dice_before = torch.cat([torch.ones_like(dice[:, :1]), dice[:, :-1]], dim=1)  # box(L_{t-1})
     score = dice - dice_before  # value 0; its derivatives weigh the returns from t on
     discount = gamma ** torch.arange(T, dtype=dtype, device=states.device)
-    G1, G2, entropy, entropy_value, w_before = _weighted_returns(batch, follower_logits, gamma, lam)
-    if baseline:  # b(s_t) estimates the on-policy return-to-go; the term it enters is weighted by w_t
-        num_states = leader_logits.shape[0]
-        b1, b2 = leave_one_out_baseline(states, torch.stack([G1 / w, G2 / w], -1), mask, num_states).unbind(-1)
-        G1_baseline, G2_baseline = w * b1, w * b2
-    else:
-        G1_baseline = G2_baseline = torch.zeros_like(G1)
-    weight1 = discount * (G1 - G1_baseline)
-    weight2 = discount * (G2 - G2_baseline)
-    F1 = G1[:, 0] + (score * weight1).sum(1)
-    entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m * w_before)).sum(1)
-    F2 = G2[:, 0] + lam * entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
+    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=baseline)
+    # b(s_t) estimates the on-policy return-to-go; the term it enters is weighted by w_t
+    weight1 = discount * (R.G1 - w * R.b1)
+    weight2 = discount * (R.G2 - w * R.b2)
+    F1 = R.G1[:, 0] + (score * weight1).sum(1)
+    entropy = entropy_from_logits(follower_logits)[states]  # H(pi2(.|s_t)), differentiable in theta2
+    entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m * R.w_before)).sum(1)
+    F2 = R.G2[:, 0] + lam * R.entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
     return F1.mean(), F2.mean()
 
 
 @torch.no_grad()
 def q_estimates(
-    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, horizon_fraction: float = 0.5
+    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, returns: Returns | None = None, horizon_fraction: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Monte Carlo Q functions of both players over the follower's actions (the leader's action
     averaged under ``pi1``, as in the averaged MDP of eqs. 13-14): the leader's
@@ -133,13 +152,13 @@ def q_estimates(
     bias is smallest) gives one sample of each: the returns-to-go from ``t`` with the importance
     weights of the steps after ``t`` (the action at ``t`` is conditioned on, so its own ratio drops out).
     """
-    G1, G2 = _weighted_returns(batch, follower_logits, gamma, lam)[:2]
+    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=False)
     w = batch.weights.to(follower_logits.dtype)
     S, A2 = follower_logits.shape
     used = max(1, int(batch.horizon * horizon_fraction))
     keep = batch.mask[:, :used].reshape(-1)
     index = (batch.states[:, :used] * A2 + batch.follower_actions[:, :used]).reshape(-1)[keep]
-    samples = torch.stack([(G / w)[:, :used].reshape(-1)[keep] for G in (G1, G2)], -1)
+    samples = torch.stack([(G / w)[:, :used].reshape(-1)[keep] for G in (R.G1, R.G2)], -1)
     ones = torch.ones_like(samples[:, :1])
     sums = torch.zeros(S * A2, 3, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.cat([samples, ones], -1))
     counts = sums[:, 2].reshape(S, A2)
@@ -148,7 +167,14 @@ def q_estimates(
 
 
 def implicit_surrogate(
-    batch: Batch, leader_logits: torch.Tensor, follower_logits: torch.Tensor, w: torch.Tensor, *, gamma: float, lam: float
+    batch: Batch,
+    leader_logits: torch.Tensor,
+    follower_logits: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+    returns: Returns | None = None,
 ) -> torch.Tensor:
     """A scalar whose ``theta1``-gradient is unbiased for eq. (19)'s implicit term at the
     follower's soft best response, ``sum_s d(s) sum_a2 pi2(a2|s) w(s, a2) grad_1 Q2^lam(s, a2)``
@@ -160,11 +186,10 @@ def implicit_surrogate(
     state baseline (independent of ``a1_j``, so it leaves the expectation unchanged)."""
     dtype = leader_logits.dtype
     m, weights = batch.mask.to(dtype), batch.weights.to(dtype)
+    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam)
     with torch.no_grad():
-        G2 = _weighted_returns(batch, follower_logits, gamma, lam)[1]
-        b2 = leave_one_out_baseline(batch.states, (G2 / weights)[..., None], batch.mask, leader_logits.shape[0])[..., 0]
         W = torch.cumsum(w.to(dtype)[batch.states, batch.follower_actions] * m, dim=1)
         discount = gamma ** torch.arange(batch.horizon, dtype=dtype, device=batch.states.device)
-        coefficient = discount * W * (G2 - weights * b2) * m
+        coefficient = discount * W * (R.G2 - weights * R.b2) * m
     log_p1 = torch.log_softmax(leader_logits, -1)[batch.states, batch.leader_actions]
     return (log_p1 * coefficient).sum(1).mean()

@@ -38,7 +38,9 @@ def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: Tabul
         "game/best_response_gap": float(game.rho @ (at_response.v2 - current.v2)),
     }
     if lam > 0 and game.num_states <= GRADIENT_CHECK_LIMIT:
-        metrics["game/J_gradient_norm"] = float(exact.stackelberg_gradient(game, leader.logits, lam).total.norm())
+        # eq. (19) at the best response computed above (what exact.stackelberg_gradient computes)
+        direction = exact.exact_leader_direction(game, leader.logits, response.logits, lam, d1=game.rho)
+        metrics["game/J_gradient_norm"] = float(direction.total.norm())
     return metrics
 
 

@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 
 from spg import exact
-from spg.estimators import implicit_surrogate, q_estimates, surrogate_objectives
+from spg.estimators import Returns, implicit_surrogate, q_estimates, surrogate_objectives, weighted_returns
 from spg.game import GameModel
 from spg.sampler import Batch
 
@@ -80,15 +80,23 @@ class SampledObjectives:
 
     def __init__(self, batch: Batch, gamma: float, *, baseline: bool = True) -> None:
         self.batch, self.gamma, self.baseline = batch, gamma, baseline
+        self._returns: tuple[torch.Tensor, float, Returns] | None = None
+
+    def returns(self, theta2: torch.Tensor, lam: float) -> Returns:
+        """The batch's returns-to-go and baselines at ``theta2``, computed once for all estimators."""
+        if self._returns is None or self._returns[1] != lam or not torch.equal(self._returns[0], theta2.detach()):
+            returns = weighted_returns(self.batch, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline)
+            self._returns = (theta2.detach().clone(), lam, returns)
+        return self._returns[2]
 
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return surrogate_objectives(self.batch, theta1, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline)
+        return surrogate_objectives(self.batch, theta1, theta2, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam)
+        return q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
 
     def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
-        return implicit_surrogate(self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam)
+        return implicit_surrogate(self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
 
     def split(self, parts: int) -> list["SampledObjectives"]:
         return [SampledObjectives(part, self.gamma, baseline=self.baseline) for part in self.batch.split(parts)]

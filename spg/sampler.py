@@ -138,21 +138,21 @@ class Sampler:
         # the tabular games never end unless the env truncates them
         episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None
         # the policies are fixed during a rollout: tabulate their CDFs once, draw all uniforms at once
+        follower_probs = follower.probs().detach().to(self.device)
         leader_cdf = torch.cumsum(leader.probs().detach(), -1).to(self.device)
-        follower_cdf = torch.cumsum(follower.probs().detach(), -1).to(self.device)
+        follower_cdf = torch.cumsum(follower_probs, -1)
         uniforms = torch.rand(horizon, 2, n, 1, generator=self.generator, dtype=leader_cdf.dtype, device=self.device)
         ratios = torch.ones((horizon, n), dtype=self.dtype, device=self.device)  # pi2 / behaviour, per step
         probe_time, probe_action = self._draw_probes(n, follower.num_actions)
-        follower_probs = follower.probs().detach().to(self.device, self.dtype)
+        last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
         for t in range(horizon):
             a1 = _inverse_cdf(leader_cdf, s, uniforms[t, 0])
             a2 = _inverse_cdf(follower_cdf, s, uniforms[t, 1])
-            if probe_time is not None:
+            if t <= last_probe:
                 probing = probe_time == t
-                if probing.any():
-                    a2 = torch.where(probing, probe_action, a2)
-                    ratio = follower.num_actions * follower_probs[s, a2]  # pi2(a*|s*) / uniform(a*)
-                    ratios[t] = torch.where(probing, ratio, ratios[t])
+                a2 = torch.where(probing, probe_action, a2)
+                ratio = follower.num_actions * follower_probs[s, a2]  # pi2(a*|s*) / uniform(a*)
+                ratios[t] = torch.where(probing, ratio.to(self.dtype), ratios[t])
             states[t], leader_actions[t], follower_actions[t] = s, a1, a2
             if self.native:
                 s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2)

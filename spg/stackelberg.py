@@ -99,9 +99,9 @@ def leader_direction(
 def closed_form_solution(q1: torch.Tensor, follower_probs: torch.Tensor, counts: torch.Tensor, lam: float) -> torch.Tensor:
     """``w = (-H)^-1 grad_2 V1`` at the follower's soft best response: ``A1(s, a2) / lam`` with
     ``A1 = Q1(s, a2) - sum_a pi2(a|s) Q1(s, a)`` the leader's advantage of the follower's action
-    (``q1 [S, A2]``, the leader's action averaged under ``pi1``), centred under ``pi2`` (the
-    representative :func:`implicit objectives <spg.objectives.ExactObjectives.implicit_objective>`
-    need). Entries without samples (``counts == 0``) get 0; the advantage is taken over the sampled actions."""
+    (``q1 [S, A2]``, the leader's action averaged under ``pi1``), centred under ``pi2`` as the
+    sources' ``implicit_objective`` needs (``sum_a pi2 w = 0``). Entries without samples
+    (``counts == 0``) get 0; the advantage is then taken over the sampled actions."""
     seen = (counts > 0).to(q1.dtype)
     weight = follower_probs * seen
     value = (weight * q1).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True).clamp_min(torch.finfo(q1.dtype).tiny)
