@@ -11,7 +11,7 @@ import sys
 
 # like `python -m`: a user's env module (env.id="my_module:Name-v0") is found in the directory the
 # command runs from (and on PYTHONPATH)
-sys.path.insert(0, os.getcwd())
+sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 from spg.evaluation import evaluate_run, format_table, metric_rows
 from spg.trainer import SetupError

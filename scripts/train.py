@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 # like `python -m`: a user's env module (env.id="my_module:Name-v0") is found in the directory the
 # command runs from (and on PYTHONPATH)
-sys.path.insert(0, os.getcwd())
+sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 from spg.config import register_configs
 from spg.trainer import SetupError, train

@@ -156,10 +156,13 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
         return SampledObjectives(batch, task.gamma, baseline=cfg.algo.baseline)
 
     show_bar = cfg.trainer.progress and sys.stderr.isatty()
+    J_history: list[tuple[int, float]] = []  # (iteration, exact J) at this process's evaluations
     if start == 0:
         if task.game is not None:  # where the run starts, for the dashboards
-            logger.scalars(exact_metrics(task.game, leader, follower, cfg.algo.lam), 0)
+            initial = exact_metrics(task.game, leader, follower, cfg.algo.lam)
+            logger.scalars(initial, 0)
             logger.policy_heatmaps(leader.probs(), follower.probs(), 0)
+            J_history.append((0, initial["game/J"]))
         for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
             algorithm.follower_step(source())
     for iteration in range(start, iterations):
@@ -189,6 +192,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 )
             if task.game is not None:
                 metrics["game/equilibrium"] = float(not equilibrium_problems(metrics, value_scale(task.game)))
+                J_history.append((iteration + 1, metrics["game/J"]))
             logger.policy_heatmaps(leader.probs(), follower.probs(), iteration + 1)
             if not show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
                 log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
@@ -203,6 +207,9 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     bar.close()
 
     exact_now = {k: v for k, v in metrics.items() if k.startswith("game/")}  # the last iteration's evaluation
+    quarter = [J for i, J in J_history if i <= 0.75 * iterations]
+    if J_history and quarter and "game/J" in exact_now:
+        exact_now["game/J_rise_last_quarter"] = exact_now["game/J"] - quarter[-1]
     final = _final_metrics(cfg, task, leader, follower, horizon, env_steps, time.perf_counter() - started, exact_now)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
@@ -236,7 +243,7 @@ def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exa
         final.update(exact_now or exact_metrics(task.game, leader, follower, cfg.algo.lam))
         final.pop("game/equilibrium", None)
         problems = equilibrium_problems(final, value_scale(task.game))
-        final["equilibrium"] = "; ".join(problems) if problems else "ok (follower at its best response, leader stationary)"
+        final["equilibrium"] = "; ".join(problems) if problems else "ok (follower at its best response, leader at a stationary point of J that no longer rises)"
         sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, seed=cfg.seed + 1)
         final["evaluation_start"] = "rho"
     else:

@@ -214,3 +214,13 @@ def test_restarts_keep_the_pair_with_the_best_exact_J(tmp_path):
     assert exact.stackelberg_objective(game, kept["leader"]["logits"], 0.1) == pytest.approx(max(estimates), rel=1e-9)
     starts = [torch.load(tmp_path / f"restart_{k}" / "checkpoints" / "iteration_000002.pt", weights_only=True)["leader"]["logits"] for k in range(3)]
     assert not torch.equal(starts[1], starts[2])  # the restarts start from different random leaders
+
+
+def test_final_table_says_when_J_is_still_rising(tmp_path):
+    # 20 spg updates on the default game leave J climbing (exact J from the evaluations at 0, 15
+    # and 20); 200 exact_spg updates end at a stationary point where it has stopped
+    early = train(config("trainer.iterations=20", "trainer.eval_every=5", "trainer.progress=false"), run_dir=tmp_path / "early")
+    assert early["game/J_rise_last_quarter"] > 1e-3 * 1.0 / (1 - 0.8)  # the value scale max|r| / (1 - gamma) <= 5
+    assert "still climbing" in early["equilibrium"]
+    done = train(config("algo=exact_spg", "trainer.progress=false"), run_dir=tmp_path / "done")
+    assert done["equilibrium"].startswith("ok"), done["equilibrium"]
