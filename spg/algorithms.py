@@ -33,8 +33,15 @@ from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
 from spg.stackelberg import closed_form_solution, leader_direction
 
-# name -> (the leader follows eq. 19, the objectives come from the model)
-ALGORITHMS = {"spg": (True, False), "pg": (False, False), "exact_spg": (True, True), "exact_pg": (False, True)}
+# name -> (the leader follows eq. 19, where its objectives come from: the game's ``model``, the
+# ``samples`` of each batch, or the ``empirical`` game estimated from all batches so far)
+ALGORITHMS = {
+    "spg": (True, "samples"),
+    "pg": (False, "samples"),
+    "exact_spg": (True, "model"),
+    "exact_pg": (False, "model"),
+    "model_spg": (True, "empirical"),
+}
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 FOLLOWER_UPDATES = ("npg", "gradient")
 SOLVERS = ("closed_form", "cg")
@@ -119,7 +126,8 @@ class TwoTimescalePolicyGradient:
         if not 0 < f.kappa <= 1 or f.lr <= 0 or f.steps < 1 or f.tol < 0:
             raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0")
         self.name = name
-        self.stackelberg, self.needs_model = ALGORITHMS[name]
+        self.stackelberg, self.data = ALGORITHMS[name]
+        self.needs_model = self.data == "model"
         if self.stackelberg and lam <= 0:
             warnings.warn(
                 f"{name} with lam = {lam}: without entropy regularisation the follower Hessian may be singular "

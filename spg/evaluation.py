@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
 from spg.checkpoint import load_checkpoint
+from spg.empirical import EmpiricalGame
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
@@ -48,25 +49,36 @@ def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: Tabul
     return metrics
 
 
+def empirical_metrics(empirical: EmpiricalGame, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float) -> dict[str, float]:
+    """:func:`exact_metrics` on the game estimated from the rollouts so far (tags ``empirical/``),
+    with the rollouts' coverage of the game, and whether the estimates pass the equilibrium check."""
+    model = empirical.model()
+    metrics = {key.replace("game/", "empirical/"): value for key, value in exact_metrics(model, leader, follower, lam).items()}
+    metrics["empirical/value_scale"] = value_scale(model)
+    metrics.update(empirical.coverage())
+    return metrics
+
+
 def value_scale(game: GameModel) -> float:
     """``max |r| / (1 - gamma)``: the scale of both players' values."""
     return game.max_abs_reward() / (1.0 - game.gamma)
 
 
-def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE) -> list[str]:
+def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE, family: str = "game") -> list[str]:
     """Why a pair is not (yet) a Stackelberg equilibrium, in words: a follower away from its best
     response, or a leader away from a stationary point of ``J``, each beyond ``tolerance`` times
     the value scale, or (where ``metrics`` has it) ``J`` still rising over the last quarter of the
     run. Empty when every check passes: the follower best-responds and the leader has stopped
-    climbing, at a local maximum of ``J`` that need not be the global one."""
+    climbing, at a local maximum of ``J`` that need not be the global one. ``family``: ``game``
+    (the env's model) or ``empirical`` (the model estimated from the rollouts)."""
     problems = []
-    gap = metrics.get("game/best_response_gap")
+    gap = metrics.get(f"{family}/best_response_gap")
     if gap is not None and gap > tolerance * scale:
         problems.append(f"the follower is {gap:.3g} below its best response's value (> {tolerance:g} x value scale {scale:.3g})")
-    gradient = metrics.get("game/J_gradient_norm")
+    gradient = metrics.get(f"{family}/J_gradient_norm")
     if gradient is not None and gradient > tolerance * scale:
         problems.append(f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise")
-    rise = metrics.get("game/J_rise_last_quarter")
+    rise = metrics.get(f"{family}/J_rise_last_quarter")
     if rise is not None and rise > RISE_TOLERANCE * scale:
         problems.append(f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale): it is still climbing")
     return problems
@@ -90,19 +102,25 @@ def evaluation_sampler(game: GameModel, episodes: int, seed: int) -> Sampler:
 
 
 def metric_rows(metrics: dict) -> list[tuple[str, str]]:
-    """(name, value) rows of the exact quantities (where present) and the Monte Carlo returns."""
+    """(name, value) rows of the exact quantities, or of their estimates from the empirical game
+    (where present), and the Monte Carlo returns."""
     rows = []
-    if "game/J" in metrics:
+    for family, note in (("game", ""), ("empirical", ", estimated")):
+        if f"{family}/J" not in metrics:
+            continue
         rows += [
-            ("J = V1(pi1, B(pi1))(rho)", f"{metrics['game/J']:.6g}"),
-            ("leader value V1 (rho)", f"{metrics['game/leader_value']:.6g}"),
-            ("follower value V2^lam (rho)", f"{metrics['game/follower_value']:.6g}"),
-            ("follower best-response gap", f"{metrics['game/best_response_gap']:.3g}"),
+            (f"J = V1(pi1, B(pi1))(rho){note}", f"{metrics[f'{family}/J']:.6g}"),
+            (f"leader value V1 (rho){note}", f"{metrics[f'{family}/leader_value']:.6g}"),
+            (f"follower value V2^lam (rho){note}", f"{metrics[f'{family}/follower_value']:.6g}"),
+            (f"follower best-response gap{note}", f"{metrics[f'{family}/best_response_gap']:.3g}"),
         ]
-        if "game/J_gradient_norm" in metrics:
-            rows.append(("||grad J|| (eq. 19 at the best response)", f"{metrics['game/J_gradient_norm']:.3g}"))
-        if "equilibrium" in metrics:
-            rows.append(("equilibrium check", metrics["equilibrium"]))
+        if f"{family}/J_gradient_norm" in metrics:
+            rows.append((f"||grad J|| (eq. 19 at the best response){note}", f"{metrics[f'{family}/J_gradient_norm']:.3g}"))
+        if family == "empirical":
+            rows.append(("coverage: visited states, pairs, fewest visits", "{:.0f}, {:.0f}, {:.0f}".format(
+                *(metrics[f"empirical/{key}"] for key in ("visited_states", "visited_pairs", "fewest_visits")))))
+    if "equilibrium" in metrics:
+        rows.append(("equilibrium check", metrics["equilibrium"]))
     for player in ("leader", "follower"):
         rows.append((f"{player} return (MC, rewards only)", f"{metrics[f'{player}/return']:.6g} +- {metrics[f'{player}/return_se']:.2g}"))
     return rows

@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from spg.algorithms import ALGORITHMS, make_learner
 from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
+from spg.empirical import EmpiricalGame
 from spg.evaluation import (
+    empirical_metrics,
     equilibrium_problems,
     evaluation_sampler,
     exact_metrics,
@@ -114,11 +116,24 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     task = make_task(cfg, device)
-    if ALGORITHMS[cfg.algo.name][1] and not has_derivatives(task):
+    if ALGORITHMS[cfg.algo.name][1] == "model" and not has_derivatives(task):
         raise SetupError(
             f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
-            f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg or algo=pg"
+            f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg, algo=model_spg or algo=pg"
         )
+    if task.game is None or ALGORITHMS[cfg.algo.name][1] == "empirical":
+        if not EmpiricalGame.fits(task.num_states, task.num_actions):
+            if ALGORITHMS[cfg.algo.name][1] == "empirical":
+                raise SetupError(
+                    f"algo={cfg.algo.name} estimates the game's model, and S = {task.num_states} with actions "
+                    f"{task.num_actions} is too large for it: use algo=spg"
+                )
+            log.warning("no estimates of J or of the follower's gap: the env's %d states are too many for an empirical model", task.num_states)
+            empirical = None
+        else:
+            empirical = EmpiricalGame(task.num_states, task.num_actions, task.gamma, device)
+    else:
+        empirical = None
     horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
     leader, follower, algorithm = make_learner(cfg.algo, task.num_states, task.num_actions, device)
     if restart is not None and restart[0] > 0:
@@ -140,20 +155,28 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
 
     checkpoints = run_dir / "checkpoints"
     iterations = cfg.trainer.iterations
-    uses_samples = not algorithm.needs_model
+    uses_samples = algorithm.data == "samples"
     exact_source = ExactObjectives(task.game) if algorithm.needs_model else None
+    judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
     bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc=cfg.algo.name)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
 
     def source():
-        """The objectives of this update: the model, or a fresh batch of rollouts."""
-        nonlocal env_steps
+        """The objectives of this update: the model, or a fresh batch of rollouts (alone, or
+        added to the empirical game)."""
+        nonlocal env_steps, last_batch
         if exact_source is not None:
             return exact_source
-        batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
+        batch = last_batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
         env_steps += batch.env_steps
+        if empirical is not None:
+            empirical.update(batch)
+        if algorithm.data == "empirical":
+            return ExactObjectives(empirical.model())
         return SampledObjectives(batch, task.gamma, baseline=cfg.algo.baseline)
+
+    last_batch = None
 
     show_bar = cfg.trainer.progress and sys.stderr.isatty()
     J_history: list[tuple[int, float]] = []  # (iteration, exact J) at this process's evaluations
@@ -173,11 +196,11 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 algorithm.follower_step(source())
         objectives = source()
         evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
-        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and uses_samples and has_derivatives(task) else None
+        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and not algorithm.needs_model and has_derivatives(task) else None
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
-        if uses_samples:
-            for name, returns in zip(("leader", "follower"), objectives.batch.discounted_returns(task.gamma)):
+        if last_batch is not None:
+            for name, returns in zip(("leader", "follower"), last_batch.discounted_returns(task.gamma)):
                 metrics[f"{name}/return"] = float(returns.mean())
         elapsed = time.perf_counter() - tick
         metrics["charts/env_steps"] = float(env_steps)
@@ -190,9 +213,12 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 metrics["estimator/cosine_to_exact"] = float(
                     torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0)
                 )
-            if task.game is not None:
-                metrics["game/equilibrium"] = float(not equilibrium_problems(metrics, value_scale(task.game)))
-                J_history.append((iteration + 1, metrics["game/J"]))
+            if empirical is not None:
+                metrics.update(empirical_metrics(empirical, leader, follower, cfg.algo.lam))
+            if f"{judged}/J" in metrics:
+                scale = value_scale(task.game) if task.game is not None else metrics["empirical/value_scale"]
+                metrics[f"{judged}/equilibrium"] = float(not equilibrium_problems(metrics, scale, family=judged))
+                J_history.append((iteration + 1, metrics[f"{judged}/J"]))
             logger.policy_heatmaps(leader.probs(), follower.probs(), iteration + 1)
             if not show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
                 log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
@@ -206,10 +232,10 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
         bar.set_postfix(_postfix(metrics), refresh=False)
     bar.close()
 
-    exact_now = {k: v for k, v in metrics.items() if k.startswith("game/")}  # the last iteration's evaluation
+    exact_now = {k: v for k, v in metrics.items() if k.startswith(f"{judged}/")}  # the last iteration's evaluation
     quarter = [J for i, J in J_history if i <= 0.75 * iterations]
-    if J_history and quarter and "game/J" in exact_now:
-        exact_now["game/J_rise_last_quarter"] = exact_now["game/J"] - quarter[-1]
+    if J_history and quarter and f"{judged}/J" in exact_now:
+        exact_now[f"{judged}/J_rise_last_quarter"] = exact_now[f"{judged}/J"] - quarter[-1]
     final = _final_metrics(cfg, task, leader, follower, horizon, env_steps, time.perf_counter() - started, exact_now)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
@@ -225,7 +251,8 @@ def _postfix(metrics: dict[str, float]) -> dict[str, str]:
 
 
 def _progress_line(metrics: dict[str, float]) -> str:
-    names = {"game/J": "J", "game/best_response_gap": "gap", "leader/return": "R1", "follower/return": "R2",
+    names = {"game/J": "J", "game/best_response_gap": "gap", "empirical/J": "J (estimated)",
+             "empirical/best_response_gap": "gap (estimated)", "leader/return": "R1", "follower/return": "R2",
              "charts/env_steps_per_second": "env steps/s"}
     return ", ".join(f"{short} {metrics[key]:.4g}" for key, short in names.items() if key in metrics)
 
@@ -247,7 +274,14 @@ def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exa
         sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, seed=cfg.seed + 1)
         final["evaluation_start"] = "rho"
     else:
-        final["equilibrium"] = "not checked: the env has no model (env.unwrapped.game)"
+        final.update(exact_now)
+        final.pop("empirical/equilibrium", None)
+        if "empirical/J" in final:
+            problems = equilibrium_problems(final, final["empirical/value_scale"], family="empirical")
+            verdict = "; ".join(problems) if problems else "ok"
+            final["equilibrium"] = f"{verdict} (estimated from the empirical game of {final['empirical/transitions']:.0f} sampled transitions)"
+        else:
+            final["equilibrium"] = "not checked: the env has no model (env.unwrapped.game) and none was estimated"
         sampler = Sampler(task.env, seed=cfg.seed + 1)
         final["evaluation_start"] = "the env's reset distribution"
     final.update(monte_carlo_returns(sampler, leader, follower, cfg.trainer.eval_episodes, horizon, task.gamma))

@@ -105,7 +105,7 @@ def test_training_on_a_sparse_game_file(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg"])
+@pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 def test_every_algorithm_trains_on_dense_and_sparse_game_files_through_the_cli(algo, kind, tmp_path):
     import subprocess

@@ -15,7 +15,7 @@ from hydra.errors import ConfigCompositionException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spg import exact
-from spg.game import random_game
+from spg.game import TabularGame, random_game
 from spg.trainer import SetupError, train
 from tests.helpers import ROOT, TINY, config
 
@@ -28,7 +28,7 @@ def run_script(*args, cwd=ROOT, env=None, **kwargs):
     )
 
 
-@pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg"])
+@pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
 def test_every_algorithm_trains_and_writes_its_run_directory(algo, tmp_path):
     final = train(config(f"algo={algo}", *TINY), run_dir=tmp_path)
     assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"game/J", "game/best_response_gap", "leader/return"}
@@ -76,6 +76,20 @@ def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
     overrides = ["env=gym", "env.id=my_game_module:Coordination-v0", "env.gamma=0.5", "env.num_envs=4"]
     final = train(config(*overrides, *TINY[3:]), run_dir=tmp_path / "run")
     assert "game/J" not in final and np.isfinite(final["leader/return"])
+    # no model: J, the gap and the values are estimated from the empirical game of the rollouts
+    P = np.full((2, 2, 2, 2), 0.5)
+    R1 = np.broadcast_to(np.eye(2), (2, 2, 2))
+    R2 = np.broadcast_to(np.array([0.0, 1.0]), (2, 2, 2))
+    model = TabularGame(P, R1, R2, 0.5, np.array([1.0, 0.0]))
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    pi1, pi2 = (torch.softmax(state[p]["logits"], -1) for p in ("leader", "follower"))
+    J = exact.stackelberg_objective(model, state["leader"]["logits"], 0.1)
+    transitions = (6 + 10) * 32 * 11  # 10 follower warm-up batches and 6 updates; every step but a rollout's last
+    assert final["empirical/transitions"] == transitions and final["empirical/visited_pairs"] == 8
+    # ~290 transitions a pair: P within ~0.03, so J and the gap within a few hundredths of the value scale (2)
+    assert abs(final["empirical/J"] - J) < 0.05
+    assert abs(final["empirical/best_response_gap"] - exact.best_response_gap(model, pi1, pi2, 0.1)) < 0.05
+    assert "estimated from the empirical game" in final["equilibrium"]
     with pytest.raises(SetupError, match="needs exact derivatives from the game's model"):
         train(config(*overrides, "algo=exact_spg", *TINY[3:]), run_dir=tmp_path / "run2")
     with pytest.raises(SetupError, match="set its discount with env.gamma"):
