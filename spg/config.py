@@ -14,6 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, CGSettings, FollowerSettings
 
 
+ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled trajectories are (spg.task.plan_rollouts)
+
+
 class SetupError(ValueError):
     """A run that cannot start: the message names the problem and the setting to change."""
 
@@ -70,7 +73,9 @@ class AlgoConfig:
 @dataclass
 class TrainerConfig:
     """The experiment: iterations (leader updates), trajectories per update and their horizon
-    (``None``: the smallest ``T`` with ``T^2 gamma^T < 1e-3``, see :func:`spg.trainer.auto_horizon`),
+    (``None``: automatic), ``rollouts``: ``fixed`` horizons, ``geometric`` lengths (mean
+    ``1 / (1 - gamma)``, ``horizon`` their cap) or ``auto`` (fixed up to gamma of about 0.98; see
+    :func:`spg.task.plan_rollouts`),
     evaluation and checkpoint periods (in iterations), ``resume`` (a checkpoint path, or
     ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists), and ``restarts``:
     independent runs from the uniform and from random leaders (logits of scale ``restart_scale``),
@@ -79,6 +84,7 @@ class TrainerConfig:
     iterations: int = 200
     batch_size: int = 512
     horizon: Optional[int] = None
+    rollouts: str = "auto"
     eval_every: int = 20
     eval_episodes: int = 2000
     checkpoint_every: int = 50
@@ -127,6 +133,8 @@ def check_config(cfg: DictConfig) -> None:
             raise SetupError(f"trainer.{key} = {t[key]}: must be >= {minimum}; set trainer.{key}")
     if t.restarts < 1 or t.restart_scale <= 0:
         raise SetupError(f"trainer.restarts = {t.restarts}, trainer.restart_scale = {t.restart_scale}: need restarts >= 1 and restart_scale > 0")
+    if t.rollouts not in ROLLOUTS:
+        raise SetupError(f"trainer.rollouts = {t.rollouts!r}: choose {'|'.join(ROLLOUTS)}")
     if t.horizon is not None and t.horizon < 1:
         raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
     if a.name not in ALGORITHMS:

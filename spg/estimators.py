@@ -76,7 +76,8 @@ class Returns:
     both players' importance-weighted returns-to-go ``G1, G2 [N, T]`` (``G2`` with the entropy
     bonus of the states reached), that bonus per step (weighted by ``w_{t-1}``), ``w_{t-1}`` itself
     (the weight of the path that decided ``s_t``), and the leave-one-out state baselines ``b1, b2``
-    of the on-policy returns-to-go ``G / w`` (zeros without baselines)."""
+    of the on-policy returns-to-go ``G / w`` (zeros without baselines). With centred rewards,
+    ``offset [N, 2]`` is what the centring took from each trajectory's return (zeros otherwise)."""
 
     G1: torch.Tensor
     G2: torch.Tensor
@@ -84,24 +85,42 @@ class Returns:
     w_before: torch.Tensor
     b1: torch.Tensor
     b2: torch.Tensor
+    offset: torch.Tensor
 
 
 @torch.no_grad()
-def weighted_returns(batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, baseline: bool = True) -> Returns:
-    """The :class:`Returns` of ``batch`` at ``follower_logits``."""
+def weighted_returns(
+    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, baseline: bool = True, center: bool = False
+) -> Returns:
+    """The :class:`Returns` of ``batch`` at ``follower_logits``.
+
+    ``center``: every step's reward of each player (the follower's with its entropy bonus) less
+    ``c``, the mean reward per step of the *other* trajectories. For rollouts of geometric length
+    (:class:`spg.sampler.Sampler` with ``geometric_discount``, ``gamma = 1`` here) this removes the
+    variance the random length adds to every return; ``c`` does not depend on the trajectory it
+    serves, and ``E[grad^n box(L_t)] = 0`` at every order, so no derivative picks up bias. Q
+    estimates shift by ``c`` times the expected remaining length, the same for every action."""
     dtype = follower_logits.dtype
     m, w = batch.mask.to(dtype), batch.weights.to(dtype)
     w_before = torch.cat([torch.ones_like(w[:, :1]), w[:, :-1]], dim=1)
     entropy_value = entropy_from_logits(follower_logits)[batch.states] * m * w_before  # H(pi2(.|s_t))
     next_entropy = torch.cat([entropy_value[:, 1:], torch.zeros_like(entropy_value[:, :1])], dim=1)
     rewards = torch.stack([batch.leader_rewards.to(dtype) * w, batch.follower_rewards.to(dtype) * w + gamma * lam * next_entropy], -1)
+    offset = torch.zeros_like(rewards[:, 0])
+    if center:
+        steps = (m * w).sum(1)  # importance-weighted steps of each trajectory
+        totals = torch.cat([rewards.sum(1), steps[:, None]], 1)
+        others = totals.sum(0) - totals  # the other trajectories' reward sums and steps
+        c = others[:, :2] / others[:, 2:].clamp_min(1e-12)
+        rewards = rewards - c[:, None, :] * (m * w)[..., None]
+        offset = c * steps[:, None]
     G = returns_to_go(rewards, gamma)  # both players in one pass
     G1, G2 = G.unbind(-1)
     if baseline:
         b1, b2 = leave_one_out_baseline(batch.states, G / w[..., None], batch.mask, follower_logits.shape[0]).unbind(-1)
     else:
         b1 = b2 = torch.zeros_like(G1)
-    return Returns(G1, G2, entropy_value, w_before, b1, b2)
+    return Returns(G1, G2, entropy_value, w_before, b1, b2, offset)
 
 
 def surrogate_objectives(
@@ -112,12 +131,13 @@ def surrogate_objectives(
     gamma: float,
     lam: float,
     baseline: bool = True,
+    center: bool = False,
     returns: Returns | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Surrogates ``(F1, F2)`` of ``V1(mu)`` and ``V2^lam(mu)`` from one batch: scalars whose
     values are the Monte Carlo returns and whose derivatives of every order in both logits are
     unbiased for those of the truncated values (``returns``: the batch's :class:`Returns`, when
-    already computed)."""
+    already computed; ``center``: see :func:`weighted_returns`)."""
     states, mask = batch.states, batch.mask
     dtype = leader_logits.dtype
     m, w = mask.to(dtype), batch.weights.to(dtype)
@@ -128,14 +148,14 @@ def surrogate_objectives(
     dice_before = torch.cat([torch.ones_like(dice[:, :1]), dice[:, :-1]], dim=1)  # box(L_{t-1})
     score = dice - dice_before  # value 0; its derivatives weigh the returns from t on
     discount = gamma ** torch.arange(T, dtype=dtype, device=states.device)
-    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=baseline)
+    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=baseline, center=center)
     # b(s_t) estimates the on-policy return-to-go; the term it enters is weighted by w_t
     weight1 = discount * (R.G1 - w * R.b1)
     weight2 = discount * (R.G2 - w * R.b2)
-    F1 = R.G1[:, 0] + (score * weight1).sum(1)
+    F1 = R.G1[:, 0] + R.offset[:, 0] + (score * weight1).sum(1)
     entropy = entropy_from_logits(follower_logits)[states]  # H(pi2(.|s_t)), differentiable in theta2
     entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m * R.w_before)).sum(1)
-    F2 = R.G2[:, 0] + lam * R.entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
+    F2 = R.G2[:, 0] + R.offset[:, 1] + lam * R.entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
     return F1.mean(), F2.mean()
 
 

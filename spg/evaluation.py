@@ -17,7 +17,7 @@ from spg.empirical import EmpiricalGame
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
-from spg.task import auto_horizon, make_task
+from spg.task import Rollouts, make_task, plan_rollouts
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
 EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale max|r| / (1 - gamma)
@@ -85,20 +85,22 @@ def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIB
 
 
 def monte_carlo_returns(
-    sampler: Sampler, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, episodes: int, horizon: int, gamma: float
+    sampler: Sampler, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, episodes: int, rollouts: Rollouts, gamma: float
 ) -> dict[str, float]:
-    """Mean discounted returns of both players over ``episodes`` rollouts, with standard errors."""
-    batch = sampler.collect(leader, follower, episodes, horizon)
+    """Mean discounted returns of both players over ``episodes`` rollouts (of ``rollouts``' lengths;
+    ``sampler`` draws them), with standard errors."""
+    batch = sampler.collect(leader, follower, episodes, rollouts.horizon)
     out = {}
-    for name, returns in zip(("leader", "follower"), batch.discounted_returns(gamma)):
+    for name, returns in zip(("leader", "follower"), batch.discounted_returns(rollouts.discount(gamma))):
         out[f"{name}/return"] = float(returns.mean())
         out[f"{name}/return_se"] = float(returns.std() / math.sqrt(len(returns))) if len(returns) > 1 else float("nan")
     return out
 
 
-def evaluation_sampler(game: GameModel, episodes: int, seed: int) -> Sampler:
+def evaluation_sampler(game: GameModel, episodes: int, seed: int, rollouts: Rollouts) -> Sampler:
     """A sampler whose episodes start from ``rho``, the distribution ``J`` is judged on."""
-    return Sampler(TabularVectorEnv(game, episodes, start="rho"), seed=seed)
+    geometric = game.gamma if rollouts.geometric else None
+    return Sampler(TabularVectorEnv(game, episodes, start="rho"), seed=seed, geometric_discount=geometric)
 
 
 def metric_rows(metrics: dict) -> list[tuple[str, str]]:
@@ -154,14 +156,14 @@ def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, d
     leader = TabularSoftmaxPolicy(S, A1, logits=state["leader"]["logits"])
     follower = TabularSoftmaxPolicy(S, A2, logits=state["follower"]["logits"])
     lam = float(cfg.algo.lam)
-    horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
+    rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.get("rollouts", "auto"))
     result: dict = {"checkpoint_iteration": int(state["iteration"]), "algorithm": cfg.algo.name, "lam": lam}
     if task.game is not None:
         result.update(exact_metrics(task.game, leader, follower, lam))
-        sampler = evaluation_sampler(task.game, episodes, seed)
+        sampler = evaluation_sampler(task.game, episodes, seed, rollouts)
     else:
-        sampler = Sampler(task.env, seed=seed)
-    result.update(monte_carlo_returns(sampler, leader, follower, episodes, horizon, task.gamma))
+        sampler = Sampler(task.env, seed=seed, geometric_discount=task.gamma if rollouts.geometric else None)
+    result.update(monte_carlo_returns(sampler, leader, follower, episodes, rollouts, task.gamma))
     result["leader_policy"] = leader.probs().detach().cpu().tolist()
     result["follower_policy"] = follower.probs().detach().cpu().tolist()
     task.env.close()

@@ -33,7 +33,8 @@ class ObjectiveSource(Protocol):
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The leader's ``Q1 [S, A2]``, the follower's soft ``Q2 [S, A2]``, and how many samples
-        back each entry (``inf`` if exact)."""
+        back each entry (``inf`` if exact). Each may be shifted by a constant per player (centred
+        rewards): the learners use them only through advantages over the follower's actions."""
 
     def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
         """A scalar whose ``theta1``-gradient is eq. (19)'s implicit term at the follower's soft
@@ -74,18 +75,22 @@ class ExactObjectives:
 
 
 class SampledObjectives:
-    """Estimates of the objectives from a batch of rollouts (unbiased for the truncated values)."""
+    """Estimates of the objectives from a batch of rollouts (unbiased for the truncated values).
+
+    ``gamma``: the discount the estimators apply, 1 for rollouts of geometric length (whose
+    undiscounted sums estimate the discounted values); ``center``: centred rewards (for those
+    rollouts, :func:`spg.estimators.weighted_returns`)."""
 
     exact = False
 
-    def __init__(self, batch: Batch, gamma: float, *, baseline: bool = True) -> None:
-        self.batch, self.gamma, self.baseline = batch, gamma, baseline
+    def __init__(self, batch: Batch, gamma: float, *, baseline: bool = True, center: bool = False) -> None:
+        self.batch, self.gamma, self.baseline, self.center = batch, gamma, baseline, center
         self._returns: tuple[torch.Tensor, float, Returns] | None = None
 
     def returns(self, theta2: torch.Tensor, lam: float) -> Returns:
         """The batch's returns-to-go and baselines at ``theta2``, computed once for all estimators."""
         if self._returns is None or self._returns[1] != lam or not torch.equal(self._returns[0], theta2.detach()):
-            returns = weighted_returns(self.batch, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline)
+            returns = weighted_returns(self.batch, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline, center=self.center)
             self._returns = (theta2.detach().clone(), lam, returns)
         return self._returns[2]
 
@@ -99,4 +104,4 @@ class SampledObjectives:
         return implicit_surrogate(self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
 
     def split(self, parts: int) -> list["SampledObjectives"]:
-        return [SampledObjectives(part, self.gamma, baseline=self.baseline) for part in self.batch.split(parts)]
+        return [SampledObjectives(part, self.gamma, baseline=self.baseline, center=self.center) for part in self.batch.split(parts)]

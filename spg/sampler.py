@@ -78,7 +78,13 @@ class Sampler:
     """
 
     def __init__(
-        self, env: gym.vector.VectorEnv, *, seed: int, dtype: torch.dtype = torch.float64, probe_discount: float | None = None
+        self,
+        env: gym.vector.VectorEnv,
+        *,
+        seed: int,
+        dtype: torch.dtype = torch.float64,
+        probe_discount: float | None = None,
+        geometric_discount: float | None = None,
     ) -> None:
         self.num_states, self.num_leader_actions, self.num_follower_actions = check_spaces(
             env.single_observation_space, env.single_action_space, str(env)
@@ -89,6 +95,9 @@ class Sampler:
         if probe_discount is not None and not 0.0 <= probe_discount < 1.0:
             raise ValueError(f"probe_discount = {probe_discount}: the probes' geometric time needs a discount in [0, 1)")
         self.probe_discount = probe_discount
+        if geometric_discount is not None and not 0.0 <= geometric_discount < 1.0:
+            raise ValueError(f"geometric_discount = {geometric_discount}: trajectories continue with a probability in [0, 1)")
+        self.geometric_discount = geometric_discount
         env_seed, action_seed = np.random.SeedSequence(seed).generate_state(2)
         self.env_seed: int | None = int(env_seed)
         self.generator = torch.Generator(device=self.device).manual_seed(int(action_seed))
@@ -137,6 +146,12 @@ class Sampler:
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
         # the tabular games never end unless the env truncates them
         episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None
+        if self.geometric_discount is not None:  # each trajectory's own length, capped by the horizon
+            lengths = self._draw_lengths(n, horizon)
+            mask &= torch.arange(horizon, device=self.device)[:, None] < lengths
+            horizon = int(lengths.max())  # one host sync; the buffers are cut to the longest trajectory
+            states, leader_actions, follower_actions = states[:horizon], leader_actions[:horizon], follower_actions[:horizon]
+            rewards, mask = rewards[:horizon], mask[:horizon]
         # the policies are fixed during a rollout: tabulate their CDFs once, draw all uniforms at once
         follower_probs = follower.probs().detach().to(self.device)
         leader_cdf = torch.cumsum(leader.probs().detach(), -1).to(self.device)
@@ -176,6 +191,16 @@ class Sampler:
             mask.T.contiguous(),
             torch.cumprod(ratios, 0).T.contiguous(),
         )
+
+    def _draw_lengths(self, n: int, horizon: int) -> torch.Tensor:
+        """Trajectory lengths ``tau = 1 + Geometric(1 - gamma)``, at most ``horizon``: the trajectory
+        goes on after each step with probability ``gamma``, so its undiscounted sums estimate the
+        discounted values without bias (up to the cap) and derivatives alike (``tau`` does not
+        depend on the policies)."""
+        u = torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device)
+        if self.geometric_discount == 0.0:
+            return torch.ones(n, dtype=torch.long, device=self.device)
+        return (1 + torch.floor(torch.log1p(-u) / math.log(self.geometric_discount)).long()).clamp(max=horizon)
 
     def _draw_probes(self, n: int, num_actions: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Each trajectory's probe time ``t* ~ Geometric(1 - gamma)`` (``t* = 0`` when ``gamma = 0``)

@@ -37,7 +37,7 @@ from spg.config import SetupError, check_config
 from spg.logger import RunLogger
 from spg.objectives import ExactObjectives, SampledObjectives
 from spg.sampler import Sampler
-from spg.task import Task, auto_horizon, has_derivatives, make_task, resolve_device
+from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,18 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
             empirical = EmpiricalGame(task.num_states, task.num_actions, task.gamma, device)
     else:
         empirical = None
-    horizon = cfg.trainer.horizon or auto_horizon(task.gamma)
+    rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
+    horizon, discount = rollouts.horizon, rollouts.discount(task.gamma)
     leader, follower, algorithm = make_learner(cfg.algo, task.num_states, task.num_actions, device)
     if restart is not None and restart[0] > 0:
         with torch.no_grad():
             leader.logits.copy_(cfg.trainer.restart_scale * torch.randn(leader.logits.shape, generator=restart[1], dtype=leader.logits.dtype))
-    sampler = Sampler(task.env, seed=cfg.seed, probe_discount=task.gamma if cfg.algo.probes else None)
+    sampler = Sampler(
+        task.env,
+        seed=cfg.seed,
+        probe_discount=task.gamma if cfg.algo.probes else None,
+        geometric_discount=task.gamma if rollouts.geometric else None,
+    )
 
     start, env_steps = 0, 0
     resume_from = _resume_path(cfg, run_dir)
@@ -151,7 +157,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     logger = RunLogger(run_dir, purge_step=start if resume_from is not None else None)
     if start == 0:
         logger.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
-    _describe(cfg, task, horizon, run_dir)
+    _describe(cfg, task, rollouts, run_dir)
 
     checkpoints = run_dir / "checkpoints"
     iterations = cfg.trainer.iterations
@@ -174,7 +180,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
             empirical.update(batch)
         if algorithm.data == "empirical":
             return ExactObjectives(empirical.model())
-        return SampledObjectives(batch, task.gamma, baseline=cfg.algo.baseline)
+        return SampledObjectives(batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric)
 
     last_batch = None
 
@@ -200,7 +206,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
         if last_batch is not None:
-            for name, returns in zip(("leader", "follower"), last_batch.discounted_returns(task.gamma)):
+            for name, returns in zip(("leader", "follower"), last_batch.discounted_returns(discount)):
                 metrics[f"{name}/return"] = float(returns.mean())
         elapsed = time.perf_counter() - tick
         metrics["charts/env_steps"] = float(env_steps)
@@ -236,7 +242,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     quarter = [J for i, J in J_history if i <= 0.75 * iterations]
     if J_history and quarter and f"{judged}/J" in exact_now:
         exact_now[f"{judged}/J_rise_last_quarter"] = exact_now[f"{judged}/J"] - quarter[-1]
-    final = _final_metrics(cfg, task, leader, follower, horizon, env_steps, time.perf_counter() - started, exact_now)
+    final = _final_metrics(cfg, task, leader, follower, rollouts, env_steps, time.perf_counter() - started, exact_now)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
     logger.close()
@@ -257,13 +263,15 @@ def _progress_line(metrics: dict[str, float]) -> str:
     return ", ".join(f"{short} {metrics[key]:.4g}" for key, short in names.items() if key in metrics)
 
 
-def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exact_now) -> dict[str, Any]:
+def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, seconds, exact_now) -> dict[str, Any]:
+    horizon = rollouts.horizon
     final: dict[str, Any] = {
         "algorithm": cfg.algo.name,
         "iterations": int(cfg.trainer.iterations),
         "env_steps": int(env_steps),
         "seconds": seconds,
         "horizon": int(horizon),
+        "rollouts": "geometric" if rollouts.geometric else "fixed",
         "truncation_bias_bound": task.game.truncation_bias(horizon) if task.game is not None else None,
     }
     if task.game is not None:
@@ -271,7 +279,7 @@ def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exa
         final.pop("game/equilibrium", None)
         problems = equilibrium_problems(final, value_scale(task.game))
         final["equilibrium"] = "; ".join(problems) if problems else "ok (follower at its best response, leader at a stationary point of J that no longer rises)"
-        sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, seed=cfg.seed + 1)
+        sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, cfg.seed + 1, rollouts)
         final["evaluation_start"] = "rho"
     else:
         final.update(exact_now)
@@ -282,9 +290,9 @@ def _final_metrics(cfg, task, leader, follower, horizon, env_steps, seconds, exa
             final["equilibrium"] = f"{verdict} (estimated from the empirical game of {final['empirical/transitions']:.0f} sampled transitions)"
         else:
             final["equilibrium"] = "not checked: the env has no model (env.unwrapped.game) and none was estimated"
-        sampler = Sampler(task.env, seed=cfg.seed + 1)
+        sampler = Sampler(task.env, seed=cfg.seed + 1, geometric_discount=task.gamma if rollouts.geometric else None)
         final["evaluation_start"] = "the env's reset distribution"
-    final.update(monte_carlo_returns(sampler, leader, follower, cfg.trainer.eval_episodes, horizon, task.gamma))
+    final.update(monte_carlo_returns(sampler, leader, follower, cfg.trainer.eval_episodes, rollouts, task.gamma))
     return final
 
 
@@ -300,12 +308,15 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def _describe(cfg: DictConfig, task: Task, horizon: int, run_dir: Path) -> None:
+def _describe(cfg: DictConfig, task: Task, rollouts: Rollouts, run_dir: Path) -> None:
+    horizon = rollouts.horizon
     log.info("run directory: %s", run_dir)
     env = cfg.env.id if cfg.env.kind == "gym" else cfg.env.path
     log.info(
-        "%s on %s: S=%d, A1=%d, A2=%d, gamma=%g, lam=%g, horizon=%d, batch=%d",
-        cfg.algo.name, env, task.num_states, *task.num_actions, task.gamma, cfg.algo.lam, horizon, cfg.trainer.batch_size,
+        "%s on %s: S=%d, A1=%d, A2=%d, gamma=%g, lam=%g, %s, batch=%d",
+        cfg.algo.name, env, task.num_states, *task.num_actions, task.gamma, cfg.algo.lam,
+        f"geometric rollout lengths (mean {1 / (1 - task.gamma):.0f}, cut at {horizon})" if rollouts.geometric else f"horizon={horizon}",
+        cfg.trainer.batch_size,
     )
     if task.game is not None:
         mu = "rho (full support)" if torch.equal(task.game.mu, task.game.rho) else "mu != rho"

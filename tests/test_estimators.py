@@ -7,7 +7,7 @@ import torch
 
 from envs import TabularVectorEnv
 from spg import exact
-from spg.estimators import implicit_surrogate, leave_one_out_baseline, q_estimates, returns_to_go, surrogate_objectives
+from spg.estimators import implicit_surrogate, leave_one_out_baseline, q_estimates, returns_to_go, surrogate_objectives, weighted_returns
 from spg.objectives import ExactObjectives
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
@@ -30,18 +30,26 @@ def shifted(game: TabularGame, shift: float) -> TabularGame:
     return TabularGame(game.P, game.R1 + shift, game.R2 - shift, game.gamma, game.rho, game.mu)
 
 
-def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True, seed=1, probes=False):
-    sampler = Sampler(TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma if probes else None)
+def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True, seed=1, probes=False, geometric=False):
+    """With ``geometric``: rollouts of geometric length, undiscounted, centred rewards."""
+    sampler = Sampler(
+        TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma if probes else None, geometric_discount=game.gamma if geometric else None
+    )
+    gamma = 1.0 if geometric else game.gamma
     out = []
     for _ in range(batches):
         batch = sampler.collect(leader, follower, N, HORIZON)
-        F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=game.gamma, lam=LAM, baseline=baseline)
+        F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=gamma, lam=LAM, baseline=baseline, center=geometric)
         out.append(derivatives(F1, F2, leader.logits, follower.logits, v, w))
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("shift, baseline, probes", [(0.0, True, False), (5.0, True, False), (0.0, False, False), (0.0, True, True), (5.0, True, True)])
-def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, probes):
+@pytest.mark.parametrize(
+    "shift, baseline, probes, geometric",
+    [(0.0, True, False, False), (5.0, True, False, False), (0.0, False, False, False), (0.0, True, True, False), (5.0, True, True, False),
+     (0.0, True, False, True), (5.0, True, True, True)],
+)
+def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, probes, geometric):
     base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
     game = shifted(base, shift)
     leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
@@ -49,7 +57,7 @@ def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, prob
     v, w = seeded_logits(3, 3, 3), seeded_logits(3, 3, 4)
     V1, V2 = exact.objectives(base, leader.logits, follower.logits, LAM)
     expected = derivatives(V1, V2, leader.logits, follower.logits, v, w)
-    samples = sampled_derivatives(game, leader, follower, v, w, batches=150, N=400, baseline=baseline, probes=probes)
+    samples = sampled_derivatives(game, leader, follower, v, w, batches=150, N=400, baseline=baseline, probes=probes, geometric=geometric)
     z = z_scores(samples, expected)
     assert z.abs().max() < 4.0, z
     # the test has power: the estimates are far from a wrong answer (the pure-score Hessian)
@@ -144,8 +152,29 @@ def test_q_estimates_match_both_players_q_functions():
     assert torch.stack(estimates).std(0).max() / 60**0.5 < 0.02 * expected.abs().max()  # power
 
 
-@pytest.mark.parametrize("probes", [False, True])
-def test_implicit_surrogate_is_unbiased_for_the_exact_implicit_term(probes):
+def test_q_advantages_from_geometric_rollouts_with_centred_rewards():
+    # centring shifts every Q of a player by c times the expected remaining length, the same for
+    # every action: the advantages over the follower's actions (all that the learners use) stay unbiased
+    game = shifted(random_game(3, 2, 3, seed=0, gamma=GAMMA), 5.0)
+    theta1, theta2 = seeded_logits(3, 2, 1), seeded_logits(3, 3, 2, scale=2.0)
+    leader, follower = TabularSoftmaxPolicy(3, 2, logits=theta1), TabularSoftmaxPolicy(3, 3, logits=theta2)
+    pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2, -1)
+    values = exact.policy_values(game, pi1, pi2, LAM)
+    advantage = lambda q: (q - (pi2 * q).sum(-1, keepdim=True)).flatten()  # noqa: E731
+    expected = torch.cat([advantage(torch.einsum("sa,sab->sb", pi1, q)) for q in (values.q1, values.q2)])
+    sampler = Sampler(TabularVectorEnv(game, 500), seed=4, probe_discount=GAMMA, geometric_discount=GAMMA)
+    estimates = []
+    for _ in range(60):
+        batch = sampler.collect(leader, follower, 500, HORIZON)
+        returns = weighted_returns(batch, follower.logits, gamma=1.0, lam=LAM, baseline=False, center=True)
+        q1, q2, _ = q_estimates(batch, follower.logits, gamma=1.0, lam=LAM, returns=returns)
+        estimates.append(torch.cat([advantage(q1), advantage(q2)]))
+    z = z_scores(torch.stack(estimates), expected)
+    assert z.abs().max() < 4.0, z
+
+
+@pytest.mark.parametrize("probes, geometric", [(False, False), (True, False), (True, True)])
+def test_implicit_surrogate_is_unbiased_for_the_exact_implicit_term(probes, geometric):
     # at any (theta1, theta2) and any w, the sampled REINFORCE form has the expectation of the
     # exact sum_s d(s) sum_a pi2 w grad_1 Q2^lam (autograd through the dense model)
     game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
@@ -153,11 +182,16 @@ def test_implicit_surrogate_is_unbiased_for_the_exact_implicit_term(probes):
     follower = TabularSoftmaxPolicy(3, 3, logits=seeded_logits(3, 3, 2))
     w = seeded_logits(3, 3, 5)
     (expected,) = torch.autograd.grad(ExactObjectives(game).implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
-    sampler = Sampler(TabularVectorEnv(game, 400), seed=6, probe_discount=GAMMA if probes else None)
+    sampler = Sampler(
+        TabularVectorEnv(game, 400), seed=6, probe_discount=GAMMA if probes else None, geometric_discount=GAMMA if geometric else None
+    )
+    gamma = 1.0 if geometric else GAMMA
     samples = []
     for _ in range(150):
         batch = sampler.collect(leader, follower, 400, HORIZON)
-        (g,) = torch.autograd.grad(implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=GAMMA, lam=LAM), leader.logits)
+        returns = weighted_returns(batch, follower.logits, gamma=gamma, lam=LAM, center=geometric)
+        surrogate = implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=gamma, lam=LAM, returns=returns)
+        (g,) = torch.autograd.grad(surrogate, leader.logits)
         samples.append(g.flatten())
     samples = torch.stack(samples)
     z = z_scores(samples, expected.flatten())

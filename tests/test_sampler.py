@@ -12,6 +12,7 @@ from spg import exact
 from spg.game import random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
+from spg.task import GEOMETRIC_TAIL, Rollouts, auto_horizon, plan_rollouts
 from tests.helpers import seeded_logits
 
 
@@ -126,3 +127,23 @@ def test_sampler_state_dict_restores_the_rollout_stream():
     other.load_state_dict(state)
     again = other.collect(leader, follower, 16, 10)
     assert torch.equal(again.states, expected.states) and torch.equal(again.weights, expected.weights)
+
+
+def test_geometric_lengths_have_the_discounted_mean_and_cut_the_batch():
+    game = random_game(4, 2, 2, seed=1, gamma=0.8)
+    follower = TabularSoftmaxPolicy(4, 2)
+    batch = Sampler(TabularVectorEnv(game, 4000), seed=2, geometric_discount=0.8).collect(TabularSoftmaxPolicy(4, 2), follower, 4000, 30)
+    lengths = batch.mask.sum(1).double()
+    # every trajectory is a prefix of the buffer, and the buffer ends with the longest one
+    assert torch.equal(batch.mask, torch.arange(batch.horizon)[None, :] < lengths[:, None])
+    assert batch.horizon == int(lengths.max()) <= 30 and lengths.min() >= 1
+    expected = (1 - 0.8**30) / (1 - 0.8)  # E[min(1 + Geometric(0.2), 30)]
+    assert abs(float(lengths.mean()) - expected) < 4 * float(lengths.std()) / 4000**0.5
+    assert batch.env_steps == int(lengths.sum())
+
+
+def test_rollout_plans():
+    assert plan_rollouts(0.9, None, "auto") == Rollouts(auto_horizon(0.9), geometric=False)
+    plan = plan_rollouts(0.99, None, "auto")
+    assert plan.geometric and 0.99**plan.horizon <= GEOMETRIC_TAIL < 0.99 ** (plan.horizon - 1)
+    assert plan_rollouts(0.99, 50, "fixed") == Rollouts(50, geometric=False) and plan_rollouts(0.0, None, "geometric").horizon == 1
