@@ -238,3 +238,12 @@ def test_final_table_says_when_J_is_still_rising(tmp_path):
     assert "still climbing" in early["equilibrium"]
     done = train(config("algo=exact_spg", "trainer.progress=false"), run_dir=tmp_path / "done")
     assert done["equilibrium"].startswith("ok"), done["equilibrium"]
+
+
+def test_geometric_rollouts_train_and_cost_fewer_env_steps(tmp_path):
+    fixed = train(config(*TINY, "trainer.rollouts=fixed"), run_dir=tmp_path / "fixed")
+    geometric = train(config(*TINY, "trainer.rollouts=geometric"), run_dir=tmp_path / "geometric")
+    assert (fixed["rollouts"], geometric["rollouts"]) == ("fixed", "geometric")
+    # 16 batches of 32 trajectories: fixed ones take 12 steps each, geometric ones 1 / (1 - 0.8) = 5 on average
+    assert fixed["env_steps"] == 16 * 32 * 12 and geometric["env_steps"] < 0.6 * fixed["env_steps"]
+    assert np.isfinite(geometric["game/J"]) and np.isfinite(geometric["leader/return"])
