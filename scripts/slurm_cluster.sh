@@ -10,8 +10,8 @@
 # missing, writes /etc/slurm/slurm.conf (one node named after `hostname -s` with all its CPUs, one
 # partition `debug`, no accounting), starts munged (as the munge user), slurmctld and slurmd, and
 # waits until `sinfo` shows the node idle. It is idempotent: what already runs is left alone.
-# `down` stops, by the PIDs kept in the state directory, only the daemons `up` started, and
-# removes the configuration it wrote. Logs stay in the state directory.
+# `down` cancels the cluster's jobs, stops (by the PIDs kept in the state directory) only the
+# daemons `up` started, and removes the configuration it wrote. Logs stay in the state directory.
 set -euo pipefail
 
 STATE=/run/spg-slurm                      # PID files, logs, spool directories
@@ -50,7 +50,7 @@ write_conf() {
     cpus=$(nproc)
     mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.95)}' /proc/meminfo)
     mkdir -p "$(dirname "$CONF")" "$STATE/ctld" "$STATE/d"
-    cat >"$CONF" <<EOF
+    cat >"$STATE/slurm.conf" <<EOF
 $MARK
 # A single-node cluster for trying SLURM sweeps; \`scripts/slurm_cluster.sh down\` removes it.
 ClusterName=spg-local
@@ -84,7 +84,13 @@ SlurmdLogFile=$STATE/slurmd.log
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
-    say "wrote $CONF ($NODE: $cpus CPUs, $mem_mb MB)"
+    if ! cmp -s "$STATE/slurm.conf" "$CONF"; then
+        if live_pid slurmctld >/dev/null || live_pid slurmd >/dev/null; then
+            say "warning: the configuration changed while the cluster runs: '$0 down' and '$0 up' apply it"
+        fi
+        mv "$STATE/slurm.conf" "$CONF"
+        say "wrote $CONF ($NODE: $cpus CPUs, $mem_mb MB)"
+    fi
 }
 
 start_munged() {
@@ -134,6 +140,11 @@ up() {
 
 down() {
     local name pid i
+    if live_pid slurmctld >/dev/null && [[ -n $(squeue -h -p debug 2>/dev/null) ]]; then
+        say "cancelling the jobs in partition debug"
+        scancel -p debug || true
+        for _ in $(seq 100); do [[ -z $(squeue -h -p debug 2>/dev/null) ]] && break; sleep 0.2; done
+    fi
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
         name=${DAEMONS[i]}
         if pid=$(live_pid "$name"); then
@@ -156,7 +167,7 @@ status() {
         if pid=$(live_pid "$name"); then
             say "$name runs ($pid)"
         else
-            say "$name: not started by this script"
+            say "$name: none started by this script runs"
         fi
     done
     sinfo 2>/dev/null || { say "sinfo: no cluster answers"; return 3; }
