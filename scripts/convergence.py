@@ -1,5 +1,5 @@
 """Does a learner reach the Stackelberg value at its defaults? The convergence suite:
-``python scripts/convergence.py [--out convergence] [--jobs 2] [--algos exact_spg spg pg] [--games NAME ...]``.
+``python scripts/convergence.py [--out convergence] [--jobs 2] [--algos exact_spg spg model_spg pg] [--games NAME ...]``.
 
 For each game of :func:`envs.families.convergence_games` (41 games in 8 families):
 
@@ -178,7 +178,7 @@ def plot(games: list, runs: dict, algos: list[str], path: Path) -> None:
     x = np.arange(len(games))
     for k, a in enumerate(algos):
         shares = [runs.get((name, a), {}).get("share", np.nan) for name, *_ in games]
-        ax.scatter(x + (k - 1) * 0.2, np.clip(shares, -0.5, 1.1), label=a, s=18)
+        ax.scatter(x + (k - (len(algos) - 1) / 2) * 0.18, np.clip(shares, -0.5, 1.1), label=a, s=18)
     ax.axhline(1.0, color="k", lw=0.6)
     ax.axhline(0.95, color="k", lw=0.6, ls=":")
     ax.set_xticks(x, [name for name, *_ in games], rotation=75, fontsize=7)
@@ -194,7 +194,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("convergence"))
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs (joblib processes)")
-    parser.add_argument("--algos", nargs="+", default=["exact_spg", "spg", "pg"])
+    parser.add_argument("--algos", nargs="+", default=["exact_spg", "spg", "model_spg", "pg"])
     parser.add_argument("--games", nargs="+", help="only these games (names as in the table)")
     parser.add_argument("--override", nargs="*", default=[], help="key=value overrides for every run (studies only)")
     parser.add_argument("--restarts", type=int, default=4, help="trainer.restarts of the extra runs on games where ascent from the uniform leader misses J*")
