@@ -22,9 +22,11 @@ PYTHON_ENV_COPIES = 128
 
 
 # fixed horizons longer than this give way to geometric lengths under trainer.rollouts=auto
-# (gamma above about 0.98): measured with scripts/rollouts.py, geometric lengths
-# estimate eq. (19) 15-25x more precisely per env step at gamma = 0.99, and at 0.9 fixed ones
-# do better per tensor entry the estimators process
+# (gamma above about 0.98). Measured: scripts/rollouts.py, at gamma 0.99 geometric lengths estimate
+# eq. (19) 90-130x more precisely per env step and 13-21x per tensor entry than the fixed horizon
+# (2221 steps); at gamma 0.9 a batch of 512 geometric trajectories is 4x less precise (16x fewer
+# env steps), and on the convergence suite spg with them closed >= 95% of the gap on 25 of 33
+# games against 31 of 33 with fixed horizons
 LONGEST_FIXED_HORIZON = 1000
 GEOMETRIC_TAIL = 1e-4  # the share of geometric trajectories the horizon may cut short
 
