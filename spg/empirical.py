@@ -57,6 +57,13 @@ class EmpiricalGame:
         self.transitions.index_add_(0, (pair[:, :-1] * S + states[:, 1:])[moved], torch.ones(int(moved.sum()), dtype=torch.float64, device=device))
         self.starts.index_add_(0, states[:, 0], torch.ones(states.shape[0], dtype=torch.float64, device=device))
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"transitions": self.transitions, "rewards": self.rewards, "starts": self.starts}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, tensor in state.items():
+            getattr(self, name).copy_(tensor)
+
     @property
     def num_transitions(self) -> int:
         return int(self.transitions.sum())

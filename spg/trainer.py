@@ -42,11 +42,12 @@ from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, 
 log = logging.getLogger(__name__)
 
 
-def _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration, env_steps) -> dict[str, Any]:
+def _checkpoint_state(cfg, leader, follower, algorithm, sampler, empirical, iteration, env_steps) -> dict[str, Any]:
     return {
         "leader": leader.state_dict(),
         "follower": follower.state_dict(),
         "algorithm": algorithm.state_dict(),
+        "empirical": empirical.state_dict() if empirical is not None else None,
         "iteration": iteration,
         "env_steps": env_steps,
         "rng": {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()},
@@ -54,7 +55,7 @@ def _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration, env_
     }
 
 
-def _restore(state, path, leader, follower, algorithm, sampler) -> None:
+def _restore(state, path, leader, follower, algorithm, sampler, empirical) -> None:
     for name, policy in (("leader", leader), ("follower", follower)):
         shape = tuple(state[name]["logits"].shape)
         if shape != tuple(policy.logits.shape):
@@ -67,6 +68,8 @@ def _restore(state, path, leader, follower, algorithm, sampler) -> None:
     algorithm.load_state_dict(state["algorithm"])
     torch.set_rng_state(state["rng"]["torch"])
     sampler.load_state_dict(state["rng"]["sampler"])
+    if empirical is not None and state.get("empirical") is not None:
+        empirical.load_state_dict(state["empirical"])
 
 
 def _resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
@@ -151,7 +154,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
     resume_from = _resume_path(cfg, run_dir)
     if resume_from is not None:
         state = load_checkpoint(resume_from)
-        _restore(state, resume_from, leader, follower, algorithm, sampler)
+        _restore(state, resume_from, leader, follower, algorithm, sampler, empirical)
         start, env_steps = int(state["iteration"]), int(state["env_steps"])
         log.info("resumed from %s at iteration %d", resume_from, start)
     logger = RunLogger(run_dir, purge_step=start if resume_from is not None else None)
@@ -230,7 +233,7 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
         logger.scalars(metrics, iteration + 1)
         if (iteration + 1) % cfg.trainer.checkpoint_every == 0 or iteration + 1 == iterations:
-            state = _checkpoint_state(cfg, leader, follower, algorithm, sampler, iteration + 1, env_steps)
+            state = _checkpoint_state(cfg, leader, follower, algorithm, sampler, empirical, iteration + 1, env_steps)
             save_checkpoint(checkpoints / "last.pt", state)
             if (iteration + 1) % cfg.trainer.checkpoint_every == 0:
                 save_checkpoint(checkpoints / f"iteration_{iteration + 1:06d}.pt", state)

@@ -96,11 +96,12 @@ def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
         train(config("env=gym", "env.id=my_game_module:Coordination-v0", *TINY[3:]), run_dir=tmp_path / "run3")
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path):
-    train(config(*TINY), run_dir=tmp_path / "whole")
-    first = [o for o in TINY if not o.startswith("trainer.iterations")] + ["trainer.iterations=4"]
+@pytest.mark.parametrize("algo", ["spg", "model_spg"])
+def test_resume_reproduces_the_uninterrupted_run(algo, tmp_path):
+    train(config(*TINY, f"algo={algo}"), run_dir=tmp_path / "whole")
+    first = [o for o in TINY if not o.startswith("trainer.iterations")] + ["trainer.iterations=4", f"algo={algo}"]
     train(config(*first), run_dir=tmp_path / "split")
-    train(config(*TINY, "trainer.resume=auto"), run_dir=tmp_path / "split")
+    train(config(*TINY, f"algo={algo}", "trainer.resume=auto"), run_dir=tmp_path / "split")
     whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
     split = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
     for player in ("leader", "follower"):
