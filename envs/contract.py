@@ -1,9 +1,11 @@
 """The two-player Gymnasium contract, checked before training, and vector envs that keep it.
 
 Contract (docs/formats.md): observation ``Discrete(S)``, action ``MultiDiscrete([A1, A2])``,
-reward a float32 array ``[r_leader, r_follower]``. Gymnasium's ``SyncVectorEnv`` and
-``AsyncVectorEnv`` only carry scalar rewards, so a user's env goes into them wrapped in
-:class:`RewardPairInInfo`: the leader's reward as the scalar, the pair in ``info["reward_pair"]``.
+and the rewards ``[r_leader, r_follower]`` either as the reward itself (the MO-Gymnasium
+convention) or in ``info["reward_pair"]`` beside the leader's float reward (Gymnasium's API, which
+the registered ``spg/`` envs follow). Gymnasium's ``SyncVectorEnv`` and ``AsyncVectorEnv`` only
+carry scalar rewards, so a user's env goes into them wrapped in :class:`RewardPairInInfo`, which
+brings the first form to the second.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 
 CONTRACT = (
     "a two-player env must have observation_space Discrete(S), action_space MultiDiscrete([A1, A2]) "
-    "(leader action, follower action) and return the reward [r_leader, r_follower] as a length-2 array"
+    "(leader action, follower action) and return the reward [r_leader, r_follower] as a length-2 array "
+    "(or the leader's reward with that array in info['reward_pair'])"
 )
 
 
@@ -36,9 +39,10 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: s
     return int(observation_space.n), A1, A2
 
 
-def check_reward_pair(reward: Any, where: str = "env") -> np.ndarray:
-    """The reward as a float array ``[..., 2]``; :class:`ContractError` if it is not a pair."""
-    array = np.asarray(reward, dtype=np.float64)
+def check_reward_pair(reward: Any, info: dict, where: str = "env") -> np.ndarray:
+    """The reward pair of a step, ``info["reward_pair"]`` where present, else the reward, as a
+    float array ``[..., 2]``; :class:`ContractError` if it is not a pair."""
+    array = np.asarray(info.get("reward_pair", reward), dtype=np.float64)
     if array.ndim == 0 or array.shape[-1] != 2:
         raise ContractError(f"{where}: {CONTRACT}; got a reward of shape {array.shape}")
     return array
@@ -46,7 +50,7 @@ def check_reward_pair(reward: Any, where: str = "env") -> np.ndarray:
 
 class RewardPairInInfo(gym.Wrapper):
     """Returns the leader's reward as the scalar reward and the pair in ``info["reward_pair"]``,
-    so Gymnasium's own vectorisers accept a two-player env."""
+    so Gymnasium's own vectorisers accept a two-player env (one that already does passes through)."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
@@ -54,7 +58,7 @@ class RewardPairInInfo(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        pair = check_reward_pair(reward, str(self.env))
+        pair = check_reward_pair(reward, info, str(self.env))
         return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
 
 

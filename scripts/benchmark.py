@@ -7,7 +7,7 @@ Sections (default: all):
 
 - ``sampler``: env steps/s of the project's sampler on the native vector env, of a minimal
   hand-written torch loop doing the same work (the baseline), and of Gymnasium's ``SyncVectorEnv``
-  over single-env copies whose reward is the leader's (as a user would write it), for
+  over single-env copies (the leader's reward as the reward, the pair in ``info``), for
   S in {10, 100, 1000, 100000 sparse} and N in {256, 4096}, T = 100, 5x5 actions.
 - ``update``: one spg leader update with exactly k CG iterations against one REINFORCE gradient on
   the same batch (N = 1024, T = 100, 50 states), k in {1, 5, 10, 20}; the budget is ``2 + 1.5 k``.
@@ -109,16 +109,8 @@ def hand_written_loop(game, leader, follower, N: int):
     return rollout
 
 
-class LeaderRewardOnly(gym.Wrapper):
-    """What a user would write to put a two-player env into ``SyncVectorEnv``: the leader's reward."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, float(reward[0]), terminated, truncated, info
-
-
 def python_vectoriser_steps_per_second(game, leader, follower, N: int, T: int) -> float:
-    env = gym.vector.SyncVectorEnv([lambda: LeaderRewardOnly(StochasticGameEnv(game)) for _ in range(N)])
+    env = gym.vector.SyncVectorEnv([lambda: StochasticGameEnv(game) for _ in range(N)])
     generator = torch.Generator().manual_seed(0)
     obs, _ = env.reset(seed=0)
     start = time.perf_counter()
