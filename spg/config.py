@@ -24,7 +24,8 @@ class SetupError(ValueError):
 @dataclass
 class EnvConfig:
     """The game. ``kind: gym`` makes Gymnasium id ``id`` with ``kwargs`` (``"module:Name-v0"``
-    imports ``module`` first); ``kind: file`` loads the ``.npz`` game file at ``path``.
+    imports ``module`` first); ``kind: pettingzoo`` calls ``id = "module:function"`` with ``kwargs``
+    for a two-agent PettingZoo ParallelEnv; ``kind: file`` loads the ``.npz`` game file at ``path``.
     ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
     ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
     size for native envs, at most 128 otherwise). ``gamma``: the discount, needed only for envs without a model."""

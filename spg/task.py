@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from envs.contract import ContractError, find_spec, make_vector_env
+from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
 from spg.config import SetupError
 from spg.game import TabularGame
@@ -100,23 +101,25 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 raise SetupError("env=file needs a game file: set env.path=GAME.npz")
             game = load_game(env_cfg.path, device=device)
             env = TabularVectorEnv(game, native_copies)
-        elif env_cfg.kind == "gym":
-            kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
-            native = find_spec(env_cfg.id).vector_entry_point is not None
+        elif env_cfg.kind in ("gym", "pettingzoo"):
+            env_id, kwargs = env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True)
+            if env_cfg.kind == "pettingzoo":  # env.id names a ParallelEnv factory, "module:function"
+                env_id, kwargs = PETTINGZOO_ID, {"factory": env_cfg.id, **kwargs}
+            native = find_spec(env_id).vector_entry_point is not None
             copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or min(cfg.trainer.batch_size, PYTHON_ENV_COPIES))
-            env = make_vector_env(env_cfg.id, copies, env_cfg.vectorization, **kwargs)
+            env = make_vector_env(env_id, copies, env_cfg.vectorization, **kwargs)
             if isinstance(env, TabularVectorEnv):
                 game = env.game
                 if game.device != device:
                     env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
                     game = env.game
             else:
-                probe = gym.make(find_spec(env_cfg.id).id, **kwargs)
+                probe = gym.make(find_spec(env_id).id, **kwargs)
                 game = getattr(probe.unwrapped, "game", None)
                 probe.close()
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
         else:
-            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
+            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
     except (ContractError, gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:
