@@ -11,6 +11,7 @@ brings the first form to the second.
 from __future__ import annotations
 
 import importlib
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -81,8 +82,9 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     """A vector env for a registered id (``"module:Name-v0"`` imports ``module`` first).
 
     ``vectorization``: ``native`` (the id's own vector entry point, e.g. the tabular games),
-    ``sync`` or ``async`` (Gymnasium's vectorisers over :class:`RewardPairInInfo`-wrapped copies,
-    ``async`` in subprocesses), or ``auto`` (native when the id has one, else sync).
+    ``sync`` (:class:`~envs.python_vector.PythonVectorEnv`: copies stepped in a loop in this
+    process), ``async`` (Gymnasium's ``AsyncVectorEnv`` over :class:`RewardPairInInfo`-wrapped
+    copies, one subprocess each), or ``auto`` (native when the id has one, else sync).
     """
     spec = find_spec(env_id)
     env_id = spec.id
@@ -92,7 +94,11 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         if spec.vector_entry_point is None:
             raise ContractError(f"{env_id} has no native vector env; use vectorization=sync or async")
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
-    elif vectorization in ("sync", "async"):
+    elif vectorization == "sync":
+        from envs.python_vector import PythonVectorEnv
+
+        env = PythonVectorEnv([partial(gym.make, env_id, disable_env_checker=True, **kwargs)] * num_envs)
+    elif vectorization == "async":
         # the contract is checked here; Gymnasium's passive checker would only warn about the reward pair
         env = gym.make_vec(
             env_id,

@@ -1,6 +1,7 @@
 """Gymnasium's API on every registered id: ``check_env`` on the single env, and the vector API
-(spaces, shapes, dtypes, seeding, next-step autoreset) on the native vector env and on
-``gymnasium.make_vec`` with ``sync`` and ``async`` vectorisation."""
+(spaces, shapes, dtypes, seeding, next-step autoreset) on the native vector env, on
+``gymnasium.make_vec`` with ``sync`` and ``async`` vectorisation, and on the trainer's own ``sync``
+vectoriser (envs/python_vector.py)."""
 
 import warnings
 
@@ -12,6 +13,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 import envs  # noqa: F401  (registers spg/ ids)
+from envs.contract import make_vector_env
 from envs.registry import GAME_BUILDERS
 from spg.game import random_game
 
@@ -84,7 +86,10 @@ def test_make_vec_keeps_gymnasium_vector_api_in_every_mode(env_id, kwargs_of):
         check_vector_env(env, reward_space, episode_steps=2)
         spaces.append((env.observation_space, env.action_space))
         env.close()
-    assert spaces[0] == spaces[1] == spaces[2]  # the native env's spaces are those of Gymnasium's vectorisers
+    project = make_vector_env(env_id, 3, "sync", max_episode_steps=2, **kwargs)  # the trainer's own sync vectoriser
+    check_vector_env(project, reward_space, episode_steps=2)
+    spaces.append((project.observation_space, project.action_space))
+    assert all(pair == spaces[0] for pair in spaces)  # the native env's spaces are those of Gymnasium's vectorisers
 
 
 def test_native_action_space_is_gymnasiums_batched_multidiscrete():
@@ -96,3 +101,36 @@ def test_native_action_space_is_gymnasiums_batched_multidiscrete():
     native.step(native.action_space.sample())
     with pytest.raises(ValueError, match="MultiDiscrete"):
         native.step(np.full((4, 2), 3))
+
+
+class EndsAtRandom(gym.Env):
+    """A contract env whose episodes terminate with probability 0.3 per step (Gymnasium's reward form)."""
+
+    observation_space = gym.spaces.Discrete(5)
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return int(self.np_random.integers(5)), {}
+
+    def step(self, action):
+        pair = np.array([action[0] + self.np_random.random(), action[1] - 1.0], np.float32)
+        return int(self.np_random.integers(5)), float(pair[0]), bool(self.np_random.random() < 0.3), False, {"reward_pair": pair}
+
+
+def test_project_sync_vectoriser_steps_exactly_as_gymnasiums_sync_vector_env():
+    gym.register("test/EndsAtRandom-v0", entry_point=EndsAtRandom)
+    ours = make_vector_env("test/EndsAtRandom-v0", 6, "sync")
+    theirs = gym.make_vec("test/EndsAtRandom-v0", num_envs=6, vectorization_mode="sync")
+    assert np.array_equal(ours.reset(seed=3)[0], theirs.reset(seed=3)[0])
+    actions = np.random.default_rng(0).integers(0, 2, (40, 6, 2))
+    restarts = 0
+    for action in actions:
+        o1, r1, te1, tr1, info1 = ours.step(action)
+        o2, r2, te2, tr2, info2 = theirs.step(action)
+        assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(te1, te2) and np.array_equal(tr1, tr2)
+        stepped = info2.get("_reward_pair", np.zeros(6, bool))
+        assert np.array_equal(info1["_reward_pair"], stepped)
+        assert np.array_equal(info1["reward_pair"][stepped], info2["reward_pair"][stepped])
+        restarts += int((~stepped).sum())
+    assert restarts > 20  # copies restarted at different steps
