@@ -51,14 +51,16 @@ class PythonVectorEnv(VectorEnv):
         pairs = np.zeros((N, 2), dtype=np.float32)
         terminated, truncated = np.zeros(N, dtype=bool), np.zeros(N, dtype=bool)
         stepped = ~self._needs_reset
+        restarting = set(np.flatnonzero(self._needs_reset).tolist())
         for i, (env, action) in enumerate(zip(self.envs, np.asarray(actions))):
-            if self._needs_reset[i]:  # next-step autoreset: the action is ignored, no reward
+            if restarting and i in restarting:  # next-step autoreset: the action is ignored, no reward
                 obs[i] = env.reset()[0]
                 continue
             obs[i], reward, terminated[i], truncated[i], info = env.step(action)
             pair = info.get("reward_pair", reward)
-            if np.shape(pair) != (2,):
-                raise ContractError(f"{env}: {CONTRACT}; got a reward of shape {np.shape(pair)}")
+            shape = pair.shape if type(pair) is np.ndarray else np.shape(pair)
+            if shape != (2,):
+                raise ContractError(f"{env}: {CONTRACT}; got a reward of shape {shape}")
             pairs[i] = pair
         self._needs_reset = terminated | truncated
         return obs, pairs[:, 0].astype(np.float64), terminated, truncated, {"reward_pair": pairs, "_reward_pair": stepped}

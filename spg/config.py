@@ -28,7 +28,7 @@ class EnvConfig:
     for a two-agent PettingZoo ParallelEnv; ``kind: file`` loads the ``.npz`` game file at ``path``.
     ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
     ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
-    size for native envs, at most 128 otherwise). ``gamma``: the discount, needed only for envs without a model."""
+    size for native envs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model."""
 
     kind: str = "gym"
     id: str = "spg/RandomGame-v0"

@@ -4,6 +4,7 @@ discount, spaces and device, built from the ``env`` config; and the rollout hori
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -17,9 +18,18 @@ from spg.config import SetupError
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 
-# copies of a Python env stepped at once by default: measured on the README's Inspection env
-# (2 cores, sync vectorisation), 8 copies gave 43 k env steps/s, 32 gave 99 k, 128 gave 137 k
-PYTHON_ENV_COPIES = 128
+# copies of a Python env stepped at once by default (`python scripts/benchmark.py --only python_env`,
+# 2 cores): in process (sync), the README's Inspection env ran through the sampler at 49 k, 109 k,
+# 139 k and 197 k env steps/s with 8, 32, 128 and 512 copies (its own single-copy rate: ~480 k);
+# async (one subprocess per copy) was 5x to 30x slower than sync whatever the copies, and more
+# processes than cores only add switching
+PYTHON_ENV_COPIES = 512
+
+
+def python_env_copies(vectorization: str, batch_size: int) -> int:
+    """Copies of a Python env stepped at once by default: up to 512 in process, one subprocess
+    per CPU core with ``async``; never more than a batch."""
+    return min(batch_size, (os.cpu_count() or 1) if vectorization == "async" else PYTHON_ENV_COPIES)
 
 
 # fixed horizons longer than this give way to geometric lengths under trainer.rollouts=auto
@@ -106,7 +116,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
             if env_cfg.kind == "pettingzoo":  # env.id names a ParallelEnv factory, "module:function"
                 env_id, kwargs = PETTINGZOO_ID, {"factory": env_cfg.id, **kwargs}
             native = find_spec(env_id).vector_entry_point is not None
-            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or min(cfg.trainer.batch_size, PYTHON_ENV_COPIES))
+            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or python_env_copies(env_cfg.vectorization, cfg.trainer.batch_size))
             env = make_vector_env(env_id, copies, env_cfg.vectorization, **kwargs)
             if isinstance(env, TabularVectorEnv):
                 game = env.game
