@@ -16,8 +16,8 @@ Sections (default: all):
 - ``python_env``: env steps/s of a pure-Python user env (the README's Inspection game, cheap, and
   the same with ~100 us of Python work per step, a costlier simulator) through the sampler with
   ``sync`` and ``async`` vectorisation at several copy counts, as ratios to the env's own
-  single-copy step rate (a loop calling ``step`` on one instance) measured just before; and the
-  sampler's own cost per env step over a vector env that does no work.
+  single-copy step rate (a loop calling ``step`` on one instance) measured right before each run
+  (medians over repeats); and the sampler's own cost per env step over a vector env that does no work.
 - ``accuracy``: cosine and relative error of the sampled leader direction against eq. (19) as N
   grows (T = 60), with the process's peak resident memory after each N.
 - ``exact``: exact solver time against S (dense up to 400 states; sparse 100000 states, 8 successors).
@@ -272,22 +272,26 @@ def sampler_steps_per_second(env: gym.vector.VectorEnv, steps: int) -> float:
     return N * T / elapsed
 
 
-def bench_python_env() -> list[dict]:
+def bench_python_env(repeats: int) -> list[dict]:
     from envs.contract import make_vector_env
 
     if "bench/Inspection-v0" not in gym.registry:
         gym.register("bench/Inspection-v0", entry_point=Inspection)
     rows = []
     for work, steps in ((0, 40000), (3000, 4000)):
-        for vectorization, copies_list in (("sync", (1, 8, 32, 128, 512)), ("async", (2, 4, 16))):
+        for vectorization, copies_list in (("sync", (8, 32, 128, 512)), ("async", (2, 16))):
             for copies in copies_list:
-                single = single_copy_steps_per_second(work, steps)
-                env = make_vector_env("bench/Inspection-v0", copies, vectorization, work=work)
-                rate = sampler_steps_per_second(env, steps if vectorization == "sync" else steps // 4)
-                rows.append({"work": work, "vectorization": vectorization, "copies": copies, "steps_per_s": rate,
-                             "single_copy_steps_per_s": single, "ratio_to_single_copy": rate / single})
+                singles, rates = [], []
+                for _ in range(repeats):  # the env's own rate measured right before each sampler run
+                    singles.append(single_copy_steps_per_second(work, steps))
+                    env = make_vector_env("bench/Inspection-v0", copies, vectorization, work=work)
+                    rates.append(sampler_steps_per_second(env, steps if vectorization == "sync" else steps // 4))
+                ratios = [rate / single for rate, single in zip(rates, singles)]
+                rows.append({"work": work, "vectorization": vectorization, "copies": copies,
+                             "steps_per_s": statistics.median(rates), "single_copy_steps_per_s": statistics.median(singles),
+                             "ratio_to_single_copy": statistics.median(ratios), "ratio_spread": max(ratios) - min(ratios)})
     for copies in (8, 128, 512):
-        rate = sampler_steps_per_second(NoWorkVectorEnv(copies), 40000)
+        rate = statistics.median(sampler_steps_per_second(NoWorkVectorEnv(copies), 40000) for _ in range(repeats))
         rows.append({"work": None, "vectorization": "none (sampler alone)", "copies": copies, "steps_per_s": rate})
     return rows
 
@@ -405,7 +409,7 @@ def main() -> None:
         for r in results["threads"]:
             print(f"sampler N=4096, S=100, {r['threads']} thread(s): {r['steps_per_s'] / 1e6:.2f} M env steps/s")
     if "python_env" in sections:
-        results["python_env"] = bench_python_env()
+        results["python_env"] = bench_python_env(args.repeats)
         print("a pure-Python env through the sampler: env steps/s [k], ratio to the env's own single-copy rate")
         for r in results["python_env"]:
             if r["work"] is None:
@@ -413,7 +417,8 @@ def main() -> None:
                       f"({1e6 / r['steps_per_s']:.2f} us per env step)")
             else:
                 print(f"  work {r['work']:5d}, {r['vectorization']:5s} {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:7.1f} k"
-                      f"  single copy {r['single_copy_steps_per_s'] / 1e3:7.1f} k  ratio {r['ratio_to_single_copy']:.2f}")
+                      f"  single copy {r['single_copy_steps_per_s'] / 1e3:7.1f} k  ratio {r['ratio_to_single_copy']:.2f}"
+                      f" (spread {r['ratio_spread']:.2f})")
     if "accuracy" in sections:
         results["accuracy"] = bench_accuracy(args.repeats)
         print("sampled eq. (19) against the exact direction (20 states, follower at its best response)")
