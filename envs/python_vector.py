@@ -1,9 +1,9 @@
 """Copies of a Python env of the two-player contract stepped in one loop in this process: the
 ``sync`` vectorisation of user envs.
 
-Gymnasium's ``SyncVectorEnv`` costs about 6 us per env step besides the env (merging each copy's
-``info``, a wrapper to carry the reward pair), more than a cheap Python env's own step (about 3 us
-for the README's example); this loop costs under 1 us, so the sampler runs near the env's own rate.
+Gymnasium's ``SyncVectorEnv`` (merging each copy's ``info``, a wrapper carrying the reward pair)
+costs about 2.6 times the step of a cheap Python env such as the README's example besides the
+step itself; this loop costs about 0.4 times (``scripts/benchmark.py --only python_env``).
 It keeps Gymnasium's vector API: batched spaces, next-step autoreset, per-copy seeds ``seed + i``,
 the leader's rewards ``[N]`` and ``info["reward_pair"]`` ``[N, 2]``.
 """
