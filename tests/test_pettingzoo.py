@@ -3,6 +3,7 @@ here as a ParallelEnv and PettingZoo's rock-paper-scissors (state = the last joi
 judged by Monte Carlo returns against the exact values of a model built here by hand; the
 contract's errors; Gymnasium's vector API; and the trainer's ``env=pettingzoo``."""
 
+import json
 import subprocess
 import sys
 
@@ -195,7 +196,9 @@ def test_trainer_trains_on_pettingzoo_rock_paper_scissors(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["leader"]["logits"].shape == (10, 3) and state["follower"]["logits"].shape == (10, 3)
-    assert (tmp_path / "metrics.json").exists()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["leader/return"] == pytest.approx(-metrics["follower/return"])  # zero-sum, round by round
+    assert "spg on envs.pettingzoo_adapter:rock_paper_scissors: S=10, A1=3, A2=3" in done.stdout + done.stderr
 
 
 @pytest.mark.slow
