@@ -18,11 +18,10 @@ from spg.config import SetupError
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 
-# copies of a Python env stepped at once by default (`python scripts/benchmark.py --only python_env`,
-# 2 cores): in process (sync), the README's Inspection env ran through the sampler at 49 k, 109 k,
-# 139 k and 197 k env steps/s with 8, 32, 128 and 512 copies (its own single-copy rate: ~480 k);
-# async (one subprocess per copy) was 5x to 30x slower than sync whatever the copies, and more
-# processes than cores only add switching
+# copies of a Python env stepped at once by default, by `python scripts/benchmark.py --only python_env`
+# (README, Performance): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
+# and 0.50 of its own single-copy rate with 8, 32, 128 and 512 copies, a costly one at 0.74 to 0.94;
+# async (one subprocess per copy) was 5 to 50 times slower than sync whatever the copies
 PYTHON_ENV_COPIES = 512
 
 
