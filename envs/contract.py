@@ -41,13 +41,14 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: s
     return int(observation_space.n), A1, A2
 
 
-def check_reward_pair(reward: Any, info: dict, where: str = "env") -> np.ndarray:
-    """The reward pair of a step, ``info["reward_pair"]`` where present, else the reward, as a
-    float array ``[..., 2]``; :class:`ContractError` if it is not a pair."""
-    array = np.asarray(info.get("reward_pair", reward), dtype=np.float64)
-    if array.ndim == 0 or array.shape[-1] != 2:
-        raise ContractError(f"{where}: {CONTRACT}; got a reward of shape {array.shape}")
-    return array
+def reward_pair(reward: Any, info: dict, env: Any) -> Any:
+    """The reward pair of a step of ``env``: ``info["reward_pair"]`` where present, else the reward;
+    :class:`ContractError` if it is not a pair (checked at every step, so it must stay cheap)."""
+    pair = info.get("reward_pair", reward)
+    shape = pair.shape if type(pair) is np.ndarray else np.shape(pair)
+    if shape != (2,):
+        raise ContractError(f"{env}: {CONTRACT}; got a reward of shape {shape}")
+    return pair
 
 
 class RewardPairInInfo(gym.Wrapper):
@@ -60,8 +61,8 @@ class RewardPairInInfo(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        pair = check_reward_pair(reward, info, str(self.env))
-        return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
+        pair = np.asarray(reward_pair(reward, info, self.env), dtype=np.float32)
+        return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair}
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.contract import CONTRACT, ContractError, check_spaces
+from envs.contract import ContractError, check_spaces, reward_pair
 
 
 class PythonVectorEnv(VectorEnv):
@@ -33,7 +33,7 @@ class PythonVectorEnv(VectorEnv):
         check_spaces(first.observation_space, first.action_space, str(first))
         for env in self.envs[1:]:
             if env.observation_space != first.observation_space or env.action_space != first.action_space:
-                raise ValueError(f"the copies of {first} must share their spaces; got {env.observation_space}, {env.action_space}")
+                raise ContractError(f"the copies of {first} must share their spaces; got {env.observation_space}, {env.action_space}")
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
@@ -57,11 +57,7 @@ class PythonVectorEnv(VectorEnv):
                 obs[i] = env.reset()[0]
                 continue
             obs[i], reward, terminated[i], truncated[i], info = env.step(action)
-            pair = info.get("reward_pair", reward)
-            shape = pair.shape if type(pair) is np.ndarray else np.shape(pair)
-            if shape != (2,):
-                raise ContractError(f"{env}: {CONTRACT}; got a reward of shape {shape}")
-            pairs[i] = pair
+            pairs[i] = reward_pair(reward, info, env)
         self._needs_reset = terminated | truncated
         return obs, pairs[:, 0].astype(np.float64), terminated, truncated, {"reward_pair": pairs, "_reward_pair": stepped}
 
