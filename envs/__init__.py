@@ -10,11 +10,16 @@
   :mod:`spg.sparse_game`).
 
 ``gymnasium.make(id, **kwargs)`` gives a :class:`StochasticGameEnv`;
-``gymnasium.make_vec(id, num_envs=N, **kwargs)`` the native :class:`TabularVectorEnv`.
+``gymnasium.make_vec(id, num_envs=N, **kwargs)`` the native :class:`TabularVectorEnv`
+(``vectorization_mode="sync"`` or ``"async"``: Gymnasium's vectorisers over single envs).
+
+``spg/PettingZoo-v0`` (``factory="module:function"``, a function returning a two-agent PettingZoo
+``ParallelEnv``, and its arguments) adapts such an env to the contract (:mod:`envs.pettingzoo_adapter`).
 """
 
 import gymnasium
 
+from envs.pettingzoo_adapter import PETTINGZOO_ID, make_env as make_pettingzoo_env
 from envs.registry import GAME_BUILDERS, single_entry_point, vector_entry_point
 from envs.stochastic_game import StochasticGameEnv
 from envs.tabular_vector import TabularVectorEnv
@@ -29,3 +34,5 @@ for _env_id, _build in GAME_BUILDERS.items():
             vector_entry_point=vector_entry_point(_build),
             disable_env_checker=True,
         )
+if PETTINGZOO_ID not in gymnasium.registry:
+    gymnasium.register(id=PETTINGZOO_ID, entry_point=make_pettingzoo_env)

@@ -1,8 +1,10 @@
 """A tabular two-player stochastic game as a single Gymnasium environment.
 
 The two-player contract (docs/formats.md): observation ``Discrete(S)`` (the state index),
-action ``MultiDiscrete([A1, A2])`` = (leader action, follower action), reward a float32 array
-``[r_leader, r_follower]`` described by ``reward_space``, and ``env.unwrapped.game`` the model.
+action ``MultiDiscrete([A1, A2])`` = (leader action, follower action), and ``env.unwrapped.game``
+the model. The reward follows Gymnasium's API, so Gymnasium's vectorisers and wrappers take the
+env as it is: the leader's reward as the float reward, the float32 pair ``[r_leader, r_follower]``
+(described by ``reward_space``) in ``info["reward_pair"]``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ START_DISTRIBUTIONS = ("mu", "rho")
 
 
 def reward_space(game: TabularGame) -> gym.spaces.Box:
-    """The Box of reward pairs ``[r_leader, r_follower]`` a game can emit."""
+    """The Box of the reward pairs ``[r_leader, r_follower]`` a game can emit."""
     low = np.array([game.R1.min().item(), game.R2.min().item()], dtype=np.float32)
     high = np.array([game.R1.max().item(), game.R2.max().item()], dtype=np.float32)
     return gym.spaces.Box(low, high, dtype=np.float32)
@@ -81,7 +83,7 @@ class StochasticGameEnv(gym.Env):
         a1, a2 = (int(a) for a in action)
         if not (0 <= a1 < self.action_space.nvec[0] and 0 <= a2 < self.action_space.nvec[1]):
             raise ValueError(f"action {tuple(action)} is outside MultiDiscrete({self.action_space.nvec.tolist()})")
-        reward = self._R[self._state, a1, a2].copy()
+        pair = self._R[self._state, a1, a2].copy()
         k = self._draw(self._next_cdf[self._state, a1, a2])
         self._state = k if self._successors is None else int(self._successors[self._state, a1, a2, k])
-        return self._state, reward, False, False, {}
+        return self._state, float(pair[0]), False, False, {"reward_pair": pair}

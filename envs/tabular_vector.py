@@ -53,10 +53,13 @@ class GuideTable:
 class TabularVectorEnv(VectorEnv):
     """``num_envs`` copies of a :class:`~spg.game.TabularGame` with Gymnasium's next-step autoreset.
 
-    ``step`` takes actions ``[N, 2]`` and returns numpy observations ``[N]``, float32 rewards
-    ``[N, 2]`` (leader, follower) and termination flags; ``step_torch`` is the same step on torch
-    tensors of the game's device, for samplers that stay in torch. Episodes never terminate; with
-    ``max_episode_steps`` they are truncated and restart from the start distribution at the next step.
+    ``step`` follows Gymnasium's vector API, as ``SyncVectorEnv`` over the single envs does: it takes
+    actions ``[N, 2]`` and returns numpy observations ``[N]``, the leader's rewards ``[N]`` (float64),
+    termination flags and ``info["reward_pair"]`` (float32 ``[N, 2]``: leader, follower; with
+    ``info["_reward_pair"]`` False on autoreset steps). ``step_torch`` is the same step on torch
+    tensors of the game's device, returning the pairs ``[N, 2]`` as the rewards, for samplers that
+    stay in torch. Episodes never terminate; with ``max_episode_steps`` they are truncated and
+    restart from the start distribution at the next step.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -152,5 +155,8 @@ class TabularVectorEnv(VectorEnv):
         nvec = torch.as_tensor(self.single_action_space.nvec, device=self.device)
         if (actions < 0).any() or (actions >= nvec).any():
             raise ValueError(f"actions must lie in MultiDiscrete({self.single_action_space.nvec.tolist()}) per copy")
+        stepped = ~self._needs_reset.cpu().numpy()  # copies that step rather than restart
         obs, rewards, terminated, truncated = self.step_torch(actions[:, 0], actions[:, 1])
-        return obs.cpu().numpy(), rewards.cpu().numpy(), terminated.cpu().numpy(), truncated.cpu().numpy(), {}
+        pairs = rewards.cpu().numpy()
+        info = {"reward_pair": pairs, "_reward_pair": stepped}
+        return obs.cpu().numpy(), pairs[:, 0].astype(np.float64), terminated.cpu().numpy(), truncated.cpu().numpy(), info

@@ -7,12 +7,17 @@ Sections (default: all):
 
 - ``sampler``: env steps/s of the project's sampler on the native vector env, of a minimal
   hand-written torch loop doing the same work (the baseline), and of Gymnasium's ``SyncVectorEnv``
-  over single-env copies whose reward is the leader's (as a user would write it), for
+  over single-env copies (the leader's reward as the reward, the pair in ``info``), for
   S in {10, 100, 1000, 100000 sparse} and N in {256, 4096}, T = 100, 5x5 actions.
 - ``update``: one spg leader update with exactly k CG iterations against one REINFORCE gradient on
   the same batch (N = 1024, T = 100, 50 states), k in {1, 5, 10, 20}; the budget is ``2 + 1.5 k``.
 - ``throughput``: sampling plus one spg update (N = 1024, T = 100, 50 states), iterations/s.
 - ``threads``: the sampler with 1 and 2 torch threads.
+- ``python_env``: env steps/s of a pure-Python user env (the README's Inspection game, cheap, and
+  the same with ~100 us of Python work per step, a costlier simulator) through the sampler with
+  ``sync`` and ``async`` vectorisation at several copy counts, as ratios to the env's own
+  single-copy step rate (a loop calling ``step`` on one instance) measured right before each run
+  (medians over repeats); and the sampler's own cost per env step over a vector env that does no work.
 - ``accuracy``: cosine and relative error of the sampled leader direction against eq. (19) as N
   grows (T = 60), with the process's peak resident memory after each N.
 - ``exact``: exact solver time against S (dense up to 400 states; sparse 100000 states, 8 successors).
@@ -31,6 +36,7 @@ import statistics
 import time
 
 import gymnasium as gym
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -109,16 +115,8 @@ def hand_written_loop(game, leader, follower, N: int):
     return rollout
 
 
-class LeaderRewardOnly(gym.Wrapper):
-    """What a user would write to put a two-player env into ``SyncVectorEnv``: the leader's reward."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, float(reward[0]), terminated, truncated, info
-
-
 def python_vectoriser_steps_per_second(game, leader, follower, N: int, T: int) -> float:
-    env = gym.vector.SyncVectorEnv([lambda: LeaderRewardOnly(StochasticGameEnv(game)) for _ in range(N)])
+    env = gym.vector.SyncVectorEnv([lambda: StochasticGameEnv(game) for _ in range(N)])
     generator = torch.Generator().manual_seed(0)
     obs, _ = env.reset(seed=0)
     start = time.perf_counter()
@@ -201,6 +199,100 @@ def bench_threads(repeats: int) -> list[dict]:
         t, spread = timed(lambda: sampler.collect(leader, follower, 4096, 100), repeats)
         rows.append({"threads": threads, "steps_per_s": 4096 * 100 / t, "spread_s": spread})
     torch.set_num_threads(1)
+    return rows
+
+
+class Inspection(gym.Env):
+    """The README's example of a user env (the leader inspects, the follower cheats), in pure
+    Python; ``work`` adds that many Python loop iterations to each step (a costlier simulator)."""
+
+    observation_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.MultiDiscrete([2, 2])
+
+    def __init__(self, work: int = 0) -> None:
+        self.work = work
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return self.state, {}
+
+    def step(self, action):
+        inspect, cheat = int(action[0]), int(action[1])
+        caught = inspect and cheat
+        leader = -0.3 * inspect - (cheat and not inspect)
+        follower = (1.0 if cheat and not inspect else 0.0) - (2.0 if caught else 0.0) + (0.2 if self.state == 0 else 0.0)
+        self.state = int(caught or self.np_random.random() < 0.1)
+        busy = 0
+        for i in range(self.work):
+            busy += i
+        return self.state, np.array([leader, follower], np.float32), False, False, {}
+
+
+class NoWorkVectorEnv(gym.vector.VectorEnv):
+    """A vector env of the contract whose step returns ready arrays: what the sampler costs alone."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = gym.spaces.Discrete(2), gym.spaces.MultiDiscrete([2, 2])
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.out = (np.zeros(num_envs, np.int64), np.zeros(num_envs), np.zeros(num_envs, bool), np.zeros(num_envs, bool),
+                    {"reward_pair": np.zeros((num_envs, 2), np.float32)})
+
+    def reset(self, *, seed=None, options=None):
+        return self.out[0], {}
+
+    def step(self, actions):
+        return self.out
+
+
+def single_copy_steps_per_second(work: int, steps: int) -> float:
+    """The env's own step rate: one instance, ``step`` called in a plain loop."""
+    env = Inspection(work)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 2, (steps, 2))
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    return steps / (time.perf_counter() - start)
+
+
+def sampler_steps_per_second(env: gym.vector.VectorEnv, steps: int) -> float:
+    """Env steps/s of the trainer's sampler (probes on) collecting one round of all copies."""
+    N = env.num_envs
+    leader, follower = TabularSoftmaxPolicy(2, 2), TabularSoftmaxPolicy(2, 2)
+    sampler = Sampler(env, seed=0, probe_discount=0.9)
+    sampler.collect(leader, follower, N, 2)  # warm-up: first reset, worker start-up
+    T = max(2, steps // N)
+    start = time.perf_counter()
+    sampler.collect(leader, follower, N, T)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return N * T / elapsed
+
+
+def bench_python_env(repeats: int) -> list[dict]:
+    from envs.contract import make_vector_env
+
+    if "bench/Inspection-v0" not in gym.registry:
+        gym.register("bench/Inspection-v0", entry_point=Inspection)
+    rows = []
+    for work, steps in ((0, 40000), (3000, 4000)):
+        for vectorization, copies_list in (("sync", (8, 32, 128, 512)), ("async", (2, 16))):
+            for copies in copies_list:
+                singles, rates = [], []
+                for _ in range(repeats):  # the env's own rate measured right before each sampler run
+                    singles.append(single_copy_steps_per_second(work, steps))
+                    env = make_vector_env("bench/Inspection-v0", copies, vectorization, work=work)
+                    rates.append(sampler_steps_per_second(env, steps if vectorization == "sync" else steps // 4))
+                ratios = [rate / single for rate, single in zip(rates, singles)]
+                rows.append({"work": work, "vectorization": vectorization, "copies": copies,
+                             "steps_per_s": statistics.median(rates), "single_copy_steps_per_s": statistics.median(singles),
+                             "ratio_to_single_copy": statistics.median(ratios), "ratio_spread": max(ratios) - min(ratios)})
+    for copies in (8, 128, 512):
+        rate = statistics.median(sampler_steps_per_second(NoWorkVectorEnv(copies), 40000) for _ in range(repeats))
+        rows.append({"work": None, "vectorization": "none (sampler alone)", "copies": copies, "steps_per_s": rate})
     return rows
 
 
@@ -287,7 +379,7 @@ def plot(results: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sampler,update,throughput,threads,accuracy,exact")
+    parser.add_argument("--only", default="sampler,update,throughput,threads,python_env,accuracy,exact")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="benchmark.json")
     parser.add_argument("--png", default="benchmark.png")
@@ -316,6 +408,17 @@ def main() -> None:
         results["threads"] = bench_threads(args.repeats)
         for r in results["threads"]:
             print(f"sampler N=4096, S=100, {r['threads']} thread(s): {r['steps_per_s'] / 1e6:.2f} M env steps/s")
+    if "python_env" in sections:
+        results["python_env"] = bench_python_env(args.repeats)
+        print("a pure-Python env through the sampler: env steps/s [k], ratio to the env's own single-copy rate")
+        for r in results["python_env"]:
+            if r["work"] is None:
+                print(f"  sampler alone, {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:9.1f} k "
+                      f"({1e6 / r['steps_per_s']:.2f} us per env step)")
+            else:
+                print(f"  work {r['work']:5d}, {r['vectorization']:5s} {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:7.1f} k"
+                      f"  single copy {r['single_copy_steps_per_s'] / 1e3:7.1f} k  ratio {r['ratio_to_single_copy']:.2f}"
+                      f" (spread {r['ratio_spread']:.2f})")
     if "accuracy" in sections:
         results["accuracy"] = bench_accuracy(args.repeats)
         print("sampled eq. (19) against the exact direction (20 states, follower at its best response)")

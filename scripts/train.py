@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 # command runs from (and on PYTHONPATH)
 sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
+from envs.contract import ContractError
 from spg.config import register_configs
 from spg.trainer import SetupError, train
 
@@ -30,7 +31,7 @@ log = logging.getLogger("spg")
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg).get("game/J")
-    except (SetupError, FloatingPointError) as error:
+    except (SetupError, ContractError, FloatingPointError) as error:  # ContractError: an env breaking it mid-run
         log.error("%s", error)
         sys.exit(1)
 

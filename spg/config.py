@@ -24,10 +24,11 @@ class SetupError(ValueError):
 @dataclass
 class EnvConfig:
     """The game. ``kind: gym`` makes Gymnasium id ``id`` with ``kwargs`` (``"module:Name-v0"``
-    imports ``module`` first); ``kind: file`` loads the ``.npz`` game file at ``path``.
+    imports ``module`` first); ``kind: pettingzoo`` calls ``id = "module:function"`` with ``kwargs``
+    for a two-agent PettingZoo ParallelEnv; ``kind: file`` loads the ``.npz`` game file at ``path``.
     ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
     ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
-    size for native envs, at most 128 otherwise). ``gamma``: the discount, needed only for envs without a model."""
+    size for native envs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model."""
 
     kind: str = "gym"
     id: str = "spg/RandomGame-v0"

@@ -1,8 +1,9 @@
 """Rollouts: ``N`` trajectories of horizon ``T`` from a two-player vector env, into a torch batch.
 
 The sampler needs no model. On the native :class:`~envs.TabularVectorEnv` it stays in torch on
-the game's device; on any other vector env of the contract (Gymnasium's ``SyncVectorEnv`` or
-``AsyncVectorEnv`` over :class:`~envs.contract.RewardPairInInfo`) it steps through numpy.
+the game's device; on any other vector env of the contract (:class:`~envs.python_vector.PythonVectorEnv`,
+Gymnasium's ``AsyncVectorEnv`` over :class:`~envs.contract.RewardPairInInfo`) it steps through
+numpy and reads the reward pairs from ``info["reward_pair"]``.
 Episodes that end before ``T`` are masked from their last step on (next-step autoreset steps
 are never recorded).
 

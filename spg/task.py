@@ -4,6 +4,7 @@ discount, spaces and device, built from the ``env`` config; and the rollout hori
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -11,14 +12,23 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from envs.contract import ContractError, find_spec, make_vector_env
+from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
 from spg.config import SetupError
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 
-# copies of a Python env stepped at once by default: measured on the README's Inspection env
-# (2 cores, sync vectorisation), 8 copies gave 43 k env steps/s, 32 gave 99 k, 128 gave 137 k
-PYTHON_ENV_COPIES = 128
+# copies of a Python env stepped at once by default, by `python scripts/benchmark.py --only python_env`
+# (README, Performance): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
+# and 0.50 of its own single-copy rate with 8, 32, 128 and 512 copies, a costly one at 0.74 to 0.94;
+# async (one subprocess per copy) was 5 to 50 times slower than sync whatever the copies
+PYTHON_ENV_COPIES = 512
+
+
+def python_env_copies(vectorization: str, batch_size: int) -> int:
+    """Copies of a Python env stepped at once by default: up to 512 in process, one subprocess
+    per CPU core with ``async``; never more than a batch."""
+    return min(batch_size, (os.cpu_count() or 1) if vectorization == "async" else PYTHON_ENV_COPIES)
 
 
 # fixed horizons longer than this give way to geometric lengths under trainer.rollouts=auto
@@ -102,23 +112,25 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 raise SetupError("env=file needs a game file: set env.path=GAME.npz")
             game = load_game(env_cfg.path, device=device)
             env = TabularVectorEnv(game, native_copies)
-        elif env_cfg.kind == "gym":
-            kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
-            native = find_spec(env_cfg.id).vector_entry_point is not None
-            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or min(cfg.trainer.batch_size, PYTHON_ENV_COPIES))
-            env = make_vector_env(env_cfg.id, copies, env_cfg.vectorization, **kwargs)
+        elif env_cfg.kind in ("gym", "pettingzoo"):
+            env_id, kwargs = env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True)
+            if env_cfg.kind == "pettingzoo":  # env.id names a ParallelEnv factory, "module:function"
+                env_id, kwargs = PETTINGZOO_ID, {"factory": env_cfg.id, **kwargs}
+            native = find_spec(env_id).vector_entry_point is not None
+            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or python_env_copies(env_cfg.vectorization, cfg.trainer.batch_size))
+            env = make_vector_env(env_id, copies, env_cfg.vectorization, **kwargs)
             if isinstance(env, TabularVectorEnv):
                 game = env.game
                 if game.device != device:
                     env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
                     game = env.game
             else:
-                probe = gym.make(find_spec(env_cfg.id).id, **kwargs)
+                probe = gym.make(find_spec(env_id).id, **kwargs)
                 game = getattr(probe.unwrapped, "game", None)
                 probe.close()
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
         else:
-            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
+            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
     except (ContractError, gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:

@@ -307,14 +307,14 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "follower_kappa": cfg.algo.follower.kappa,
         "batch_size": cfg.trainer.batch_size,
         "seed": cfg.seed,
-        "env": cfg.env.id if cfg.env.kind == "gym" else str(cfg.env.path),
+        "env": str(cfg.env.path) if cfg.env.kind == "file" else cfg.env.id,
     }
 
 
 def _describe(cfg: DictConfig, task: Task, rollouts: Rollouts, run_dir: Path) -> None:
     horizon = rollouts.horizon
     log.info("run directory: %s", run_dir)
-    env = cfg.env.id if cfg.env.kind == "gym" else cfg.env.path
+    env = cfg.env.path if cfg.env.kind == "file" else cfg.env.id
     log.info(
         "%s on %s: S=%d, A1=%d, A2=%d, gamma=%g, lam=%g, %s, batch=%d",
         cfg.algo.name, env, task.num_states, *task.num_actions, task.gamma, cfg.algo.lam,
