@@ -1,4 +1,5 @@
-"""The two-player Gymnasium contract, checked before training, and vector envs that keep it.
+"""The two-player Gymnasium contract, checked before training and on every step, and vector envs
+that keep it.
 
 Contract (docs/formats.md): observation ``Discrete(S)``, action ``MultiDiscrete([A1, A2])``,
 and the rewards ``[r_leader, r_follower]`` either as the reward itself (the MO-Gymnasium
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from functools import partial
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -20,8 +22,8 @@ import numpy as np
 
 CONTRACT = (
     "a two-player env must have observation_space Discrete(S), action_space MultiDiscrete([A1, A2]) "
-    "(leader action, follower action) and return the reward [r_leader, r_follower] as a length-2 array "
-    "(or the leader's reward with that array in info['reward_pair'])"
+    "(leader action, follower action), return observations in [0, S) and the reward "
+    "[r_leader, r_follower] as a length-2 array of finite numbers (or the leader's reward with that array in info['reward_pair'])"
 )
 
 
@@ -47,8 +49,44 @@ def reward_pair(reward: Any, info: dict, env: Any) -> Any:
     pair = info.get("reward_pair", reward)
     shape = pair.shape if type(pair) is np.ndarray else np.shape(pair)
     if shape != (2,):
-        raise ContractError(f"{env}: {CONTRACT}; got a reward of shape {shape}")
+        raise ContractError(f"{env}: {CONTRACT}; got the reward {_short(pair)}")
     return pair
+
+
+def check_reward_pair(reward: Any, where: str = "env") -> np.ndarray:
+    """The reward as a float array ``[..., 2]``; :class:`ContractError` if it is not a pair of
+    finite numbers."""
+    try:
+        array = np.asarray(reward, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ContractError(f"{where}: {CONTRACT}; got the reward {_short(reward)}") from None
+    if array.ndim == 0 or array.shape[-1] != 2:
+        raise ContractError(f"{where}: {CONTRACT}; got the reward {_short(reward)}")
+    finite = math.isfinite(array[0]) and math.isfinite(array[1]) if array.ndim == 1 else np.isfinite(array).all()
+    if not finite:
+        raise ContractError(f"{where}: {CONTRACT}; got the reward {_short(reward)}")
+    return array
+
+
+def check_observation(obs: Any, space: gym.spaces.Discrete, where: str = "env") -> None:
+    """:class:`ContractError` unless ``obs`` is a state index of ``space``."""
+    index = isinstance(obs, (int, np.integer)) and not isinstance(obs, bool)
+    index = index or (isinstance(obs, np.ndarray) and obs.ndim == 0 and obs.dtype.kind in "iu")
+    if not (index and 0 <= obs < space.n):
+        raise ContractError(f"{where}: {CONTRACT}; got the observation {_short(obs)} from Discrete({space.n})")
+
+
+def check_first_step(env: gym.Env) -> None:
+    """Reset ``env`` and take one step with both players' first action: a contract broken on
+    every step shows here, before any training."""
+    env = RewardPairInInfo(env)
+    env.reset(seed=0)
+    env.step(np.zeros(2, dtype=np.int64))
+
+
+def _short(value: Any) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class RewardPairInInfo(gym.Wrapper):
@@ -57,12 +95,19 @@ class RewardPairInInfo(gym.Wrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        check_spaces(env.observation_space, env.action_space, str(env))
+        self._name = str(env)
+        check_spaces(env.observation_space, env.action_space, self._name)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        check_observation(obs, self.observation_space, f"{self._name} (reset)")
+        return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        pair = np.asarray(reward_pair(reward, info, self.env), dtype=np.float32)
-        return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair}
+        pair = check_reward_pair(info.get("reward_pair", reward), f"{self._name} (step)")
+        check_observation(obs, self.observation_space, f"{self._name} (step)")
+        return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:

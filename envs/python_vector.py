@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.contract import ContractError, check_spaces, reward_pair
+from envs.contract import CONTRACT, ContractError, check_spaces, reward_pair
 
 
 class PythonVectorEnv(VectorEnv):
@@ -58,9 +58,21 @@ class PythonVectorEnv(VectorEnv):
                 continue
             obs[i], reward, terminated[i], truncated[i], info = env.step(action)
             pairs[i] = reward_pair(reward, info, env)
+        _check_step(self.envs, obs, pairs, self.single_observation_space.n)
         self._needs_reset = terminated | truncated
         return obs, pairs[:, 0].astype(np.float64), terminated, truncated, {"reward_pair": pairs, "_reward_pair": stepped}
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+
+
+def _check_step(envs: Sequence[gym.Env], obs: np.ndarray, pairs: np.ndarray, num_states: int) -> None:
+    """Every copy's observation a state index and its rewards finite (two vectorised tests a step)."""
+    bad = (obs < 0) | (obs >= num_states)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ContractError(f"{envs[i]} (step): {CONTRACT}; got the observation {obs[i]} from Discrete({num_states})")
+    if not np.isfinite(pairs).all():
+        i = int(np.flatnonzero(~np.isfinite(pairs).all(-1))[0])
+        raise ContractError(f"{envs[i]} (step): {CONTRACT}; got the reward {pairs[i]!r}")

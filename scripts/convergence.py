@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -69,6 +70,7 @@ def run_one(name: str, path: Path, lam: float, algo: str, out: Path, overrides: 
 
     label = algo if restarts == 1 else f"{algo} x{restarts}"
     run_dir = out / "runs" / name / label.replace(" ", "_")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time (train.py refuses to overwrite a run)
     command = [
         sys.executable, str(ROOT / "scripts" / "train.py"), "env=file", f"env.path={path}", f"algo={algo}",
         f"algo.lam={lam}", f"hydra.run.dir={run_dir}", "trainer.progress=false", "trainer.eval_every=10", *overrides,

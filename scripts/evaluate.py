@@ -4,7 +4,6 @@ Prints the exact J, both values and the follower's best-response gap where the g
 Monte Carlo returns with standard errors (episodes from rho), and both policies per state.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -13,23 +12,23 @@ import sys
 # command runs from (and on PYTHONPATH)
 sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
+from spg.cli import OneLineParser, fail, int_at_least
 from spg.evaluation import evaluate_run, format_table, metric_rows
 from spg.trainer import SetupError
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a run directory (with checkpoints/last.pt) or a checkpoint file")
-    parser.add_argument("--episodes", type=int, default=5000, help="Monte Carlo episodes (default 5000)")
-    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--episodes", type=int_at_least(1), default=5000, help="Monte Carlo episodes (default 5000)")
+    parser.add_argument("--seed", type=int_at_least(0), default=12345)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
     try:
         result = evaluate_run(args.path, episodes=args.episodes, seed=args.seed, device=args.device)
-    except (SetupError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (SetupError, ValueError, FloatingPointError) as error:  # ContractError is a ValueError
+        fail(error)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -5,29 +5,40 @@
 """
 
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import yaml
 
 import envs  # noqa: F401  (registers the spg/ ids)
-from envs.contract import ContractError, find_spec
-from spg.game import TabularGame
+from envs.contract import find_spec
+from spg.cli import fail
+from spg.game import GameModel
+
+USAGE = "usage: python scripts/export_game.py ID OUT.npz [key=value ...]"
 
 
 def main() -> int:
-    if len(sys.argv) < 3 or any("=" not in a for a in sys.argv[3:]):
-        print(__doc__, file=sys.stderr)
-        return 2
-    env_id, out, pairs = sys.argv[1], sys.argv[2], sys.argv[3:]
-    kwargs = {key: yaml.safe_load(value) for key, value in (p.split("=", 1) for p in pairs)}
+    if len(sys.argv) < 3:
+        fail(f"{USAGE} (a game id and an output file are needed)")
+    env_id, out, pairs = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+    malformed = [p for p in pairs if "=" not in p or p.startswith("=")]
+    if malformed:
+        fail(f"{malformed[0]!r} is not key=value: {USAGE}")
+    if out.suffix != ".npz":
+        fail(f"{out}: the game file must end in .npz")
+    if not out.parent.is_dir():
+        fail(f"{out}: the directory {out.parent} does not exist")
     try:
-        game = gym.make(find_spec(env_id).id, **kwargs).unwrapped.game
-    except (ContractError, ValueError, TypeError, gym.error.Error, AttributeError) as error:
-        print(f"error: cannot export {env_id}: {error}", file=sys.stderr)
-        return 1
-    if not isinstance(game, TabularGame):
-        print(f"error: {env_id} has no tabular model (env.unwrapped.game)", file=sys.stderr)
-        return 1
+        kwargs = {key: yaml.safe_load(value) for key, value in (p.split("=", 1) for p in pairs)}
+    except yaml.YAMLError as error:
+        fail(f"cannot parse the key=value arguments as YAML: {error}")
+    try:
+        game = getattr(gym.make(find_spec(env_id).id, disable_env_checker=True, **kwargs).unwrapped, "game", None)
+    except (ValueError, TypeError, gym.error.Error) as error:  # ContractError is a ValueError
+        fail(f"cannot export {env_id}: {error}")
+    if not isinstance(game, GameModel):
+        fail(f"{env_id} has no tabular model (env.unwrapped.game) to export")
     game.to_npz(out)
     print(f"wrote {out}: {game}")
     return 0

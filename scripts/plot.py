@@ -6,7 +6,6 @@ overrides differ only in ``seed`` form one curve: the mean over seeds, with the 
 shaded. The x axis is env steps (iterations for exact algorithms, which sample nothing).
 """
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -15,9 +14,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 import numpy as np  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import yaml  # noqa: E402
+from omegaconf import ListConfig, OmegaConf  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+from tensorboard.compat.tensorflow_stub.errors import DataLossError  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from spg.cli import OneLineParser, fail  # noqa: E402
 
 
 def find_runs(paths: list[str]) -> list[Path]:
@@ -30,13 +35,22 @@ def label(run: Path) -> str:
     overrides = run / ".hydra" / "overrides.yaml"
     if not overrides.is_file():
         return run.name
-    kept = [o for o in OmegaConf.load(overrides) if not str(o).startswith(("seed=", "hydra.", "trainer.progress"))]
+    try:
+        listed = OmegaConf.load(overrides)
+    except (OmegaConfBaseException, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read {overrides}: {error}") from None
+    if not isinstance(listed, ListConfig):
+        raise ValueError(f"{overrides} is not a list of overrides")
+    kept = [o for o in listed if not str(o).startswith(("seed=", "hydra.", "trainer.progress"))]
     return " ".join(str(o) for o in kept) or "defaults"
 
 
 def curve(run: Path, tag: str) -> tuple[np.ndarray, np.ndarray] | None:
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
+    try:
+        events.Reload()
+    except (OSError, ValueError, DataLossError) as error:
+        raise ValueError(f"cannot read the TensorBoard events of {run}: {error}") from None
     if tag not in events.Tags()["scalars"]:
         return None
     points = events.Scalars(tag)
@@ -48,23 +62,33 @@ def curve(run: Path, tag: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run directories or sweep directories")
     parser.add_argument("--tag", default="game/J", help="scalar to plot (default game/J; leader/return without a model)")
     parser.add_argument("--out", default="curves.png")
     args = parser.parse_args()
+    out = Path(args.out)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        fail(f"--out {out}: choose a file ending in one of .{', .'.join(sorted(formats))}")
+    if not out.parent.is_dir():
+        fail(f"--out {out}: the directory {out.parent} does not exist")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        fail(f"{' '.join(missing)} does not exist: give run or sweep directories")
     runs = find_runs(args.paths)
     if not runs:
-        print(f"error: no TensorBoard events under {' '.join(args.paths)}", file=sys.stderr)
-        return 1
+        fail(f"no TensorBoard events under {' '.join(args.paths)}")
     groups: dict[str, list] = defaultdict(list)
-    for run in runs:
-        data = curve(run, args.tag)
-        if data is not None:
-            groups[label(run)].append(data)
+    try:
+        for run in runs:
+            data = curve(run, args.tag)
+            if data is not None:
+                groups[label(run)].append(data)
+    except ValueError as error:
+        fail(error)
     if not groups:
-        print(f"error: no run logged {args.tag!r}; try --tag leader/return", file=sys.stderr)
-        return 1
+        fail(f"no run logged {args.tag!r}; try --tag leader/return")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curves in sorted(groups.items()):
         length = min(len(v) for _, v in curves)

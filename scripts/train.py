@@ -21,6 +21,7 @@ sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 from envs.contract import ContractError
 from spg.config import register_configs
+from spg.rundir import RunDirectoryInUse
 from spg.trainer import SetupError, train
 
 register_configs()
@@ -31,8 +32,13 @@ log = logging.getLogger("spg")
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg).get("game/J")
-    except (SetupError, ContractError, FloatingPointError) as error:  # ContractError: an env breaking it mid-run
-        log.error("%s", error)
+    except (SetupError, ContractError, FloatingPointError) as error:
+        # bad input, an env breaking the two-player contract mid-rollout, a diverging step: one line
+        if isinstance(error, RunDirectoryInUse):  # that directory's train.log belongs to the other run
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+                root.removeHandler(handler)
+        log.error("%s", " ".join(str(error).split()))
         sys.exit(1)
 
 

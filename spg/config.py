@@ -4,6 +4,7 @@ mistyped key or a wrongly typed value is rejected before anything runs."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -28,10 +29,11 @@ class EnvConfig:
     for a two-agent PettingZoo ParallelEnv; ``kind: file`` loads the ``.npz`` game file at ``path``.
     ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
     ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
-    size for native envs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model."""
+    size for native envs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model.
+    No default ``id``: ``configs/env/*.yaml`` name the game (``env=gym`` leaves it to ``env.id``)."""
 
     kind: str = "gym"
-    id: str = "spg/RandomGame-v0"
+    id: Optional[str] = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     path: Optional[str] = None
     vectorization: str = "auto"
@@ -78,7 +80,8 @@ class TrainerConfig:
     ``1 / (1 - gamma)``, ``horizon`` their cap) or ``auto`` (fixed up to gamma of about 0.98; see
     :func:`spg.task.plan_rollouts`),
     evaluation and checkpoint periods (in iterations), ``resume`` (a checkpoint path, or
-    ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists), and ``restarts``:
+    ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists; a checkpoint of
+    another game of the same shape is refused unless ``resume_any_game``), and ``restarts``:
     independent runs from the uniform and from random leaders (logits of scale ``restart_scale``),
     keeping the best (:func:`spg.trainer.train`)."""
 
@@ -90,6 +93,7 @@ class TrainerConfig:
     eval_episodes: int = 2000
     checkpoint_every: int = 50
     resume: Optional[str] = None
+    resume_any_game: bool = False
     progress: bool = True
     restarts: int = 1
     restart_scale: float = 1.0
@@ -125,19 +129,77 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
 
 
+VECTORIZATIONS = ("auto", "native", "sync", "async")
+MAX_SEED = 2**63 - 1
+# env steps per second assumed when estimating how long one iteration takes (measured on 2 cores,
+# README, Performance: the native tabular envs 1.5 to 6 M/s, Python envs through SyncVectorEnv ~0.1 M/s)
+NATIVE_STEPS_PER_SECOND, PYTHON_STEPS_PER_SECOND = 1e6, 1e5
+SLOW_ITERATION_SECONDS = 60.0
+NEGLIGIBLE_DISCOUNT = 1e-12  # gamma^T below this: later steps carry no weight in any estimate
+
+
+def _fail(key: str, value: Any, rule: str) -> SetupError:
+    return SetupError(f"{key} = {value}: {rule}; set {key}=...")
+
+
+def _check_finite_floats(node: DictConfig, prefix: str = "") -> None:
+    """Every float setting (outside ``env.kwargs``, which belong to the env) must be finite."""
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if name == "env.kwargs":
+            continue
+        if isinstance(value, DictConfig):
+            _check_finite_floats(value, name + ".")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _fail(name, value, "must be a finite number")
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Reject values the schema's types cannot: each error names the setting to change."""
-    t, a = cfg.trainer, cfg.algo
+    """Reject every value the schema's types cannot, before anything runs: each error names the
+    setting, its value and the allowed range (:class:`SetupError`)."""
+    _check_finite_floats(cfg)
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise _fail("seed", cfg.seed, f"must lie in [0, {MAX_SEED}]")
+    if cfg.threads < 1:
+        raise _fail("threads", cfg.threads, "torch needs at least 1 thread")
+    _check_env(cfg.env)
+    _check_trainer(cfg.trainer)
+    _check_algo(cfg.algo, cfg.trainer)
+
+
+def _check_env(e: DictConfig) -> None:
+    if e.kind not in ("gym", "file"):
+        raise SetupError(f"env.kind = {e.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
+    if e.kind == "gym" and not OmegaConf.select(e, "id", throw_on_missing=False):
+        raise SetupError("env=gym needs a Gymnasium id: set env.id=MODULE:Name-v0 (or spg/Name-v0)")
+    if e.kind == "file" and not OmegaConf.select(e, "path", throw_on_missing=False):
+        raise SetupError("env=file needs a game file: set env.path=GAME.npz")
+    if e.vectorization not in VECTORIZATIONS:
+        raise _fail("env.vectorization", repr(e.vectorization), f"choose {', '.join(VECTORIZATIONS)}")
+    if e.kind == "file" and e.vectorization not in ("auto", "native"):
+        raise _fail("env.vectorization", e.vectorization, "a game file always runs on the native tabular env: use auto or native")
+    if e.num_envs is not None and e.num_envs < 1:
+        raise _fail("env.num_envs", e.num_envs, "must be >= 1 (or null for the default)")
+    if e.gamma is not None and not 0.0 <= e.gamma < 1.0:
+        raise _fail("env.gamma", e.gamma, "the discount must lie in [0, 1)")
+
+
+def _check_trainer(t: DictConfig) -> None:
     for key in ("iterations", "batch_size", "eval_every", "checkpoint_every", "eval_episodes"):
         minimum = 0 if key == "iterations" else 1
         if t[key] < minimum:
-            raise SetupError(f"trainer.{key} = {t[key]}: must be >= {minimum}; set trainer.{key}")
-    if t.restarts < 1 or t.restart_scale <= 0:
-        raise SetupError(f"trainer.restarts = {t.restarts}, trainer.restart_scale = {t.restart_scale}: need restarts >= 1 and restart_scale > 0")
+            raise _fail(f"trainer.{key}", t[key], f"must be >= {minimum}")
+    if t.restarts < 1:
+        raise _fail("trainer.restarts", t.restarts, "must be >= 1")
+    if t.restart_scale <= 0:
+        raise _fail("trainer.restart_scale", t.restart_scale, "must be > 0")
     if t.rollouts not in ROLLOUTS:
         raise SetupError(f"trainer.rollouts = {t.rollouts!r}: choose {'|'.join(ROLLOUTS)}")
     if t.horizon is not None and t.horizon < 1:
         raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
+
+
+def _check_algo(a: DictConfig, t: DictConfig) -> None:
     if a.name not in ALGORITHMS:
         raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
     if a.leader.optimizer not in OPTIMIZERS:
@@ -151,17 +213,58 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam); set algo.lam > 0 or algo.follower.rule=gradient")
     if not 0 < f.kappa <= 1:
         raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
-    if f.steps < 1 or f.lr <= 0 or f.tol < 0:
-        raise SetupError("algo.follower.steps must be >= 1, algo.follower.lr > 0 and algo.follower.tol >= 0")
+    if f.steps < 1:
+        raise _fail("algo.follower.steps", f.steps, "must be >= 1")
+    if f.lr <= 0:
+        raise _fail("algo.follower.lr", f.lr, "must be > 0")
+    if f.tol < 0:
+        raise _fail("algo.follower.tol", f.tol, "must be >= 0")
     if a.solve not in SOLVERS:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
     if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
         raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
     if a.follower_warmup < 0:
-        raise SetupError(f"algo.follower_warmup = {a.follower_warmup}: must be >= 0")
-    if a.cg.iters < 0 or a.cg.damping < 0:
-        raise SetupError("algo.cg.iters and algo.cg.damping must be >= 0")
+        raise _fail("algo.follower_warmup", a.follower_warmup, "must be >= 0")
+    for key in ("iters", "tol", "damping"):
+        if a.cg[key] < 0:
+            raise _fail(f"algo.cg.{key}", a.cg[key], "must be >= 0")
     if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
         raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
-    if a.leader.lr <= 0 or a.leader.power < 0 or a.leader.t0 <= 0:
-        raise SetupError("algo.leader.lr and algo.leader.t0 must be > 0 and algo.leader.power >= 0")
+    if a.leader.lr <= 0:
+        raise _fail("algo.leader.lr", a.leader.lr, "the leader's step must be > 0")
+    if a.leader.t0 <= 0:
+        raise _fail("algo.leader.t0", a.leader.t0, "the step's decay lr (t0 / (t + t0))^power needs t0 > 0")
+    if a.leader.power < 0:
+        raise _fail("algo.leader.power", a.leader.power, "the step must not grow: power >= 0")
+
+
+def config_warnings(
+    cfg: DictConfig, *, gamma: float, horizon: int, max_abs_reward: float | None, native: bool, geometric: bool = False
+) -> list[str]:
+    """Legal values that are almost surely wrong for this game, each saying what to change: an
+    iteration that takes minutes, a horizon far past the discount's reach, an ``env.gamma`` the
+    game's model overrides, an entropy weight that makes the follower's best response uniform."""
+    t, a = cfg.trainer, cfg.algo
+    found = []
+    if ALGORITHMS[a.name][1] != "model":  # sampled algorithms: batch_size x (mean) trajectory length per update
+        length = min(horizon, 1.0 / (1.0 - gamma)) if geometric else horizon
+        steps = t.batch_size * length * a.follower.steps
+        rate = NATIVE_STEPS_PER_SECOND if native else PYTHON_STEPS_PER_SECOND
+        if steps / rate > SLOW_ITERATION_SECONDS:
+            found.append(
+                f"one iteration samples trainer.batch_size x horizon = {t.batch_size} x {length:.0f} = {steps:.3g} env steps "
+                f"(about {steps / rate / 60:.0f} min at {rate:.0e} steps/s): lower trainer.horizon or trainer.batch_size"
+            )
+    if t.horizon is not None and not geometric and gamma > 0 and gamma ** t.horizon < NEGLIGIBLE_DISCOUNT:
+        found.append(
+            f"trainer.horizon = {t.horizon}: gamma^T = {gamma:g}^{t.horizon} < {NEGLIGIBLE_DISCOUNT:g}, the later steps "
+            "carry no weight and only cost time; set trainer.horizon=null (automatic)"
+        )
+    if cfg.env.gamma is not None and max_abs_reward is not None and cfg.env.gamma != gamma:
+        found.append(f"env.gamma = {cfg.env.gamma} is ignored: the game's model has gamma = {gamma:g}; remove env.gamma")
+    if max_abs_reward is not None and a.lam > 0 and max_abs_reward / ((1 - gamma) * a.lam) < 0.1:
+        found.append(
+            f"algo.lam = {a.lam:g}: soft Q differences of at most max|r| / (1 - gamma) = {max_abs_reward / (1 - gamma):.3g} "
+            "divided by lam leave the follower's best response within 10% of uniform; lower algo.lam"
+        )
+    return found

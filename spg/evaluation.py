@@ -8,16 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
-from spg.checkpoint import load_checkpoint
+from spg.checkpoint import check_game, load_checkpoint
+from spg.config import Config, SetupError, check_config
 from spg.empirical import EmpiricalGame
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
-from spg.task import Rollouts, make_task, plan_rollouts
+from spg.task import Rollouts, make_task, plan_rollouts, resolve_device
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
 EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale max|r| / (1 - gamma)
@@ -143,7 +146,13 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
     state = load_checkpoint(checkpoint_path)
     run_dir = checkpoint_path.parent.parent
     hydra_config = run_dir / ".hydra" / "config.yaml"
-    cfg = OmegaConf.load(hydra_config) if hydra_config.is_file() else OmegaConf.create(state["config"])
+    source = hydra_config if hydra_config.is_file() else f"the config inside {checkpoint_path}"
+    try:
+        saved = OmegaConf.load(hydra_config) if hydra_config.is_file() else OmegaConf.create(state["config"])
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
+    except (OmegaConfBaseException, yaml.YAMLError) as error:
+        raise SetupError(f"cannot use {source}: {' '.join(str(error).split())}") from None
+    check_config(cfg)
     return cfg, state
 
 
@@ -151,8 +160,9 @@ def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, d
     """Exact ``J``, values and best-response gap where the run's game has a model; Monte Carlo
     returns with standard errors; both policies per state."""
     cfg, state = load_run(path)
-    task = make_task(cfg, torch.device(device))
+    task = make_task(cfg, resolve_device(device))
     S, (A1, A2) = task.num_states, task.num_actions
+    check_game(state, Path(path), (S, A1, A2), task.fingerprint)  # the game file may have changed since
     leader = TabularSoftmaxPolicy(S, A1, logits=state["leader"]["logits"])
     follower = TabularSoftmaxPolicy(S, A2, logits=state["follower"]["logits"])
     lam = float(cfg.algo.lam)

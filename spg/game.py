@@ -8,7 +8,11 @@ optional ``mu [S]``, the full-support start distribution of training rollouts.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
+import zipfile
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -179,6 +183,16 @@ class GameModel:
         arrays = {name: getattr(self, name).cpu().numpy() for name in self._tensors}
         return {**arrays, "gamma": np.float64(self.gamma)}
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the model (every array and ``gamma``): equal for the same game wherever it
+        came from (a file, a registered id), different for any other."""
+        digest = hashlib.sha256(type(self).__name__.encode())
+        for name, array in sorted(self._arrays().items()):
+            array = np.ascontiguousarray(array, dtype=np.int64 if array.dtype.kind in "iu" else np.float64)
+            digest.update(f"{name}{array.shape}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
+
     def to_npz(self, path: str | os.PathLike) -> None:
         """Write the game file (``mu`` included)."""
         np.savez(path, **self._arrays())
@@ -206,9 +220,9 @@ class TabularGame(GameModel):
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> None:
-        arrays = [np.asarray(_to_numpy(x), dtype=np.float64) for x in (P, R1, R2, rho)]
-        mu_array = None if mu is None else np.asarray(_to_numpy(mu), dtype=np.float64)
-        gamma = float(np.asarray(_to_numpy(gamma)))
+        arrays = [real_array(name, x) for name, x in zip(("P", "R1", "R2", "rho"), (P, R1, R2, rho))]
+        mu_array = None if mu is None else real_array("mu", mu)
+        gamma = real_scalar("gamma", gamma)
         validate_arrays(*arrays[:3], gamma, arrays[3], mu_array)
         self.mu_is_default = mu_array is None
         if mu_array is None:
@@ -237,12 +251,7 @@ class TabularGame(GameModel):
                 f"game file {path} is missing the key(s) {', '.join(missing)}: a game file needs "
                 f"{', '.join(REQUIRED_KEYS)} and optionally mu (found: {', '.join(arrays) or 'nothing'})"
             )
-        gamma = arrays["gamma"]
-        if np.ndim(gamma) != 0:
-            raise ValueError(f"gamma has shape {np.shape(gamma)}: it must be a scalar")
-        return cls(
-            arrays["P"], arrays["R1"], arrays["R2"], float(gamma), arrays["rho"], arrays.get("mu"), **kwargs
-        )
+        return cls(arrays["P"], arrays["R1"], arrays["R2"], arrays["gamma"], arrays["rho"], arrays.get("mu"), **kwargs)
 
     def __repr__(self) -> str:
         S, (A1, A2) = self.num_states, self.num_actions
@@ -250,12 +259,56 @@ class TabularGame(GameModel):
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All arrays of a ``.npz`` file; an unreadable file is a ``ValueError`` naming it."""
+    """All arrays of a ``.npz`` file; anything else (a missing, truncated or damaged file, a plain
+    ``.npy``, pickled objects, an array header claiming more data than the file holds) is a
+    ``ValueError`` naming the file and what is wrong with it."""
+    fix = "(expected a .npz written by numpy.savez)"
+    if not os.path.isfile(path):
+        raise ValueError(f"cannot read game file {path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"game file {path} is a single .npy array, not a .npz archive of named arrays {fix}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, EOFError, ValueError, AttributeError) as error:
-        raise ValueError(f"cannot read game file {path}: {error} (expected a .npz written by numpy.savez)") from error
+        with zipfile.ZipFile(path) as archive:
+            return {info.filename[:-4]: _read_member(archive, info) for info in archive.infolist() if info.filename.endswith(".npy")}
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as error:
+        raise ValueError(f"cannot read game file {path}: {error} {fix}") from None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One array of an archive, its header checked against the stored size before any memory is
+    allocated for it; the archive's CRC is verified as it is read."""
+    name = info.filename[:-4]
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError(f"array {name} holds Python objects (pickled data), which game files may not")
+        claimed = dtype.itemsize * math.prod(shape)
+        if claimed > info.file_size:
+            raise ValueError(f"array {name} claims shape {shape} ({claimed} bytes) but the file holds {info.file_size} bytes")
+    with archive.open(info) as f:
+        array = np.lib.format.read_array(f, allow_pickle=False)
+        f.read()  # to the end of the member, where zipfile checks its CRC
+    return array
+
+
+def real_array(name: str, x) -> np.ndarray:
+    """``x`` as a float64 array; ``ValueError`` naming it unless it holds real numbers (a complex
+    array would lose its imaginary part, strings and objects have no value)."""
+    array = np.asarray(_to_numpy(x))
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {array.dtype}: it must hold real numbers")
+    return array.astype(np.float64)
+
+
+def real_scalar(name: str, x) -> float:
+    array = real_array(name, x)
+    if array.ndim != 0:
+        raise ValueError(f"{name} has shape {array.shape}: it must be a scalar")
+    return float(array)
 
 
 def _to_numpy(x):

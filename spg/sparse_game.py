@@ -24,6 +24,8 @@ from spg.game import (
     _fmt_index,
     _to_numpy,
     check_model_shapes,
+    real_array,
+    real_scalar,
     check_probability_rows,
     check_rewards_and_distributions,
     default_mu,
@@ -53,9 +55,10 @@ class SparseTabularGame(GameModel):
         device: torch.device | str | None = None,
     ) -> None:
         succ = np.asarray(_to_numpy(successors))
-        probs, R1, R2, rho = (np.asarray(_to_numpy(x), dtype=np.float64) for x in (successor_probs, R1, R2, rho))
-        mu = None if mu is None else np.asarray(_to_numpy(mu), dtype=np.float64)
-        gamma = float(np.asarray(_to_numpy(gamma)))
+        names = ("successor_probs", "R1", "R2", "rho")
+        probs, R1, R2, rho = (real_array(name, x) for name, x in zip(names, (successor_probs, R1, R2, rho)))
+        mu = None if mu is None else real_array("mu", mu)
+        gamma = real_scalar("gamma", gamma)
         if succ.ndim != 4 or probs.shape != succ.shape:
             raise ValueError(
                 f"successors {succ.shape} and successor_probs {probs.shape} must both be [S, A1, A2, K]"
@@ -142,7 +145,7 @@ def load_game(path: str | os.PathLike, **kwargs) -> TabularGame | SparseTabularG
             f"{', '.join(SPARSE_KEYS)} and optionally mu (found: {', '.join(arrays)})"
         )
     return SparseTabularGame(
-        arrays["successors"], arrays["successor_probs"], arrays["R1"], arrays["R2"], float(arrays["gamma"]),
+        arrays["successors"], arrays["successor_probs"], arrays["R1"], arrays["R2"], arrays["gamma"],
         arrays["rho"], arrays.get("mu"), **kwargs,
     )
 

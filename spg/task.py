@@ -3,6 +3,8 @@ discount, spaces and device, built from the ``env`` config; and the rollout hori
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from envs.contract import ContractError, find_spec, make_vector_env
+from envs.contract import ContractError, check_first_step, find_spec, make_vector_env
 from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
 from spg.config import SetupError
@@ -70,7 +72,10 @@ def plan_rollouts(gamma: float, horizon: int | None, mode: str) -> Rollouts:
 
 def auto_horizon(gamma: float, tolerance: float = 1e-3) -> int:
     """The smallest ``T`` with ``T^2 gamma^T < tolerance``: the bias of second-order estimates
-    from truncation grows like ``T^2 gamma^T`` (docs/mathematics.md, Truncation)."""
+    from truncation grows like ``T^2 gamma^T`` (docs/mathematics.md, Truncation). ``gamma`` must lie
+    in [0, 1) (no ``T`` exists for ``gamma >= 1``)."""
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma = {gamma}: the automatic horizon needs a discount in [0, 1)")
     if gamma == 0.0:
         return 1
     T = 1
@@ -92,13 +97,15 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class Task:
-    """The environment a run trains on, its model where one exists, and its discount."""
+    """The environment a run trains on, its model where one exists, its discount, and a
+    fingerprint of the game (of the model, else of the env id and kwargs) for checkpoints."""
 
     env: gym.vector.VectorEnv
     game: TabularGame | SparseTabularGame | None
     gamma: float
     num_states: int
     num_actions: tuple[int, int]
+    fingerprint: str
 
 
 def make_task(cfg: DictConfig, device: torch.device) -> Task:
@@ -110,7 +117,10 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
         if env_cfg.kind == "file":
             if not env_cfg.path:
                 raise SetupError("env=file needs a game file: set env.path=GAME.npz")
-            game = load_game(env_cfg.path, device=device)
+            try:
+                game = load_game(env_cfg.path, device=device)
+            except ValueError as error:
+                raise SetupError(f"env.path = {env_cfg.path}: {error}") from error
             env = TabularVectorEnv(game, native_copies)
         elif env_cfg.kind in ("gym", "pettingzoo"):
             env_id, kwargs = env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True)
@@ -125,7 +135,8 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                     env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
                     game = env.game
             else:
-                probe = gym.make(find_spec(env_id).id, **kwargs)
+                probe = gym.make(find_spec(env_id).id, disable_env_checker=True, **kwargs)
+                check_first_step(probe)  # a broken contract found before training, where it shows at once
                 game = getattr(probe.unwrapped, "game", None)
                 probe.close()
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
@@ -135,8 +146,8 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:
         raise
-    except ValueError as error:  # a game that fails validation, or an unreadable game file
-        raise SetupError(f"{error}") from error
+    except ValueError as error:  # a game that fails validation
+        raise SetupError(f"env {env_cfg.id!r}: {error} (check env.kwargs)") from error
     if game is not None:
         gamma = game.gamma
     elif env_cfg.gamma is None:
@@ -144,7 +155,12 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
     else:
         gamma = float(env_cfg.gamma)
     S, A1, A2 = env.single_observation_space.n, *(int(n) for n in env.single_action_space.nvec)
-    return Task(env, game, gamma, int(S), (A1, A2))
+    if game is not None:
+        fingerprint = game.fingerprint()
+    else:  # no model: the env as configured
+        described = json.dumps([env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True), gamma], sort_keys=True, default=str)
+        fingerprint = hashlib.sha256(described.encode()).hexdigest()
+    return Task(env, game, gamma, int(S), (A1, A2), fingerprint)
 
 
 def has_derivatives(task: Task) -> bool:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from envs.contract import ContractError
+from envs.tabular_vector import TabularVectorEnv
 from spg.algorithms import ALGORITHMS, make_learner
-from spg.checkpoint import load_checkpoint, save_checkpoint, save_json
+from spg.checkpoint import atomic_write, check_game, load_checkpoint, save_checkpoint, save_json
 from spg.empirical import EmpiricalGame
 from spg.evaluation import (
     empirical_metrics,
@@ -33,16 +34,17 @@ from spg.evaluation import (
     value_scale,
 )
 from spg.sparse_game import DENSIFY_LIMIT
-from spg.config import SetupError, check_config
+from spg.config import SetupError, check_config, config_warnings
 from spg.logger import RunLogger
 from spg.objectives import ExactObjectives, SampledObjectives
+from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def _checkpoint_state(cfg, leader, follower, algorithm, sampler, empirical, iteration, env_steps) -> dict[str, Any]:
+def _checkpoint_state(cfg, task, leader, follower, algorithm, sampler, empirical, iteration, env_steps) -> dict[str, Any]:
     return {
         "leader": leader.state_dict(),
         "follower": follower.state_dict(),
@@ -52,17 +54,18 @@ def _checkpoint_state(cfg, leader, follower, algorithm, sampler, empirical, iter
         "env_steps": env_steps,
         "rng": {"torch": torch.get_rng_state(), "sampler": sampler.state_dict()},
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "game": {"shape": [task.num_states, *task.num_actions], "fingerprint": task.fingerprint},
     }
 
 
-def _restore(state, path, leader, follower, algorithm, sampler, empirical) -> None:
-    for name, policy in (("leader", leader), ("follower", follower)):
-        shape = tuple(state[name]["logits"].shape)
-        if shape != tuple(policy.logits.shape):
-            raise SetupError(
-                f"checkpoint {path} holds a {name} policy of shape [S, A] = {list(shape)}, but this run's game "
-                f"needs {list(policy.logits.shape)}: resume with the same env settings, or unset trainer.resume"
-            )
+def _restore(cfg, task, state, path, leader, follower, algorithm, sampler, empirical) -> None:
+    """Load a verified checkpoint of this game into the run; the settings that shape the saved
+    state (the algorithm, the leader's optimiser) must be the ones it was written with."""
+    check_game(state, path, (task.num_states, *task.num_actions), task.fingerprint, allow_other=cfg.trainer.resume_any_game)
+    saved = state["config"]["algo"]
+    for key, then, now in (("name", saved["name"], cfg.algo.name), ("leader.optimizer", saved["leader"]["optimizer"], cfg.algo.leader.optimizer)):
+        if then != now:
+            raise SetupError(f"checkpoint {path} was written with algo.{key}={then}, this run has algo.{key}={now}: resume with algo.{key}={then}")
     leader.load_state_dict(state["leader"])
     follower.load_state_dict(state["follower"])
     algorithm.load_state_dict(state["algorithm"])
@@ -79,7 +82,24 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
     if resume == "auto":
         last = run_dir / "checkpoints" / "last.pt"
         return last if last.is_file() else None
+    if not Path(resume).is_file():
+        raise SetupError(f"trainer.resume = {resume}: no such checkpoint file; give a checkpoint (.pt), auto, or null")
     return Path(resume)
+
+
+def _load_resume(path: Path, run_dir: Path) -> dict[str, Any]:
+    """The verified checkpoint to resume from; for a damaged one, the error names the newest
+    intact periodic checkpoint of the run to resume from instead."""
+    try:
+        return load_checkpoint(path)
+    except SetupError as error:
+        for candidate in sorted((run_dir / "checkpoints").glob("iteration_*.pt"), reverse=True):
+            try:
+                load_checkpoint(candidate)
+            except SetupError:
+                continue
+            raise SetupError(f"{error}; the newest intact checkpoint is {candidate}: set trainer.resume={candidate}") from None
+        raise
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float]:
@@ -90,10 +110,17 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     and keeps the one whose leader has the best estimated ``J`` (exact where the game has a model,
     else the leader's Monte Carlo return against its learned follower) as the run's
     ``checkpoints/last.pt`` and ``metrics.json``. Finished restarts are skipped on resume."""
+    under_hydra = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
-    check_config(cfg)
+    with claim(run_dir):
+        check_config(cfg)
+        started = (lambda: write_hydra_config(run_dir, cfg)) if under_hydra else (lambda: None)
+        return _train(cfg, run_dir, started)
+
+
+def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None]) -> dict[str, float]:
     if cfg.trainer.restarts == 1:
-        return _train_one(cfg, run_dir)
+        return _train_one(cfg, run_dir, started)
     finals = []
     for k in range(cfg.trainer.restarts):
         done = run_dir / f"restart_{k}" / "metrics.json"
@@ -101,20 +128,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
             finals.append(json.loads(done.read_text()))
             continue
         generator = torch.Generator().manual_seed(int(cfg.seed) * 100003 + k)
-        finals.append(_train_one(cfg, run_dir / f"restart_{k}", restart=(k, generator)))
+        finals.append(_train_one(cfg, run_dir / f"restart_{k}", started, restart=(k, generator)))
     estimates = [final.get("game/J", final["leader/return"]) for final in finals]
     best = max(range(len(finals)), key=estimates.__getitem__)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / f"restart_{best}" / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.pt")
+    atomic_write(run_dir / "checkpoints" / "last.pt", (run_dir / f"restart_{best}" / "checkpoints" / "last.pt").read_bytes())
     final = {**finals[best], "restart": best, "restart_estimates": estimates}
     save_json(run_dir / "metrics.json", final)
     log.info("restarts: estimated J %s; kept restart %d", ", ".join(f"{e:.5g}" for e in estimates), best)
     return final
 
 
-def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generator] | None = None) -> dict[str, float]:
+def _train_one(
+    cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None
+) -> dict[str, float]:
     """One training run into ``run_dir`` (``restart``: its index and the generator of its random
-    initial leader logits; index 0 starts uniform)."""
+    initial leader logits; index 0 starts uniform). Every check runs before the run writes
+    anything; ``started`` is called once they passed."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -139,6 +168,10 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
         empirical = None
     rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
     horizon, discount = rollouts.horizon, rollouts.discount(task.gamma)
+    native = isinstance(task.env.unwrapped, TabularVectorEnv)
+    for warning in config_warnings(cfg, gamma=task.gamma, horizon=horizon, geometric=rollouts.geometric, native=native,
+                                   max_abs_reward=task.game.max_abs_reward() if task.game is not None else None):
+        log.warning("%s", warning)
     leader, follower, algorithm = make_learner(cfg.algo, task.num_states, task.num_actions, device)
     if restart is not None and restart[0] > 0:
         with torch.no_grad():
@@ -152,12 +185,20 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
 
     start, env_steps = 0, 0
     resume_from = _resume_path(cfg, run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file() and (resume_from is None or resume_from.resolve() != last.resolve()):
+        raise SetupError(
+            f"run directory {run_dir} already holds a run ({last}): continue it with trainer.resume=auto, "
+            "or choose another hydra.run.dir"
+        )
     if resume_from is not None:
-        state = load_checkpoint(resume_from)
-        _restore(state, resume_from, leader, follower, algorithm, sampler, empirical)
+        state = _load_resume(resume_from, run_dir)
+        _restore(cfg, task, state, resume_from, leader, follower, algorithm, sampler, empirical)
         start, env_steps = int(state["iteration"]), int(state["env_steps"])
         log.info("resumed from %s at iteration %d", resume_from, start)
-    logger = RunLogger(run_dir, purge_step=start if resume_from is not None else None)
+    started()
+    # the checkpoint holds iteration `start` and everything logged up to it; a killed run's later events go
+    logger = RunLogger(run_dir, purge_step=start + 1 if resume_from is not None else None)
     if start == 0:
         logger.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
     _describe(cfg, task, rollouts, run_dir)
@@ -177,7 +218,10 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
         nonlocal env_steps, last_batch
         if exact_source is not None:
             return exact_source
-        batch = last_batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
+        try:
+            batch = last_batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
+        except ContractError as error:  # a user env that breaks the contract after its first step
+            raise SetupError(f"env.id = {cfg.env.id} broke the two-player contract mid-rollout: {error}") from None
         env_steps += batch.env_steps
         if empirical is not None:
             empirical.update(batch)
@@ -233,10 +277,9 @@ def _train_one(cfg: DictConfig, run_dir: Path, restart: tuple[int, torch.Generat
                 log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
         logger.scalars(metrics, iteration + 1)
         if (iteration + 1) % cfg.trainer.checkpoint_every == 0 or iteration + 1 == iterations:
-            state = _checkpoint_state(cfg, leader, follower, algorithm, sampler, empirical, iteration + 1, env_steps)
-            save_checkpoint(checkpoints / "last.pt", state)
-            if (iteration + 1) % cfg.trainer.checkpoint_every == 0:
-                save_checkpoint(checkpoints / f"iteration_{iteration + 1:06d}.pt", state)
+            state = _checkpoint_state(cfg, task, leader, follower, algorithm, sampler, empirical, iteration + 1, env_steps)
+            periodic = [checkpoints / f"iteration_{iteration + 1:06d}.pt"] if (iteration + 1) % cfg.trainer.checkpoint_every == 0 else []
+            save_checkpoint(state, *periodic, checkpoints / "last.pt")  # last.pt never moves past a missing periodic one
         bar.update(1)
         bar.set_postfix(_postfix(metrics), refresh=False)
     bar.close()

@@ -113,7 +113,7 @@ def test_resume_from_a_checkpoint_of_another_game_is_refused(tmp_path):
     train(config(*TINY), run_dir=tmp_path / "a")
     last = tmp_path / "a" / "checkpoints" / "last.pt"
     before = last.read_bytes()
-    with pytest.raises(SetupError, match=r"shape \[S, A\] = \[3, 2\].*needs \[4, 2\]"):
+    with pytest.raises(SetupError, match=r"\[S, A1, A2\] = \[3, 2, 2\].*has \[4, 2, 2\]"):
         train(config(*TINY, "env.kwargs.num_states=4", f"trainer.resume={last}"), run_dir=tmp_path / "b")
     assert last.read_bytes() == before
 
@@ -180,7 +180,13 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
     assert 5 <= state["iteration"] < 100000
     resumed = run_script(*slow, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
-    assert torch.load(last, weights_only=True)["iteration"] == state["iteration"] + 2
+    after = torch.load(last, weights_only=True)
+    assert after["iteration"] == state["iteration"] + 2 and not list(run_dir.rglob(".*.tmp"))
+    whole = train(config(*slow, f"trainer.iterations={state['iteration'] + 2}"), run_dir=tmp_path / "whole")  # never killed
+    uninterrupted = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
+    for player in ("leader", "follower"):  # bit for bit
+        assert torch.equal(after[player]["logits"], uninterrupted[player]["logits"])
+    assert after["env_steps"] == uninterrupted["env_steps"] == whole["env_steps"]
 
 
 @pytest.mark.slow
