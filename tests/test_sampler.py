@@ -104,7 +104,7 @@ def test_envs_breaking_the_contract_are_rejected_before_training(env_id, message
 def test_scalar_reward_is_rejected_with_the_contract():
     env = make_vector_env("test/ScalarReward-v0", 2)
     policy = TabularSoftmaxPolicy(2, 2)
-    with pytest.raises(ContractError, match=r"reward \[r_leader, r_follower\].*got a reward of shape \(\)"):
+    with pytest.raises(ContractError, match=r"reward \[r_leader, r_follower\].*got the reward 1.0"):
         Sampler(env, seed=0).collect(policy, policy, 2, 3)
 
 
