@@ -223,6 +223,8 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
     if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
         raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
+    if a.solve == "cg" and not ALGORITHMS[a.name][0]:
+        raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
     if a.follower_warmup < 0:
         raise _fail("algo.follower_warmup", a.follower_warmup, "must be >= 0")
     for key in ("iters", "tol", "damping"):

@@ -177,6 +177,7 @@ SETUP_CASES = [
     ("config-device", _random("device=tpu"), "device = 'tpu'"),
     ("config-leader-t0", _random("algo.leader.power=1", "algo.leader.t0=0"), "algo.leader.t0 = 0.0"),
     ("config-leader-power", _random("algo.leader.power=-1"), "algo.leader.power = -1.0"),
+    ("config-solve-without-eq19", _random("algo=pg", "algo.solve=cg"), "algo.solve = cg: algo=pg does not follow eq. (19)"),
     ("config-leader-lr", _random("algo.leader.lr=0"), "algo.leader.lr = 0.0"),
     ("config-leader-lr-nan", _random("algo.leader.lr=nan"), "algo.leader.lr = nan"),
     ("config-lam", _random("algo.lam=-1"), "algo.lam = -1.0"),
