@@ -53,9 +53,11 @@ def _sampling_tables(game):
 
 
 class StochasticGameEnv(gym.Env):
-    """One copy of a :class:`~spg.game.TabularGame`. Episodes never terminate (the games are
-    discounted and infinite-horizon); register with ``max_episode_steps`` to truncate them.
-    ``start`` picks the initial distribution: ``mu`` for training rollouts, ``rho`` for evaluation."""
+    """One copy of a :class:`~spg.game.TabularGame`. Entering one of the game's terminal states
+    terminates the episode (its rewards are never collected; an episode that starts in one ends
+    at its first step with reward 0); without terminal states episodes never end (register with
+    ``max_episode_steps`` to truncate them). ``start`` picks the initial distribution: ``mu`` for
+    training rollouts, ``rho`` for evaluation."""
 
     metadata = {"render_modes": []}
 
@@ -69,6 +71,7 @@ class StochasticGameEnv(gym.Env):
         self.reward_space = reward_space(game)
         self._start_cdf = np.cumsum(start_distribution(game, start).cpu().numpy())
         self._next_cdf, self._successors, self._R = _sampling_tables(game)
+        self._terminal = game.terminal.cpu().numpy()
         self._state = 0
 
     def _draw(self, cdf: np.ndarray) -> int:
@@ -83,7 +86,9 @@ class StochasticGameEnv(gym.Env):
         a1, a2 = (int(a) for a in action)
         if not (0 <= a1 < self.action_space.nvec[0] and 0 <= a2 < self.action_space.nvec[1]):
             raise ValueError(f"action {tuple(action)} is outside MultiDiscrete({self.action_space.nvec.tolist()})")
+        if self._terminal[self._state]:  # the episode started in a terminal state: nothing to collect
+            return self._state, 0.0, True, False, {"reward_pair": np.zeros(2, dtype=np.float32)}
         pair = self._R[self._state, a1, a2].copy()
         k = self._draw(self._next_cdf[self._state, a1, a2])
         self._state = k if self._successors is None else int(self._successors[self._state, a1, a2, k])
-        return self._state, float(pair[0]), False, False, {"reward_pair": pair}
+        return self._state, float(pair[0]), bool(self._terminal[self._state]), False, {"reward_pair": pair}

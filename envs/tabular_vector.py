@@ -58,8 +58,10 @@ class TabularVectorEnv(VectorEnv):
     termination flags and ``info["reward_pair"]`` (float32 ``[N, 2]``: leader, follower; with
     ``info["_reward_pair"]`` False on autoreset steps). ``step_torch`` is the same step on torch
     tensors of the game's device, returning the pairs ``[N, 2]`` as the rewards, for samplers that
-    stay in torch. Episodes never terminate; with ``max_episode_steps`` they are truncated and
-    restart from the start distribution at the next step.
+    stay in torch. Entering a terminal state of the game terminates the episode (a copy that starts
+    in one terminates at its first step, with reward 0); with ``max_episode_steps`` episodes are
+    also truncated. A copy whose episode ended restarts from the start distribution at the next
+    step (its action ignored, reward 0).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -98,7 +100,8 @@ class TabularVectorEnv(VectorEnv):
         self.states = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._elapsed = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._needs_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-        self._never = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # the games never terminate
+        self._never = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        self.terminal = game.terminal if game.episodic else None  # [S] flags, None when no state is terminal
 
     @property
     def generator(self) -> torch.Generator:
@@ -131,19 +134,24 @@ class TabularVectorEnv(VectorEnv):
         else:
             next_states = self._next.sample(row, u)
         rewards = self._rewards.index_select(0, row)
-        self.states = next_states
-        if self.max_episode_steps is None:  # episodes never end: no autoreset bookkeeping
+        if self.max_episode_steps is None and self.terminal is None:  # episodes never end: no autoreset bookkeeping
+            self.states = next_states
             return next_states, rewards, self._never, self._never
         restarting = self._needs_reset
+        if self.terminal is not None:  # a copy that started in a terminal state stays there, collecting nothing
+            stuck = self.terminal.index_select(0, self.states) & ~restarting
+            next_states = torch.where(stuck, self.states, next_states)
+            rewards = rewards.masked_fill(stuck[:, None], 0.0)
         if restarting.any():  # next-step autoreset: ignore the action, restart, reward 0
             next_states = torch.where(restarting, self._draw_starts(self.num_envs), next_states)
             rewards = rewards.masked_fill(restarting[:, None], 0.0)
             self._elapsed.masked_fill_(restarting, 0)
-            self.states = next_states
+        self.states = next_states
         self._elapsed += (~restarting).long()
-        truncated = (self._elapsed >= self.max_episode_steps) & ~restarting
-        self._needs_reset = truncated
-        return next_states, rewards, self._never, truncated
+        terminated = self._never if self.terminal is None else self.terminal.index_select(0, next_states) & ~restarting
+        truncated = self._never if self.max_episode_steps is None else (self._elapsed >= self.max_episode_steps) & ~restarting
+        self._needs_reset = terminated | truncated
+        return next_states, rewards, terminated, truncated
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):

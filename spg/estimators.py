@@ -168,8 +168,8 @@ def q_estimates(
     ``Q1(s, a2) = E[r1 + gamma V1(s')]``, the follower's soft
     ``Q2(s, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, and the visit counts ``[S, A2]``.
 
-    Every visited step ``t`` in the first ``horizon_fraction`` of the horizon (where truncation
-    bias is smallest) gives one sample of each: the returns-to-go from ``t`` with the importance
+    Every visited step ``t`` in the first ``horizon_fraction`` of the rollout horizon (where
+    truncation bias is smallest; a trimmed batch may hold fewer steps) gives one sample of each: the returns-to-go from ``t`` with the importance
     weights of the steps after ``t`` (the action at ``t`` is conditioned on, so its own ratio drops out).
     """
     R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=False)
@@ -209,7 +209,7 @@ def implicit_surrogate(
     R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam)
     with torch.no_grad():
         W = torch.cumsum(w.to(dtype)[batch.states, batch.follower_actions] * m, dim=1)
-        discount = gamma ** torch.arange(batch.horizon, dtype=dtype, device=batch.states.device)
+        discount = gamma ** torch.arange(batch.length, dtype=dtype, device=batch.states.device)
         coefficient = discount * W * (R.G2 - weights * R.b2) * m
     log_p1 = torch.log_softmax(leader_logits, -1)[batch.states, batch.leader_actions]
     return (log_p1 * coefficient).sum(1).mean()

@@ -6,12 +6,14 @@ Under policies ``pi1, pi2`` the game is a Markov chain ``P_pi[s, s'] = sum pi1 p
     V1 = (I - gamma P_pi)^-1 r1_pi,        V2^lam = (I - gamma P_pi)^-1 (r2_pi + lam H(pi2))  (eqs. 1-4)
 
 with ``H(pi2)(s) = -sum_a pi2(a|s) log pi2(a|s)``. Values at a distribution ``d`` are ``d . V``
-(eqs. 5-6). Fixing ``pi1`` leaves the follower the averaged MDP of eqs. (13)-(14), whose unique
+(eqs. 5-6). Terminal states (``game.terminal``) have value 0 for both players: their rows of
+``P_pi`` are zero (a substochastic chain) and they pay no reward and no entropy bonus. Fixing ``pi1`` leaves the follower the averaged MDP of eqs. (13)-(14), whose unique
 soft-optimal policy ``pi2 = softmax(Q_soft / lam)`` soft policy iteration reaches.
 
 Sparse games (:class:`~spg.sparse_game.SparseTabularGame`) are evaluated by iterative methods
-(value iteration on the successor lists, to ``ITERATIVE_TOLERANCE`` in the sup norm); exact
-derivatives densify games of up to ``DENSIFY_LIMIT`` states.
+(value iteration on the successor lists, to ``ITERATIVE_TOLERANCE`` in the sup norm; a terminal
+state is a zero-reward self-loop there, which keeps its value 0 and the chain stochastic);
+exact derivatives densify games of up to ``DENSIFY_LIMIT`` states.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def entropy(pi: torch.Tensor) -> torch.Tensor:
     """``-sum_a pi log pi`` along the last axis (``0 log 0 = 0``), twice differentiable for pi > 0."""
     tiny = torch.finfo(pi.dtype).tiny
     return -(pi * torch.log(pi.clamp_min(tiny))).sum(-1)
+
+
+def entropy_bonus(game: Game, pi2: torch.Tensor, lam: float) -> torch.Tensor:
+    """``lam H(pi2)(s)`` per state, 0 at terminal states (never collected)."""
+    return lam * entropy(pi2) * game.continues()
 
 
 def dense_for_derivatives(game: Game) -> TabularGame:
@@ -76,10 +83,20 @@ def _fixed_point(step, v: torch.Tensor, gamma: float, tol: float, what: str, max
     raise RuntimeError(f"{what} did not converge to {tol} in {max_iterations} iterations")
 
 
+def _looped_successors(game: SparseTabularGame) -> torch.Tensor:
+    """The successor lists with each terminal state's row pointing to itself: with its zero
+    rewards the state keeps value 0 under value iteration from 0, and every row stays stochastic,
+    as the bounds of :func:`_fixed_point` need."""
+    if not game.episodic:
+        return game.successors
+    own = torch.arange(game.num_states, device=game.device).reshape(-1, 1, 1, 1).expand_as(game.successors)
+    return torch.where(game.terminal.reshape(-1, 1, 1, 1), own, game.successors)
+
+
 @torch.no_grad()
 def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
     joint = pi1[:, :, None] * pi2[:, None, :]
-    rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)], -1)
+    rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + entropy_bonus(game, pi2, lam)], -1)
     values = _iterative_values(game, joint, rewards)
     return _with_q_functions(game, values)
 
@@ -88,9 +105,10 @@ def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: to
 def _iterative_values(game: SparseTabularGame, joint: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
     """Values ``[S, k]`` of per-state rewards ``[S, k]`` under the joint policy ``[S, A1, A2]``."""
     S = game.num_states
-    chain = _csr((joint[..., None] * game.successor_probs).reshape(S, -1), game.successors.reshape(S, -1), S)
+    chain = _csr((joint[..., None] * game.successor_probs).reshape(S, -1), _looped_successors(game).reshape(S, -1), S)
     step = lambda v: rewards + game.gamma * (chain @ v)  # noqa: E731
-    return _fixed_point(step, torch.zeros_like(rewards), game.gamma, ITERATIVE_TOLERANCE, "policy evaluation")
+    values = _fixed_point(step, torch.zeros_like(rewards), game.gamma, ITERATIVE_TOLERANCE, "policy evaluation")
+    return values * game.continues()[:, None]
 
 
 def leader_values(game: Game, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Tensor:
@@ -107,16 +125,18 @@ def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float
     S, A2 = game.num_states, game.num_actions[1]
     R2 = torch.einsum("sa,sab->sb", pi1, game.R2)
     weights = (pi1[:, :, None, None] * game.successor_probs).transpose(1, 2).reshape(S * A2, -1)
-    averaged = _csr(weights, game.successors.transpose(1, 2).reshape(S * A2, -1), S)  # eq. (14), [S A2, S]
+    averaged = _csr(weights, _looped_successors(game).transpose(1, 2).reshape(S * A2, -1), S)  # eq. (14), [S A2, S]
 
     def backup(v: torch.Tensor) -> torch.Tensor:
         return R2 + game.gamma * (averaged @ v[:, None]).reshape(S, A2)
 
     def soft_max(q: torch.Tensor) -> torch.Tensor:
-        return lam * torch.logsumexp(q / lam, -1) if lam > 0 else q.max(-1).values
+        value = lam * torch.logsumexp(q / lam, -1) if lam > 0 else q.max(-1).values
+        # a terminal state's self-loop pays nothing, not even the entropy bonus
+        return torch.where(game.terminal, q[:, 0], value) if game.episodic else value
 
     v = _fixed_point(lambda v: soft_max(backup(v)), torch.zeros(S, dtype=game.dtype, device=game.device), game.gamma, tol, "soft value iteration")
-    q = backup(v)
+    q = backup(v * game.continues())
     if lam > 0:
         logits = q / lam - (q / lam).mean(-1, keepdim=True)
         return BestResponse(torch.softmax(q / lam, -1), logits, q, 0)
@@ -124,8 +144,9 @@ def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float
 
 
 def markov_chain(game: TabularGame, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Tensor:
-    """``P_pi[s, s'] = sum_{a1, a2} pi1(a1|s) pi2(a2|s) P(s'|s, a1, a2)``."""
-    return torch.einsum("sa,sb,sabt->st", pi1, pi2, game.P)
+    """``P_pi[s, s'] = sum_{a1, a2} pi1(a1|s) pi2(a2|s) P(s'|s, a1, a2)``, with zero rows at
+    terminal states."""
+    return torch.einsum("sa,sb,sabt->st", pi1, pi2, game.P) * game.continues()[:, None]
 
 
 @dataclass
@@ -145,7 +166,7 @@ def policy_values(game: Game, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) 
         return _iterative_policy_values(game, pi1, pi2, lam)
     joint = pi1[:, :, None] * pi2[:, None, :]
     r1 = (joint * game.R1).sum((1, 2))
-    r2 = (joint * game.R2).sum((1, 2)) + lam * entropy(pi2)
+    r2 = (joint * game.R2).sum((1, 2)) + entropy_bonus(game, pi2, lam)
     eye = torch.eye(game.num_states, dtype=game.dtype, device=game.device)
     A = eye - game.gamma * markov_chain(game, pi1, pi2)
     return _with_q_functions(game, torch.linalg.solve(A, torch.stack([r1, r2], dim=-1)))
@@ -158,15 +179,18 @@ def _with_q_functions(game: Game, values: torch.Tensor) -> PolicyValues:
 
 
 def occupancy(game: Game, pi1: torch.Tensor, pi2: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Discounted state occupancy ``d^T (I - gamma P_pi)^-1`` (sums to ``1 / (1 - gamma)``)."""
+    """Discounted state occupancy ``d^T (I - gamma P_pi)^-1`` (sums to ``1 / (1 - gamma)`` without
+    terminal states; with them, a terminal state counts once, at the step it is entered)."""
     game = dense_for_derivatives(game)
     eye = torch.eye(game.num_states, dtype=game.dtype, device=game.device)
     return torch.linalg.solve(eye - game.gamma * markov_chain(game, pi1, pi2).T, d)
 
 
 def averaged_mdp(game: TabularGame, pi1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The follower's averaged MDP (eqs. 13-14): ``P^pi1 [S, A2, S]`` and ``R2^pi1 [S, A2]``."""
-    return torch.einsum("sa,sabt->sbt", pi1, game.P), torch.einsum("sa,sab->sb", pi1, game.R2)
+    """The follower's averaged MDP (eqs. 13-14): ``P^pi1 [S, A2, S]`` (zero rows at terminal
+    states) and ``R2^pi1 [S, A2]``."""
+    P2 = torch.einsum("sa,sabt->sbt", pi1, game.P) * game.continues()[:, None, None]
+    return P2, torch.einsum("sa,sab->sb", pi1, game.R2)
 
 
 @dataclass
@@ -197,7 +221,7 @@ def soft_best_response(
     pi2 = torch.full((S, A2), 1.0 / A2, dtype=game.dtype, device=game.device)
     q = torch.zeros_like(R2)
     for iteration in range(1, max_iterations + 1):
-        reward = (pi2 * R2).sum(-1) + lam * entropy(pi2)
+        reward = (pi2 * R2).sum(-1) + entropy_bonus(game, pi2, lam)
         v = torch.linalg.solve(eye - game.gamma * torch.einsum("sb,sbt->st", pi2, P2), reward)
         q_next = R2 + game.gamma * P2 @ v
         change = float((q_next - q).abs().max())
@@ -298,11 +322,12 @@ def implicit_best_response(game: Game, theta1: torch.Tensor, lam: float) -> torc
     q, pi2 = response.q, response.probs
     S, A2 = q.shape
     P2, R2 = averaged_mdp(game, pi1)
-    v = lam * torch.logsumexp(q / lam, -1)  # the soft value of the fixed point (no graph)
+    live = game.continues()
+    v = lam * torch.logsumexp(q / lam, -1) * live  # the soft value of the fixed point (no graph; 0 at terminal states)
     backup = R2 + game.gamma * P2 @ v  # T(Q*, theta1), differentiable in theta1
     with torch.no_grad():
-        expectation = torch.zeros(S, S * A2, dtype=q.dtype, device=q.device)
-        expectation[torch.arange(S).repeat_interleave(A2), torch.arange(S * A2)] = pi2.reshape(-1)
+        expectation = torch.zeros(S, S * A2, dtype=q.dtype, device=q.device)  # dV/dQ: pi2, and 0 at terminal states
+        expectation[torch.arange(S).repeat_interleave(A2), torch.arange(S * A2)] = (pi2 * live[:, None]).reshape(-1)
         M = torch.eye(S * A2, dtype=q.dtype, device=q.device) - game.gamma * P2.detach().reshape(S * A2, S) @ expectation
         M_inverse = torch.linalg.inv(M)
     q_out = q + (M_inverse @ (backup - backup.detach()).reshape(-1)).reshape(S, A2)

@@ -2,8 +2,10 @@
 
 A :class:`TabularGame` holds the model as torch tensors, validates it on construction and reads
 and writes the ``.npz`` game file of the design contract:
-``P [S, A1, A2, S]``, ``R1 [S, A1, A2]``, ``R2 [S, A1, A2]``, ``gamma`` (scalar), ``rho [S]`` and an
-optional ``mu [S]``, the full-support start distribution of training rollouts.
+``P [S, A1, A2, S]``, ``R1 [S, A1, A2]``, ``R2 [S, A1, A2]``, ``gamma`` (scalar), ``rho [S]``, an
+optional ``mu [S]``, the start distribution of training rollouts (full support on the states that
+are not terminal), and an optional ``terminal [S]`` (boolean): entering a terminal state ends the
+episode, and both players' values there are 0.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def validate_arrays(
     gamma: float,
     rho: np.ndarray,
     mu: np.ndarray | None = None,
+    terminal: np.ndarray | None = None,
 ) -> None:
     """Raise ``ValueError`` naming the array, the first offending index and the rule it breaks."""
     if P.ndim != 4:
@@ -73,7 +76,7 @@ def validate_arrays(
         raise ValueError(f"P has shape {P.shape}: its last axis (next state) must have S = {S} entries")
     check_model_shapes("P", P.shape[:3], R1, R2, rho, mu)
     check_probability_rows("P", P)
-    check_rewards_and_distributions(R1, R2, gamma, rho, mu)
+    check_rewards_and_distributions(R1, R2, gamma, rho, mu, terminal)
 
 
 def check_model_shapes(name: str, shape: tuple[int, int, int], R1, R2, rho, mu) -> None:
@@ -109,40 +112,80 @@ def check_probability_rows(name: str, probs: np.ndarray) -> None:
         )
 
 
-def check_rewards_and_distributions(R1, R2, gamma: float, rho, mu) -> None:
+def check_terminal(terminal, num_states: int) -> np.ndarray:
+    """The ``terminal [S]`` flags as a boolean array (all False when absent)."""
+    if terminal is None:
+        return np.zeros(num_states, dtype=bool)
+    terminal = np.asarray(terminal)
+    if terminal.shape != (num_states,):
+        raise ValueError(f"terminal has shape {terminal.shape}: it must be [S] = ({num_states},), one flag per state")
+    if terminal.dtype != bool and not (np.issubdtype(terminal.dtype, np.number) and np.isin(terminal, (0, 1)).all()):
+        raise ValueError(f"terminal has entries other than True/False (dtype {terminal.dtype}): it must be a boolean array [S]")
+    return terminal.astype(bool)
+
+
+def check_rewards_and_distributions(R1, R2, gamma: float, rho, mu, terminal=None) -> None:
     _check_finite("R1", R1)
     _check_finite("R2", R2)
     if not (np.isfinite(gamma) and 0.0 <= gamma < 1.0):
         raise ValueError(f"gamma = {gamma}: the discount factor must lie in [0, 1)")
     _check_distribution("rho", rho, "the evaluation distribution rho")
+    terminal = check_terminal(terminal, rho.shape[0])
+    if terminal.any():
+        for name, R in (("R1", R1), ("R2", R2)):
+            paid = (R != 0) & terminal[:, None, None]
+            if paid.any():
+                index = _first_index(paid)
+                raise ValueError(
+                    f"{name}{_fmt_index(index)} = {R[index]} at terminal state {index[0]}: the rewards of a terminal "
+                    "state are never collected (the episode ends on entering it); set them to 0 or unmark the state"
+                )
+        if rho[~terminal].sum() <= 0:
+            first = int(np.flatnonzero(rho > 0)[0])
+            raise ValueError(
+                f"rho puts all its mass on terminal states (rho[{first}] = {rho[first]}, terminal[{first}] = True): "
+                "every episode would be empty; give rho mass on a non-terminal state"
+            )
     if mu is not None:
         _check_distribution("mu", mu, "the start distribution mu")
-        zero = mu <= 0
+        on_terminal = (mu > 0) & terminal
+        if on_terminal.any():
+            index = _first_index(on_terminal)
+            raise ValueError(
+                f"mu{_fmt_index(index)} = {mu[index]} on a terminal state: a training episode starting there is "
+                "empty; set mu to 0 on terminal states"
+            )
+        zero = (mu <= 0) & ~terminal
         if zero.any():
             index = _first_index(zero)
             raise ValueError(
-                f"mu{_fmt_index(index)} = {mu[index]}: mu must have full support (every state > 0), "
+                f"mu{_fmt_index(index)} = {mu[index]}: mu must have full support (every non-terminal state > 0), "
                 "the paper's condition for the policy gradient to reach every state; omit mu to use "
                 f"(1 - {DEFAULT_MU_EPSILON}) rho + {DEFAULT_MU_EPSILON} uniform"
             )
 
 
-def default_mu(rho: np.ndarray, epsilon: float = DEFAULT_MU_EPSILON) -> np.ndarray:
-    """``rho`` when it has full support, else ``(1 - epsilon) rho + epsilon * uniform``."""
-    if (rho > 0).all():
-        return rho.copy()
-    return (1.0 - epsilon) * rho + epsilon / rho.shape[0]
+def default_mu(rho: np.ndarray, epsilon: float = DEFAULT_MU_EPSILON, terminal: np.ndarray | None = None) -> np.ndarray:
+    """``rho`` when it has full support, else ``(1 - epsilon) rho + epsilon * uniform``; with
+    terminal states, both restricted to the non-terminal states (and renormalised)."""
+    live = np.ones_like(rho, dtype=bool) if terminal is None else ~terminal
+    restricted = rho.copy() if live.all() else np.where(live, rho, 0.0) / rho[live].sum()
+    if (restricted[live] > 0).all():
+        return restricted
+    return (1.0 - epsilon) * restricted + epsilon * live / live.sum()
 
 
 class GameModel:
-    """What dense and sparse games share: rewards ``R1, R2 [S, A1, A2]``, ``gamma``, ``rho``, ``mu``.
-    Subclasses name their tensors in ``_tensors`` and provide ``expected_next``."""
+    """What dense and sparse games share: rewards ``R1, R2 [S, A1, A2]``, ``gamma``, ``rho``, ``mu``
+    and the ``terminal [S]`` flags. Subclasses name their tensors in ``_tensors`` and provide
+    ``expected_next``."""
 
-    _tensors: tuple[str, ...] = ("R1", "R2", "rho", "mu")
+    _tensors: tuple[str, ...] = ("R1", "R2", "rho", "mu", "terminal")
     R1: torch.Tensor
     R2: torch.Tensor
     rho: torch.Tensor
     mu: torch.Tensor
+    terminal: torch.Tensor
     gamma: float
     mu_is_default: bool
 
@@ -172,6 +215,15 @@ class GameModel:
         game.gamma, game.mu_is_default = self.gamma, self.mu_is_default
         return game
 
+    @property
+    def episodic(self) -> bool:
+        """Whether some state is terminal."""
+        return bool(self.terminal.any())
+
+    def continues(self) -> torch.Tensor:
+        """``[S]`` in the game's dtype: 0 at terminal states (nothing follows them), else 1."""
+        return (~self.terminal).to(self.dtype)
+
     def max_abs_reward(self) -> float:
         return float(torch.maximum(self.R1.abs().max(), self.R2.abs().max()))
 
@@ -180,7 +232,8 @@ class GameModel:
         return self.gamma**horizon * self.max_abs_reward() / (1.0 - self.gamma)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {name: getattr(self, name).cpu().numpy() for name in self._tensors}
+        names = [name for name in self._tensors if name != "terminal" or self.episodic]
+        arrays = {name: getattr(self, name).cpu().numpy() for name in names}
         return {**arrays, "gamma": np.float64(self.gamma)}
 
     def fingerprint(self) -> str:
@@ -194,7 +247,7 @@ class GameModel:
         return digest.hexdigest()
 
     def to_npz(self, path: str | os.PathLike) -> None:
-        """Write the game file (``mu`` included)."""
+        """Write the game file (``mu`` included; ``terminal`` when some state is terminal)."""
         np.savez(path, **self._arrays())
 
 
@@ -204,7 +257,9 @@ class TabularGame(GameModel):
     ``P [S, A1, A2, S]`` transition probabilities, ``R1, R2 [S, A1, A2]`` the leader's and the
     follower's rewards (any finite numbers), ``gamma`` in [0, 1), ``rho [S]`` the distribution
     the leader is judged on, ``mu [S]`` the full-support start distribution of training rollouts
-    (default: ``rho`` when it has full support, else ``(1 - eps) rho + eps uniform``).
+    (default: ``rho`` when it has full support, else ``(1 - eps) rho + eps uniform``), ``terminal [S]``
+    the states whose entry ends an episode (their rewards must be 0; their rows of ``P`` are
+    never used; ``mu`` is 0 on them, and full support means on the others).
     """
 
     def __init__(
@@ -215,6 +270,7 @@ class TabularGame(GameModel):
         gamma: float,
         rho,
         mu=None,
+        terminal=None,
         *,
         mu_epsilon: float = DEFAULT_MU_EPSILON,
         dtype: torch.dtype = torch.float64,
@@ -222,21 +278,28 @@ class TabularGame(GameModel):
     ) -> None:
         arrays = [real_array(name, x) for name, x in zip(("P", "R1", "R2", "rho"), (P, R1, R2, rho))]
         mu_array = None if mu is None else real_array("mu", mu)
+        terminal = None if terminal is None else _to_numpy(terminal)
         gamma = real_scalar("gamma", gamma)
-        validate_arrays(*arrays[:3], gamma, arrays[3], mu_array)
+        validate_arrays(*arrays[:3], gamma, arrays[3], mu_array, terminal)
+        terminal = check_terminal(terminal, arrays[3].shape[0])
         self.mu_is_default = mu_array is None
         if mu_array is None:
-            mu_array = default_mu(arrays[3], mu_epsilon)
+            mu_array = default_mu(arrays[3], mu_epsilon, terminal)
         as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         self.P, self.R1, self.R2, self.rho = (as_tensor(a) for a in arrays)
         self.mu = as_tensor(mu_array)
+        self.terminal = torch.as_tensor(terminal, device=device)
         self.gamma = gamma
 
-    _tensors = ("P", "R1", "R2", "rho", "mu")
+    _tensors = ("P", "R1", "R2", "rho", "mu", "terminal")
 
     def expected_next(self, values: torch.Tensor) -> torch.Tensor:
-        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` or ``[S, k]`` -> ``[S, A1, A2(, k)]``."""
-        return self.P @ values
+        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` or ``[S, k]`` -> ``[S, A1, A2(, k)]``;
+        0 at terminal states (nothing follows them)."""
+        out = self.P @ values
+        if self.episodic:
+            out = out * self.continues().reshape(-1, *[1] * (out.ndim - 1))
+        return out
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike, **kwargs) -> "TabularGame":
@@ -249,9 +312,11 @@ class TabularGame(GameModel):
         if missing:
             raise ValueError(
                 f"game file {path} is missing the key(s) {', '.join(missing)}: a game file needs "
-                f"{', '.join(REQUIRED_KEYS)} and optionally mu (found: {', '.join(arrays) or 'nothing'})"
+                f"{', '.join(REQUIRED_KEYS)} and optionally mu, terminal (found: {', '.join(arrays) or 'nothing'})"
             )
-        return cls(arrays["P"], arrays["R1"], arrays["R2"], arrays["gamma"], arrays["rho"], arrays.get("mu"), **kwargs)
+        return cls(
+            arrays["P"], arrays["R1"], arrays["R2"], arrays["gamma"], arrays["rho"], arrays.get("mu"), arrays.get("terminal"), **kwargs
+        )
 
     def __repr__(self) -> str:
         S, (A1, A2) = self.num_states, self.num_actions

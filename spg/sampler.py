@@ -4,8 +4,9 @@ The sampler needs no model. On the native :class:`~envs.TabularVectorEnv` it sta
 the game's device; on any other vector env of the contract (:class:`~envs.python_vector.PythonVectorEnv`,
 Gymnasium's ``AsyncVectorEnv`` over :class:`~envs.contract.RewardPairInInfo`) it steps through
 numpy and reads the reward pairs from ``info["reward_pair"]``.
-Episodes that end before ``T`` are masked from their last step on (next-step autoreset steps
-are never recorded).
+Episodes that end before ``T`` (a terminal state entered, or the env's truncation) are masked
+after their last step (next-step autoreset steps are never recorded); a rollout stops as soon
+as every episode has ended, and a batch holds only the steps up to its longest episode.
 
 Follower probes (``probe_discount``): in each trajectory the follower takes one uniformly random
 action at a time ``t* ~ Geometric(1 - gamma)`` (so probes land where the discounted occupancy
@@ -31,9 +32,11 @@ from spg.policy import TabularSoftmaxPolicy
 
 @dataclass
 class Batch:
-    """``[N, T]`` tensors: states, both players' actions and rewards, ``mask`` (True on the steps
+    """``[N, L]`` tensors: states, both players' actions and rewards, ``mask`` (True on the steps
     that happened; an episode that ended early is False from then on) and ``weights``, the
-    importance weight of the path up to and including step ``t`` (1 without follower probes)."""
+    importance weight of the path up to and including step ``t`` (1 without follower probes).
+    ``horizon`` is the rollout horizon ``T``; the tensors hold its first ``L <= T`` steps, ``L < T``
+    when every episode ended before ``T`` (the steps not held are all masked)."""
 
     states: torch.Tensor
     leader_actions: torch.Tensor
@@ -42,21 +45,35 @@ class Batch:
     follower_rewards: torch.Tensor
     mask: torch.Tensor
     weights: torch.Tensor
+    horizon: int
 
     @property
     def num_trajectories(self) -> int:
         return self.states.shape[0]
 
     @property
-    def horizon(self) -> int:
+    def length(self) -> int:
+        """``L``: the steps held (up to the last step of the longest episode)."""
         return self.states.shape[1]
 
     @property
     def env_steps(self) -> int:
+        """The steps actually played (masked steps excluded)."""
         return int(self.mask.sum())
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "horizon"}
+
     def select(self, index: torch.Tensor | slice) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return Batch(**{name: x[index] for name, x in self.tensors().items()}, horizon=self.horizon)
+
+    def trimmed(self) -> "Batch":
+        """The same batch without the trailing steps in which every episode had ended."""
+        played = self.mask.any(0).nonzero()
+        length = int(played[-1]) + 1 if len(played) else 1
+        if length == self.length:
+            return self
+        return Batch(**{name: x[:, :length].contiguous() for name, x in self.tensors().items()}, horizon=self.horizon)
 
     def split(self, parts: int) -> list["Batch"]:
         """``parts`` disjoint sub-batches of trajectories (independent estimates)."""
@@ -67,7 +84,7 @@ class Batch:
     def discounted_returns(self, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-trajectory ``sum_t gamma^t w_t r_t`` of the leader and of the follower (no entropy
         bonus; ``w_t`` the importance weights, so their mean is unbiased for the on-policy values)."""
-        discount = self.weights * gamma ** torch.arange(self.horizon, dtype=self.leader_rewards.dtype, device=self.states.device)
+        discount = self.weights * gamma ** torch.arange(self.length, dtype=self.leader_rewards.dtype, device=self.states.device)
         return (self.leader_rewards * discount).sum(1), (self.follower_rewards * discount).sum(1)
 
 
@@ -124,8 +141,13 @@ class Sampler:
             raise ValueError(f"batch_size = {batch_size}, horizon = {horizon}: both must be >= 1")
         rounds = math.ceil(batch_size / self.env.num_envs)
         parts = [self._rollout(leader, follower, horizon) for _ in range(rounds)]
-        batch = parts[0] if rounds == 1 else Batch(*(torch.cat(x) for x in zip(*(_astuple(p) for p in parts))))
-        return batch if batch.num_trajectories == batch_size else batch.select(slice(0, batch_size))
+        if rounds == 1:
+            batch = parts[0]
+        else:
+            length = max(p.length for p in parts)
+            padded = [_padded(p, length).tensors() for p in parts]
+            batch = Batch(**{name: torch.cat([p[name] for p in padded]) for name in padded[0]}, horizon=horizon)
+        return batch if batch.num_trajectories == batch_size else batch.select(slice(0, batch_size)).trimmed()
 
     def _reset_seed(self) -> int | None:
         seed, self.env_seed = self.env_seed, None
@@ -138,21 +160,26 @@ class Sampler:
         states = torch.zeros((horizon, n), dtype=torch.long, device=self.device)
         leader_actions, follower_actions = torch.zeros_like(states), torch.zeros_like(states)
         rewards = torch.zeros((horizon, n, 2), dtype=self.dtype, device=self.device)
-        mask = torch.ones((horizon, n), dtype=torch.bool, device=self.device)
         if self.native:
             s = self.env.unwrapped.reset_torch(seed=self._reset_seed())
         else:
             obs, _ = self.env.reset(seed=self._reset_seed())
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
-        # the tabular games never end unless the env truncates them
-        episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None
+        # native episodes end only in terminal states, when the env truncates them, or at their geometric length
+        terminal = self.env.unwrapped.terminal if self.native else None
+        if terminal is not None:
+            alive = ~terminal[s]  # an episode starting in a terminal state is empty
+        lengths = None
+        rollout_horizon = horizon
         if self.geometric_discount is not None:  # each trajectory's own length, capped by the horizon
             lengths = self._draw_lengths(n, horizon)
-            mask &= torch.arange(horizon, device=self.device)[:, None] < lengths
             horizon = int(lengths.max())  # one host sync; the buffers are cut to the longest trajectory
-            states, leader_actions, follower_actions = states[:horizon], leader_actions[:horizon], follower_actions[:horizon]
-            rewards, mask = rewards[:horizon], mask[:horizon]
+            states, leader_actions, follower_actions, rewards = states[:horizon], leader_actions[:horizon], follower_actions[:horizon], rewards[:horizon]
+        episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None or terminal is not None or lengths is not None
+        # mask[t]: the episode was alive at step t (written step by step when episodes can end)
+        mask = torch.full((horizon, n), not episodes_can_end, dtype=torch.bool, device=self.device)
+        steps = horizon
         # the policies are fixed during a rollout: tabulate their CDFs once, draw all uniforms at once
         follower_probs = follower.probs().detach().to(self.device)
         leader_cdf = torch.cumsum(leader.probs().detach(), -1).to(self.device)
@@ -170,27 +197,33 @@ class Sampler:
                 ratio = follower.num_actions * follower_probs[s, a2]  # pi2(a*|s*) / uniform(a*)
                 ratios[t] = torch.where(probing, ratio.to(self.dtype), ratios[t])
             states[t], leader_actions[t], follower_actions[t] = s, a1, a2
+            if episodes_can_end:
+                mask[t] = alive
             if self.native:
                 s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2)
             else:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
             rewards[t] = r
-            # an episode that ended contributes nothing from its next step on
-            if episodes_can_end and (done := terminated | truncated).any():
-                mask[t + 1 :] &= ~done
-                alive = alive & ~done
+            # an episode that ended contributes nothing from its next step on; stop when all have
+            if episodes_can_end:
+                alive = alive & ~(terminated | truncated)
+                if lengths is not None:
+                    alive = alive & (lengths > t + 1)
                 if not alive.any():
+                    steps = t + 1
                     break
-        rewards *= mask[..., None]
-        rewards = rewards.transpose(0, 1)
+        if episodes_can_end:
+            rewards *= mask[..., None]
+        rewards = rewards[:steps].transpose(0, 1)
         return Batch(
-            states.T.contiguous(),
-            leader_actions.T.contiguous(),
-            follower_actions.T.contiguous(),
+            states[:steps].T.contiguous(),
+            leader_actions[:steps].T.contiguous(),
+            follower_actions[:steps].T.contiguous(),
             rewards[..., 0].contiguous(),
             rewards[..., 1].contiguous(),
-            mask.T.contiguous(),
-            torch.cumprod(ratios, 0).T.contiguous(),
+            mask[:steps].T.contiguous(),
+            torch.cumprod(ratios[:steps], 0).T.contiguous(),
+            rollout_horizon,
         )
 
     def _draw_lengths(self, n: int, horizon: int) -> torch.Tensor:
@@ -238,5 +271,11 @@ def _inverse_cdf(cdf: torch.Tensor, states: torch.Tensor, u: torch.Tensor) -> to
     return (cdf.index_select(0, states) < u).sum(-1).clamp_max_(cdf.shape[-1] - 1)
 
 
-def _astuple(batch: Batch) -> tuple[torch.Tensor, ...]:
-    return tuple(getattr(batch, f.name) for f in fields(batch))
+def _padded(batch: Batch, length: int) -> Batch:
+    """``batch`` extended to ``length`` steps by masked steps (weight 1, everything else 0)."""
+    extra = length - batch.length
+    if extra == 0:
+        return batch
+    pad = lambda x, value=0: torch.nn.functional.pad(x, (0, extra), value=value)  # noqa: E731
+    tensors = {name: pad(x, 1.0 if name == "weights" else 0) for name, x in batch.tensors().items()}
+    return Batch(**tensors, horizon=batch.horizon)

@@ -3,8 +3,8 @@ to ~10^5 states (a dense ``P`` would need ``S^2 A1 A2`` entries).
 
 File format (an extension of the contract's ``.npz``): ``successors [S, A1, A2, K]`` (integer
 state indices), ``successor_probs [S, A1, A2, K]`` (each row summing to 1; repeated successors
-add up), in place of ``P``; ``R1``, ``R2``, ``gamma``, ``rho`` and the optional ``mu`` as for dense
-games. :func:`load_game` reads either kind.
+add up), in place of ``P``; ``R1``, ``R2``, ``gamma``, ``rho`` and the optional ``mu`` and
+``terminal`` as for dense games. :func:`load_game` reads either kind.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from spg.game import (
     real_scalar,
     check_probability_rows,
     check_rewards_and_distributions,
+    check_terminal,
     default_mu,
     read_npz,
 )
@@ -38,7 +39,7 @@ DENSIFY_LIMIT = 5000  # states up to which exact derivatives densify a sparse ga
 
 class SparseTabularGame(GameModel):
     """A validated game with successor lists; the same interface as :class:`TabularGame`
-    (``num_states``, ``num_actions``, ``R1``, ``R2``, ``gamma``, ``rho``, ``mu``, ``to``, ``to_npz``)."""
+    (``num_states``, ``num_actions``, ``R1``, ``R2``, ``gamma``, ``rho``, ``mu``, ``terminal``, ``to``, ``to_npz``)."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class SparseTabularGame(GameModel):
         gamma: float,
         rho,
         mu=None,
+        terminal=None,
         *,
         mu_epsilon: float = DEFAULT_MU_EPSILON,
         dtype: torch.dtype = torch.float64,
@@ -58,6 +60,7 @@ class SparseTabularGame(GameModel):
         names = ("successor_probs", "R1", "R2", "rho")
         probs, R1, R2, rho = (real_array(name, x) for name, x in zip(names, (successor_probs, R1, R2, rho)))
         mu = None if mu is None else real_array("mu", mu)
+        terminal = None if terminal is None else _to_numpy(terminal)
         gamma = real_scalar("gamma", gamma)
         if succ.ndim != 4 or probs.shape != succ.shape:
             raise ValueError(
@@ -72,32 +75,39 @@ class SparseTabularGame(GameModel):
             index = _first_index(out)
             raise ValueError(f"successors{_fmt_index(index)} = {succ[index]}: successor indices must lie in [0, S) = [0, {S})")
         check_probability_rows("successor_probs", probs)
-        check_rewards_and_distributions(R1, R2, gamma, rho, mu)
+        check_rewards_and_distributions(R1, R2, gamma, rho, mu, terminal)
+        terminal = check_terminal(terminal, S)
         self.mu_is_default = mu is None
-        mu = default_mu(rho, mu_epsilon) if mu is None else mu
+        mu = default_mu(rho, mu_epsilon, terminal) if mu is None else mu
         as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         self.successors = torch.as_tensor(succ, dtype=torch.long, device=device)
         self.successor_probs, self.R1, self.R2, self.rho, self.mu = (as_tensor(a) for a in (probs, R1, R2, rho, mu))
+        self.terminal = torch.as_tensor(terminal, device=device)
         self.gamma = gamma
 
-    _tensors = ("successors", "successor_probs", "R1", "R2", "rho", "mu")
+    _tensors = ("successors", "successor_probs", "R1", "R2", "rho", "mu", "terminal")
 
     @property
     def num_successors(self) -> int:
         return self.successors.shape[-1]
 
     def expected_next(self, values: torch.Tensor) -> torch.Tensor:
-        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` or ``[S, k]`` -> ``[S, A1, A2(, k)]``."""
+        """``sum_s' P(s'|s, a1, a2) values[s']`` for ``values [S]`` or ``[S, k]`` -> ``[S, A1, A2(, k)]``;
+        0 at terminal states (nothing follows them)."""
         if values.ndim == 1:
-            return (self.successor_probs * values[self.successors]).sum(-1)
-        return (self.successor_probs[..., None] * values[self.successors]).sum(-2)
+            out = (self.successor_probs * values[self.successors]).sum(-1)
+        else:
+            out = (self.successor_probs[..., None] * values[self.successors]).sum(-2)
+        if self.episodic:
+            out = out * self.continues().reshape(-1, *[1] * (out.ndim - 1))
+        return out
 
     def dense(self) -> TabularGame:
         """The same game with a dense ``P`` (for small games only)."""
         S, (A1, A2) = self.num_states, self.num_actions
         P = torch.zeros(S, A1, A2, S, dtype=self.dtype, device=self.device)
         P.scatter_add_(-1, self.successors, self.successor_probs)
-        game = TabularGame(P, self.R1, self.R2, self.gamma, self.rho, self.mu, dtype=self.dtype, device=self.device)
+        game = TabularGame(P, self.R1, self.R2, self.gamma, self.rho, self.mu, self.terminal, dtype=self.dtype, device=self.device)
         game.mu_is_default = self.mu_is_default
         return game
 
@@ -142,11 +152,11 @@ def load_game(path: str | os.PathLike, **kwargs) -> TabularGame | SparseTabularG
     if missing:
         raise ValueError(
             f"game file {path} is missing the key(s) {', '.join(missing)}: a sparse game file needs "
-            f"{', '.join(SPARSE_KEYS)} and optionally mu (found: {', '.join(arrays)})"
+            f"{', '.join(SPARSE_KEYS)} and optionally mu, terminal (found: {', '.join(arrays)})"
         )
     return SparseTabularGame(
         arrays["successors"], arrays["successor_probs"], arrays["R1"], arrays["R2"], arrays["gamma"],
-        arrays["rho"], arrays.get("mu"), **kwargs,
+        arrays["rho"], arrays.get("mu"), arrays.get("terminal"), **kwargs,
     )
 
 
