@@ -7,7 +7,9 @@
 - ``spg/RandomGame-v0`` (``num_states``, ``num_leader_actions``, ``num_follower_actions``,
   ``gamma``, ``concentration``, ``reward_range``, ``seed``),
 - ``spg/RandomSparseGame-v0`` (the same with ``num_successors`` successors per row; see
-  :mod:`spg.sparse_game`).
+  :mod:`spg.sparse_game`),
+- ``spg/Patrolling-v0``, ``spg/EpidemicTesting-v0`` and the named matrix games (:mod:`envs.registry`),
+- ``spg/Soccer-v0``: grid soccer, an episodic game whose goals end the episode (:mod:`envs.soccer`).
 
 ``gymnasium.make(id, **kwargs)`` gives a :class:`StochasticGameEnv`;
 ``gymnasium.make_vec(id, num_envs=N, **kwargs)`` the native :class:`TabularVectorEnv`

@@ -10,6 +10,7 @@ from envs.tabular_vector import TabularVectorEnv
 from envs.epidemic import epidemic_game
 from envs.matrix_games import MATRIX_GAMES, MatrixGameSpec
 from envs.patrolling import patrolling_game
+from envs.soccer import soccer_game
 from spg.game import TabularGame, matrix_game, random_game
 from spg.sparse_game import SparseTabularGame, load_game, random_sparse_game
 
@@ -106,6 +107,7 @@ GAME_BUILDERS: dict[str, Callable[..., TabularGame]] = {
     "spg/RandomSparseGame-v0": _random_sparse,
     "spg/Patrolling-v0": patrolling_game,
     "spg/EpidemicTesting-v0": epidemic_game,
+    "spg/Soccer-v0": soccer_game,
     **{f"spg/{name}-v0": _named_matrix(spec) for name, spec in MATRIX_GAMES.items()},
 }
 

@@ -122,11 +122,15 @@ class TabularVectorEnv(VectorEnv):
         self._needs_reset.zero_()
         return self.states
 
-    def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor):
-        """One batched step: ``(next_states, rewards [N, 2] float32, terminated, truncated)``."""
+    def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor, copies: torch.Tensor | None = None):
+        """One batched step: ``(next_states, rewards [n, 2] float32, terminated, truncated)``. With
+        ``copies`` (indices), only those copies step (the actions are theirs; the others stay as
+        they are): a sampler stops stepping copies whose episodes have ended."""
         A1, A2 = self.game.num_actions
-        row = (self.states * A1 + leader_actions) * A2 + follower_actions
-        u = self._uniform(self.num_envs)
+        states = self.states if copies is None else self.states.index_select(0, copies)
+        row = (states * A1 + leader_actions) * A2 + follower_actions
+        n = row.shape[0]
+        u = self._uniform(n)
         if self.sparse:
             cdf = self._successor_cdf.index_select(0, row)
             k = (cdf < u[:, None] * cdf[:, -1:]).sum(-1).clamp_max_(cdf.shape[1] - 1)
@@ -134,24 +138,32 @@ class TabularVectorEnv(VectorEnv):
         else:
             next_states = self._next.sample(row, u)
         rewards = self._rewards.index_select(0, row)
+        never = self._never[:n]
         if self.max_episode_steps is None and self.terminal is None:  # episodes never end: no autoreset bookkeeping
-            self.states = next_states
-            return next_states, rewards, self._never, self._never
-        restarting = self._needs_reset
+            self._store(copies, next_states)
+            return next_states, rewards, never, never
+        restarting = self._needs_reset if copies is None else self._needs_reset.index_select(0, copies)
+        elapsed = self._elapsed if copies is None else self._elapsed.index_select(0, copies)
         if self.terminal is not None:  # a copy that started in a terminal state stays there, collecting nothing
-            stuck = self.terminal.index_select(0, self.states) & ~restarting
-            next_states = torch.where(stuck, self.states, next_states)
+            stuck = self.terminal.index_select(0, states) & ~restarting
+            next_states = torch.where(stuck, states, next_states)
             rewards = rewards.masked_fill(stuck[:, None], 0.0)
         if restarting.any():  # next-step autoreset: ignore the action, restart, reward 0
-            next_states = torch.where(restarting, self._draw_starts(self.num_envs), next_states)
+            next_states = torch.where(restarting, self._draw_starts(n), next_states)
             rewards = rewards.masked_fill(restarting[:, None], 0.0)
-            self._elapsed.masked_fill_(restarting, 0)
-        self.states = next_states
-        self._elapsed += (~restarting).long()
-        terminated = self._never if self.terminal is None else self.terminal.index_select(0, next_states) & ~restarting
-        truncated = self._never if self.max_episode_steps is None else (self._elapsed >= self.max_episode_steps) & ~restarting
-        self._needs_reset = terminated | truncated
+            elapsed = elapsed.masked_fill(restarting, 0)
+        elapsed = elapsed + (~restarting).long()
+        terminated = never if self.terminal is None else self.terminal.index_select(0, next_states) & ~restarting
+        truncated = never if self.max_episode_steps is None else (elapsed >= self.max_episode_steps) & ~restarting
+        self._store(copies, next_states, elapsed, terminated | truncated)
         return next_states, rewards, terminated, truncated
+
+    def _store(self, copies: torch.Tensor | None, states: torch.Tensor, elapsed=None, needs_reset=None) -> None:
+        """Write the stepped copies' states (and autoreset bookkeeping) back."""
+        put = (lambda old, new: new) if copies is None else (lambda old, new: old.index_copy(0, copies, new))  # noqa: E731
+        self.states = put(self.states, states)
+        if elapsed is not None:
+            self._elapsed, self._needs_reset = put(self._elapsed, elapsed), put(self._needs_reset, needs_reset)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, (list, tuple)):

@@ -156,10 +156,6 @@ class Sampler:
     @torch.no_grad()
     def _rollout(self, leader, follower, horizon: int) -> Batch:
         n = self.env.num_envs
-        # time-major buffers: each step writes contiguous rows; transposed once at the end
-        states = torch.zeros((horizon, n), dtype=torch.long, device=self.device)
-        leader_actions, follower_actions = torch.zeros_like(states), torch.zeros_like(states)
-        rewards = torch.zeros((horizon, n, 2), dtype=self.dtype, device=self.device)
         if self.native:
             s = self.env.unwrapped.reset_torch(seed=self._reset_seed())
         else:
@@ -175,7 +171,10 @@ class Sampler:
         if self.geometric_discount is not None:  # each trajectory's own length, capped by the horizon
             lengths = self._draw_lengths(n, horizon)
             horizon = int(lengths.max())  # one host sync; the buffers are cut to the longest trajectory
-            states, leader_actions, follower_actions, rewards = states[:horizon], leader_actions[:horizon], follower_actions[:horizon], rewards[:horizon]
+        # time-major buffers: each step writes contiguous rows; transposed once at the end
+        states = torch.zeros((horizon, n), dtype=torch.long, device=self.device)
+        leader_actions, follower_actions = torch.zeros_like(states), torch.zeros_like(states)
+        rewards = torch.zeros((horizon, n, 2), dtype=self.dtype, device=self.device)
         episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None or terminal is not None or lengths is not None
         # mask[t]: the episode was alive at step t (written step by step when episodes can end)
         mask = torch.full((horizon, n), not episodes_can_end, dtype=torch.bool, device=self.device)
@@ -188,30 +187,50 @@ class Sampler:
         ratios = torch.ones((horizon, n), dtype=self.dtype, device=self.device)  # pi2 / behaviour, per step
         probe_time, probe_action = self._draw_probes(n, follower.num_actions)
         last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
+        copies = None  # the copies still stepped: all, or (native envs) the indices of those still alive
+
+        def record(buffer: torch.Tensor, t: int, x: torch.Tensor) -> None:
+            if copies is None:
+                buffer[t] = x
+            else:
+                buffer[t, copies] = x
+
         for t in range(horizon):
-            a1 = _inverse_cdf(leader_cdf, s, uniforms[t, 0])
-            a2 = _inverse_cdf(follower_cdf, s, uniforms[t, 1])
+            u = uniforms[t] if copies is None else uniforms[t][:, copies]
+            a1 = _inverse_cdf(leader_cdf, s, u[0])
+            a2 = _inverse_cdf(follower_cdf, s, u[1])
             if t <= last_probe:
                 probing = probe_time == t
                 a2 = torch.where(probing, probe_action, a2)
                 ratio = follower.num_actions * follower_probs[s, a2]  # pi2(a*|s*) / uniform(a*)
-                ratios[t] = torch.where(probing, ratio.to(self.dtype), ratios[t])
-            states[t], leader_actions[t], follower_actions[t] = s, a1, a2
+                record(ratios, t, torch.where(probing, ratio.to(self.dtype), 1.0))
+            record(states, t, s)
+            record(leader_actions, t, a1)
+            record(follower_actions, t, a2)
             if episodes_can_end:
-                mask[t] = alive
+                record(mask, t, alive)
             if self.native:
-                s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2)
+                s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2, copies)
             else:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
-            rewards[t] = r
+            record(rewards, t, r.to(self.dtype))
             # an episode that ended contributes nothing from its next step on; stop when all have
             if episodes_can_end:
                 alive = alive & ~(terminated | truncated)
                 if lengths is not None:
                     alive = alive & (lengths > t + 1)
-                if not alive.any():
+                live = int(alive.sum())
+                if live == 0:
                     steps = t + 1
                     break
+                if self.native and 2 * live <= len(alive):  # step only the copies still alive from now on
+                    keep = alive.nonzero().squeeze(1)
+                    copies = keep if copies is None else copies[keep]
+                    s, alive = s[keep], alive[keep]
+                    if probe_time is not None:
+                        probe_time, probe_action = probe_time[keep], probe_action[keep]
+                    if lengths is not None:
+                        lengths = lengths[keep]
         if episodes_can_end:
             rewards *= mask[..., None]
         rewards = rewards[:steps].transpose(0, 1)
