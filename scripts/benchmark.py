@@ -21,6 +21,9 @@ Sections (default: all):
 - ``accuracy``: cosine and relative error of the sampled leader direction against eq. (19) as N
   grows (T = 60), with the process's peak resident memory after each N.
 - ``exact``: exact solver time against S (dense up to 400 states; sparse 100000 states, 8 successors).
+- ``episodic``: ``spg`` at its defaults on grid soccer (``envs/soccer.py``, 113 states, gamma 0.9,
+  N = 512, T = 163) with the goal state terminal and, for contrast, absorbing with zero rewards:
+  env steps played and simulated, and wall time, per update.
 
 Sample efficiency (env steps until 95% of the Stackelberg gap is closed) is measured on 41 games by
 ``scripts/convergence.py``.
@@ -44,6 +47,7 @@ import envs  # noqa: F401
 from envs import StochasticGameEnv, TabularVectorEnv
 from spg import exact
 from spg.algorithms import make_learner
+from envs.soccer import soccer_game
 from spg.config import AlgoConfig
 from spg.estimators import surrogate_objectives
 from spg.game import random_game
@@ -52,6 +56,7 @@ from spg.objectives import SampledObjectives
 from spg.sampler import Sampler
 from spg.sparse_game import random_sparse_game
 from spg.stackelberg import leader_direction
+from spg.task import auto_horizon
 
 LAM, A = 0.1, 5
 
@@ -332,6 +337,42 @@ def bench_exact(repeats: int) -> list[dict]:
     return rows
 
 
+class CountingVectorEnv(TabularVectorEnv):
+    """The native vector env, counting the copies it steps (the simulated env steps)."""
+
+    simulated = 0
+
+    def step_torch(self, leader_actions, follower_actions, copies=None):
+        self.simulated += len(leader_actions)
+        return super().step_torch(leader_actions, follower_actions, copies)
+
+
+def bench_episodic(updates: int = 20, batch_size: int = 512) -> list[dict]:
+    rows = []
+    for episodic in (True, False):
+        game = soccer_game(episodic=episodic)
+        horizon = auto_horizon(game.gamma)
+        leader, follower, algorithm = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=LAM)), game.num_states, (A, A))
+        env = CountingVectorEnv(game, batch_size)
+        sampler = Sampler(env, seed=0, probe_discount=game.gamma)
+
+        def update() -> int:
+            batch = sampler.collect(leader, follower, batch_size, horizon)
+            algorithm.step(SampledObjectives(batch, game.gamma))
+            return batch.env_steps
+
+        update()  # warm-up
+        env.simulated, played, times = 0, 0, []
+        for _ in range(updates):
+            start = time.perf_counter()
+            played += update()
+            times.append(time.perf_counter() - start)
+        rows.append({"terminal": episodic, "S": game.num_states, "N": batch_size, "T": horizon, "updates": updates,
+                     "played_steps_per_update": played / updates, "simulated_steps_per_update": env.simulated / updates,
+                     "seconds_per_update": statistics.median(times), "spread_s": max(times) - min(times)})
+    return rows
+
+
 def _once(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -379,7 +420,7 @@ def plot(results: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sampler,update,throughput,threads,python_env,accuracy,exact")
+    parser.add_argument("--only", default="sampler,update,throughput,threads,python_env,accuracy,exact,episodic")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="benchmark.json")
     parser.add_argument("--png", default="benchmark.png")
@@ -431,6 +472,12 @@ def main() -> None:
         for r in results["exact"]:
             grad = f", grad J {r['grad_J_s']:.3f} s" if "grad_J_s" in r else ""
             print(f"  S={r['S']:6d}{' (sparse)' if r['sparse'] else ''}: J {r['J_s']:.3f} s{grad}")
+    if "episodic" in sections:
+        results["episodic"] = bench_episodic()
+        print("spg on grid soccer (113 states, N=512, T=163), per update: env steps played / simulated, wall time")
+        for r in results["episodic"]:
+            print(f"  goal state {'terminal ' if r['terminal'] else 'absorbing'}: {r['played_steps_per_update']:9.0f} / "
+                  f"{r['simulated_steps_per_update']:9.0f}, {1e3 * r['seconds_per_update']:6.1f} ms (spread {1e3 * r['spread_s']:.1f})")
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
     plot(results, args.png)

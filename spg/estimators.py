@@ -76,8 +76,10 @@ class Returns:
     both players' importance-weighted returns-to-go ``G1, G2 [N, T]`` (``G2`` with the entropy
     bonus of the states reached), that bonus per step (weighted by ``w_{t-1}``), ``w_{t-1}`` itself
     (the weight of the path that decided ``s_t``), and the leave-one-out state baselines ``b1, b2``
-    of the on-policy returns-to-go ``G / w`` (zeros without baselines). With centred rewards,
-    ``offset [N, 2]`` is what the centring took from each trajectory's return (zeros otherwise)."""
+    of the on-policy returns-to-go ``G / w`` (zeros without baselines; steps of weight 0, after a
+    probe of an action the follower gives probability 0 to float precision, have no on-policy
+    return and are left out). With centred rewards, ``offset [N, 2]`` is what the centring took
+    from each trajectory's return (zeros otherwise)."""
 
     G1: torch.Tensor
     G2: torch.Tensor
@@ -117,7 +119,9 @@ def weighted_returns(
     G = returns_to_go(rewards, gamma)  # both players in one pass
     G1, G2 = G.unbind(-1)
     if baseline:
-        b1, b2 = leave_one_out_baseline(batch.states, G / w[..., None], batch.mask, follower_logits.shape[0]).unbind(-1)
+        weighted = batch.mask & (w > 0)
+        on_policy = torch.where(weighted[..., None], G / w[..., None], 0.0)
+        b1, b2 = leave_one_out_baseline(batch.states, on_policy, weighted, follower_logits.shape[0]).unbind(-1)
     else:
         b1 = b2 = torch.zeros_like(G1)
     return Returns(G1, G2, entropy_value, w_before, b1, b2, offset)
@@ -176,7 +180,7 @@ def q_estimates(
     w = batch.weights.to(follower_logits.dtype)
     S, A2 = follower_logits.shape
     used = max(1, int(batch.horizon * horizon_fraction))
-    keep = batch.mask[:, :used].reshape(-1)
+    keep = (batch.mask & (w > 0))[:, :used].reshape(-1)  # weight 0: no on-policy return (see Returns)
     index = (batch.states[:, :used] * A2 + batch.follower_actions[:, :used]).reshape(-1)[keep]
     samples = torch.stack([(G / w)[:, :used].reshape(-1)[keep] for G in (R.G1, R.G2)], -1)
     ones = torch.ones_like(samples[:, :1])

@@ -197,3 +197,20 @@ def test_implicit_surrogate_is_unbiased_for_the_exact_implicit_term(probes, geom
     z = z_scores(samples, expected.flatten())
     assert z.abs().max() < 4.0, z
     assert samples.std(0).max() / 150**0.5 < 0.05 * expected.abs().max()  # power
+
+
+def test_probes_of_actions_with_probability_zero_keep_every_estimate_finite():
+    # a follower whose other actions underflow to probability 0: a probe of one weighs 0 from then
+    # on, and has no on-policy return to divide out (0 / 0)
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=torch.tensor([[1000.0, 0.0, 0.0]] * 3, dtype=torch.float64))
+    batch = Sampler(TabularVectorEnv(game, 500), seed=3, probe_discount=GAMMA).collect(leader, follower, 500, HORIZON)
+    assert (batch.weights == 0).any()
+    F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=GAMMA, lam=LAM)
+    grads = torch.autograd.grad(F1 + F2, (leader.logits, follower.logits))
+    w = seeded_logits(3, 3, 5)
+    (implicit,) = torch.autograd.grad(implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=GAMMA, lam=LAM), leader.logits)
+    q1, q2, counts = q_estimates(batch, follower.logits, gamma=GAMMA, lam=LAM)
+    assert all(torch.isfinite(x).all() for x in (F1, F2, *grads, implicit, q1, q2))
+    assert (counts[:, 0] > 0).all()
