@@ -348,29 +348,30 @@ class CountingVectorEnv(TabularVectorEnv):
 
 
 def bench_episodic(updates: int = 20, batch_size: int = 512) -> list[dict]:
-    rows = []
-    for episodic in (True, False):
-        game = soccer_game(episodic=episodic)
-        horizon = auto_horizon(game.gamma)
-        leader, follower, algorithm = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=LAM)), game.num_states, (A, A))
-        env = CountingVectorEnv(game, batch_size)
-        sampler = Sampler(env, seed=0, probe_discount=game.gamma)
+    return [_episodic_row(episodic, updates, batch_size) for episodic in (True, False)]
 
-        def update() -> int:
-            batch = sampler.collect(leader, follower, batch_size, horizon)
-            algorithm.step(SampledObjectives(batch, game.gamma))
-            return batch.env_steps
 
-        update()  # warm-up
-        env.simulated, played, times = 0, 0, []
-        for _ in range(updates):
-            start = time.perf_counter()
-            played += update()
-            times.append(time.perf_counter() - start)
-        rows.append({"terminal": episodic, "S": game.num_states, "N": batch_size, "T": horizon, "updates": updates,
-                     "played_steps_per_update": played / updates, "simulated_steps_per_update": env.simulated / updates,
-                     "seconds_per_update": statistics.median(times), "spread_s": max(times) - min(times)})
-    return rows
+def _episodic_row(episodic: bool, updates: int, batch_size: int) -> dict:
+    game = soccer_game(episodic=episodic)
+    horizon = auto_horizon(game.gamma)
+    leader, follower, algorithm = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=LAM)), game.num_states, (A, A))
+    env = CountingVectorEnv(game, batch_size)
+    sampler = Sampler(env, seed=0, probe_discount=game.gamma)
+
+    def update() -> int:
+        batch = sampler.collect(leader, follower, batch_size, horizon)
+        algorithm.step(SampledObjectives(batch, game.gamma))
+        return batch.env_steps
+
+    update()  # warm-up
+    env.simulated, played, times = 0, 0, []
+    for _ in range(updates):
+        start = time.perf_counter()
+        played += update()
+        times.append(time.perf_counter() - start)
+    return {"terminal": episodic, "S": game.num_states, "N": batch_size, "T": horizon, "updates": updates,
+            "played_steps_per_update": played / updates, "simulated_steps_per_update": env.simulated / updates,
+            "seconds_per_update": statistics.median(times), "spread_s": max(times) - min(times)}
 
 
 def _once(fn) -> float:

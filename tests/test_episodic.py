@@ -166,7 +166,7 @@ def test_single_and_vector_env_terminate_on_entering_a_terminal_state():
     env.reset(seed=0)
     ended = 0
     for _ in range(2000):
-        state, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        state, _, terminated, truncated, _ = env.step(env.action_space.sample())
         assert terminated == bool(game.terminal[state]) and not truncated
         if terminated:
             ended += 1
@@ -180,7 +180,7 @@ def test_single_and_vector_env_terminate_on_entering_a_terminal_state():
     assert started_terminal.any()  # rho puts 2/5 of its mass on terminal states
     # a copy that started in a terminal state ends at once with reward 0; the others end on entering one
     assert torch.equal(terminated, game.terminal[next_states]) and (rewards[started_terminal] == 0).all()
-    restarted, rewards, terminated, _ = vector.step_torch(a1, a2)
+    _, rewards, terminated, _ = vector.step_torch(a1, a2)
     assert (rewards[game.terminal[next_states]] == 0).all() and not terminated[game.terminal[next_states]].any()  # next-step autoreset
 
 
