@@ -184,13 +184,16 @@ def test_single_and_vector_env_terminate_on_entering_a_terminal_state():
     assert (rewards[game.terminal[next_states]] == 0).all() and not terminated[game.terminal[next_states]].any()  # next-step autoreset
 
 
-@pytest.mark.parametrize("vectorization", ["native", "sync"])
+@pytest.mark.parametrize("vectorization", ["native", "native sparse", "sync"])
 def test_monte_carlo_returns_from_rho_match_exact_values(vectorization):
     game = five_state_game()
     leader = TabularSoftmaxPolicy(5, 2, logits=seeded_logits(5, 2, 1))
     follower = TabularSoftmaxPolicy(5, 3, logits=seeded_logits(5, 3, 2))
     if vectorization == "native":
         sampler = evaluation_sampler(game, 4000, seed=0)
+    elif vectorization == "native sparse":
+        successors = torch.arange(5).expand(5, 2, 3, 5)
+        sampler = evaluation_sampler(SparseTabularGame(successors, game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal), 4000, seed=0)
     else:
         env = gym.vector.SyncVectorEnv([lambda: RewardPairInInfo(StochasticGameEnv(game, start="rho"))] * 200)
         sampler = Sampler(env, seed=0)
