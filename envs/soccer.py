@@ -13,8 +13,9 @@ player as much (zero-sum), and the game enters the goal state.
 With ``episodic=True`` the goal state is terminal (the game file's ``terminal`` key): every
 episode ends at a goal. With ``episodic=False`` it is an absorbing state with zero rewards, the
 encoding of games whose format has no terminal states, in which every trajectory runs to the
-horizon; both give the leader the same values (the follower's differ by its entropy bonus,
-collected forever in the absorbing state).
+horizon. A policy pair has the same leader value in both; the follower's value differs by its
+entropy bonus, collected forever in the absorbing state, so its soft best response, and ``J``,
+can differ.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import torch
 
 from envs import StochasticGameEnv, TabularVectorEnv
 from envs.contract import RewardPairInInfo
+from envs.soccer import soccer_game
 from spg import exact
 from spg.estimators import implicit_surrogate, q_estimates, surrogate_objectives
 from spg.evaluation import evaluation_sampler
@@ -155,6 +156,24 @@ def test_sparse_iterative_solver_gives_terminal_states_value_0():
     values, dense_values = exact.policy_values(sparse, pi1, response.probs, LAM), exact.policy_values(game, pi1, response.probs, LAM)
     assert torch.allclose(values.v2, dense_values.v2, atol=1e-7) and (values.v1[3:] == 0).all() and (values.v2[3:] == 0).all()
     assert exact.stackelberg_objective(sparse, theta1, LAM) == pytest.approx(exact.stackelberg_objective(game, theta1, LAM), abs=1e-7)
+
+
+def test_soccer_by_hand():
+    game = soccer_game(rows=1, cols=3)  # cells 0 1 2 in a row: 2 x 3 x 2 + 1 = 13 states
+    assert game.num_states == 13 and game.terminal.nonzero().flatten().tolist() == [12]
+    STAND, EAST, WEST = 0, 3, 4
+    # A on cell 2 with the ball, B on cell 0: A runs east off the grid and scores whatever the order
+    # states enumerate (a, b != a, holder): (0,1,A) (0,1,B) (0,2,A) (0,2,B) (1,0,A) (1,0,B) (1,2,A) (1,2,B) (2,0,A) ...
+    s = 8  # (2, 0, A)
+    assert float(game.P[s, EAST, STAND, 12]) == 1.0 and float(game.R1[s, EAST, STAND]) == 100.0 == -float(game.R2[s, EAST, STAND])
+    # B (on cell 0, without the ball) runs west: no goal, it stays; A stands
+    assert float(game.P[s, STAND, WEST, s]) == 1.0 and float(game.R1[s, STAND, WEST]) == 0.0
+    # A on cell 1 with the ball runs into B on cell 2: the ball passes to B, nobody moves
+    a1b2_ball_a, a1b2_ball_b = 6, 7
+    assert float(game.P[a1b2_ball_a, EAST, STAND, a1b2_ball_b]) == 1.0
+    twin = soccer_game(rows=1, cols=3, episodic=False)
+    uniform = torch.full((13, 5), 0.2, dtype=torch.float64)
+    assert not twin.episodic and torch.allclose(exact.policy_values(game, uniform, uniform, 0.1).v1, exact.policy_values(twin, uniform, uniform, 0.1).v1, atol=1e-12)
 
 
 # --- the envs ---------------------------------------------------------------------------------
