@@ -173,8 +173,9 @@ def q_estimates(
     ``Q2(s, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, and the visit counts ``[S, A2]``.
 
     Every visited step ``t`` in the first ``horizon_fraction`` of the rollout horizon (where
-    truncation bias is smallest; a trimmed batch may hold fewer steps) gives one sample of each: the returns-to-go from ``t`` with the importance
-    weights of the steps after ``t`` (the action at ``t`` is conditioned on, so its own ratio drops out).
+    truncation bias is smallest; a trimmed batch may hold fewer steps) gives one sample of each:
+    the returns-to-go from ``t`` with the importance weights of the steps after ``t`` (the action
+    at ``t`` is conditioned on, so its own ratio drops out).
     """
     R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=False)
     w = batch.weights.to(follower_logits.dtype)

@@ -7,7 +7,8 @@ Under policies ``pi1, pi2`` the game is a Markov chain ``P_pi[s, s'] = sum pi1 p
 
 with ``H(pi2)(s) = -sum_a pi2(a|s) log pi2(a|s)``. Values at a distribution ``d`` are ``d . V``
 (eqs. 5-6). Terminal states (``game.terminal``) have value 0 for both players: their rows of
-``P_pi`` are zero (a substochastic chain) and they pay no reward and no entropy bonus. Fixing ``pi1`` leaves the follower the averaged MDP of eqs. (13)-(14), whose unique
+``P_pi`` are zero (a substochastic chain) and they pay no reward and no entropy bonus. Fixing
+``pi1`` leaves the follower the averaged MDP of eqs. (13)-(14), whose unique
 soft-optimal policy ``pi2 = softmax(Q_soft / lam)`` soft policy iteration reaches.
 
 Sparse games (:class:`~spg.sparse_game.SparseTabularGame`) are evaluated by iterative methods
@@ -130,10 +131,12 @@ def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float
     def backup(v: torch.Tensor) -> torch.Tensor:
         return R2 + game.gamma * (averaged @ v[:, None]).reshape(S, A2)
 
+    episodic = game.episodic
+
     def soft_max(q: torch.Tensor) -> torch.Tensor:
         value = lam * torch.logsumexp(q / lam, -1) if lam > 0 else q.max(-1).values
         # a terminal state's self-loop pays nothing, not even the entropy bonus
-        return torch.where(game.terminal, q[:, 0], value) if game.episodic else value
+        return torch.where(game.terminal, q[:, 0], value) if episodic else value
 
     v = _fixed_point(lambda v: soft_max(backup(v)), torch.zeros(S, dtype=game.dtype, device=game.device), game.gamma, tol, "soft value iteration")
     q = backup(v * game.continues())
