@@ -101,7 +101,10 @@ def weighted_returns(
     (:class:`spg.sampler.Sampler` with ``geometric_discount``, ``gamma = 1`` here) this removes the
     variance the random length adds to every return; ``c`` does not depend on the trajectory it
     serves, and ``E[grad^n box(L_t)] = 0`` at every order, so no derivative picks up bias. Q
-    estimates shift by ``c`` times the expected remaining length, the same for every action."""
+    estimates shift by ``c`` times the expected remaining length, the same for every action.
+    An episode that ends before its length (a terminal state) stays centred for the steps its
+    length still had (``batch.remaining``), at the weight of its last step: the centred steps then
+    run to the length, which does not depend on the policies, not to the episode's end, which does."""
     dtype = follower_logits.dtype
     m, w = batch.mask.to(dtype), batch.weights.to(dtype)
     w_before = torch.cat([torch.ones_like(w[:, :1]), w[:, :-1]], dim=1)
@@ -114,8 +117,12 @@ def weighted_returns(
         totals = torch.cat([rewards.sum(1), steps[:, None]], 1)
         others = totals.sum(0) - totals  # the other trajectories' reward sums and steps
         c = others[:, :2] / others[:, 2:].clamp_min(1e-12)
-        rewards = rewards - c[:, None, :] * (m * w)[..., None]
-        offset = c * steps[:, None]
+        played = m.sum(1)
+        last = (played.long() - 1).clamp_min(0)[:, None]  # the last step played (masks are prefixes)
+        tail = batch.remaining.to(dtype)[:, None] * w.gather(1, last) * (played[:, None] > 0)
+        centred = (m * w).scatter_add(1, last, tail)  # the steps centred, weighted
+        rewards = rewards - c[:, None, :] * centred[..., None]
+        offset = c * centred.sum(1, keepdim=True)
     G = returns_to_go(rewards, gamma)  # both players in one pass
     G1, G2 = G.unbind(-1)
     if baseline:

@@ -34,7 +34,9 @@ from spg.policy import TabularSoftmaxPolicy
 class Batch:
     """``[N, L]`` tensors: states, both players' actions and rewards, ``mask`` (True on the steps
     that happened; an episode that ended early is False from then on) and ``weights``, the
-    importance weight of the path up to and including step ``t`` (1 without follower probes).
+    importance weight of the path up to and including step ``t`` (1 without follower probes);
+    ``remaining [N]``, with geometric lengths, the steps each trajectory's length still had when
+    its episode ended (0 when the length ended it, and without geometric lengths).
     ``horizon`` is the rollout horizon ``T``; the tensors hold its first ``L <= T`` steps, ``L < T``
     when every episode ended before ``T`` (the steps not held are all masked)."""
 
@@ -45,6 +47,7 @@ class Batch:
     follower_rewards: torch.Tensor
     mask: torch.Tensor
     weights: torch.Tensor
+    remaining: torch.Tensor
     horizon: int
 
     @property
@@ -73,7 +76,8 @@ class Batch:
         length = int(played[-1]) + 1 if len(played) else 1
         if length == self.length:
             return self
-        return Batch(**{name: x[:, :length].contiguous() for name, x in self.tensors().items()}, horizon=self.horizon)
+        tensors = {name: x[:, :length].contiguous() if x.ndim == 2 else x for name, x in self.tensors().items()}
+        return Batch(**tensors, horizon=self.horizon)
 
     def split(self, parts: int) -> list["Batch"]:
         """``parts`` disjoint sub-batches of trajectories (independent estimates)."""
@@ -187,6 +191,7 @@ class Sampler:
         ratios = torch.ones((horizon, n), dtype=self.dtype, device=self.device)  # pi2 / behaviour, per step
         probe_time, probe_action = self._draw_probes(n, follower.num_actions)
         last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
+        all_lengths = lengths
         copies = None  # the copies still stepped: all, or (native envs) the indices of those still alive
 
         def record(buffer: torch.Tensor, t: int, x: torch.Tensor) -> None:
@@ -234,6 +239,8 @@ class Sampler:
         if episodes_can_end:
             rewards *= mask[..., None]
         rewards = rewards[:steps].transpose(0, 1)
+        played = mask[:steps].sum(0)
+        remaining = torch.zeros_like(played) if all_lengths is None else all_lengths - played
         return Batch(
             states[:steps].T.contiguous(),
             leader_actions[:steps].T.contiguous(),
@@ -242,6 +249,7 @@ class Sampler:
             rewards[..., 1].contiguous(),
             mask[:steps].T.contiguous(),
             torch.cumprod(ratios[:steps], 0).T.contiguous(),
+            remaining,
             rollout_horizon,
         )
 
@@ -295,6 +303,6 @@ def _padded(batch: Batch, length: int) -> Batch:
     extra = length - batch.length
     if extra == 0:
         return batch
-    pad = lambda x, value=0: torch.nn.functional.pad(x, (0, extra), value=value)  # noqa: E731
+    pad = lambda x, value=0: torch.nn.functional.pad(x, (0, extra), value=value) if x.ndim == 2 else x  # noqa: E731
     tensors = {name: pad(x, 1.0 if name == "weights" else 0) for name, x in batch.tensors().items()}
     return Batch(**tensors, horizon=batch.horizon)
