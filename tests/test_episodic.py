@@ -3,11 +3,13 @@ its validation; the exact solver against the absorbing-state encoding of the sam
 the sampler's early stop and trimmed batches; every estimator unbiased against the exact values."""
 
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.utils.env_checker import check_env
 
 from envs import StochasticGameEnv, TabularVectorEnv
 from envs.contract import RewardPairInInfo
@@ -178,6 +180,14 @@ def test_soccer_by_hand():
 
 
 # --- the envs ---------------------------------------------------------------------------------
+
+
+def test_episodic_single_env_passes_gymnasium_checker():
+    env = gym.make("spg/Soccer-v0", rows=1, cols=3).unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env)
+    assert not caught, [str(w.message) for w in caught]
 
 
 def test_single_and_vector_env_terminate_on_entering_a_terminal_state():
