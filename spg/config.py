@@ -168,10 +168,12 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def _check_env(e: DictConfig) -> None:
-    if e.kind not in ("gym", "file"):
-        raise SetupError(f"env.kind = {e.kind!r}: choose env=file (a game file) or env=gym (a Gymnasium id)")
+    if e.kind not in ("gym", "file", "pettingzoo"):
+        raise SetupError(f"env.kind = {e.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
     if e.kind == "gym" and not OmegaConf.select(e, "id", throw_on_missing=False):
         raise SetupError("env=gym needs a Gymnasium id: set env.id=MODULE:Name-v0 (or spg/Name-v0)")
+    if e.kind == "pettingzoo" and not OmegaConf.select(e, "id", throw_on_missing=False):
+        raise SetupError("env=pettingzoo needs the ParallelEnv's factory: set env.id=MODULE:function")
     if e.kind == "file" and not OmegaConf.select(e, "path", throw_on_missing=False):
         raise SetupError("env=file needs a game file: set env.path=GAME.npz")
     if e.vectorization not in VECTORIZATIONS:
