@@ -9,7 +9,9 @@ is counted. The maximum-likelihood model
 converges to the true one at every pair the rollouts keep visiting, whatever the policies that
 visited it (the model does not depend on them). Pairs never visited at a visited state borrow
 the state's pooled transitions and mean rewards; states never visited stay where they are with
-reward 0. The exact solver on this model gives estimates of ``J``, the follower's best-response
+reward 0. Episodes that end (a terminal state, a time limit) add their steps but no transition
+out of their last one: the model treats the env as continuing, so for an env whose episodes
+terminate the estimates describe that continuing game. The exact solver on this model gives estimates of ``J``, the follower's best-response
 gap and both values (tag family ``empirical/``), and ``model_spg`` takes its eq. (19) steps on it.
 """
 
