@@ -108,7 +108,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     With ``trainer.restarts = K > 1`` the run trains ``K`` pairs in ``restart_k/`` (the first from
     the uniform leader, the others from random leader logits of scale ``trainer.restart_scale``)
     and keeps the one whose leader has the best estimated ``J`` (exact where the game has a model,
-    else the leader's Monte Carlo return against its learned follower) as the run's
+    else from the empirical game, or the leader's Monte Carlo return where none was estimated) as the run's
     ``checkpoints/last.pt`` and ``metrics.json``. Finished restarts are skipped on resume."""
     under_hydra = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
@@ -129,12 +129,13 @@ def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None]) -> dict[
             continue
         generator = torch.Generator().manual_seed(int(cfg.seed) * 100003 + k)
         finals.append(_train_one(cfg, run_dir / f"restart_{k}", started, restart=(k, generator)))
-    estimates = [final.get("game/J", final["leader/return"]) for final in finals]
+    estimates = [final.get("game/J", final.get("empirical/J", final["leader/return"])) for final in finals]
     best = max(range(len(finals)), key=estimates.__getitem__)
     atomic_write(run_dir / "checkpoints" / "last.pt", (run_dir / f"restart_{best}" / "checkpoints" / "last.pt").read_bytes())
     final = {**finals[best], "restart": best, "restart_estimates": estimates}
     save_json(run_dir / "metrics.json", final)
-    log.info("restarts: estimated J %s; kept restart %d", ", ".join(f"{e:.5g}" for e in estimates), best)
+    log.info("restarts: estimated J %s; kept restart %d, whose results are the run's:", ", ".join(f"{e:.5g}" for e in estimates), best)
+    _summary(cfg, final)
     return final
 
 
