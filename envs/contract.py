@@ -91,11 +91,15 @@ def _short(value: Any) -> str:
 
 class RewardPairInInfo(gym.Wrapper):
     """Returns the leader's reward as the scalar reward and the pair in ``info["reward_pair"]``,
-    so Gymnasium's own vectorisers accept a two-player env (one that already does passes through)."""
+    so Gymnasium's own vectorisers accept a two-player env (one that already does passes through).
 
-    def __init__(self, env: gym.Env) -> None:
+    ``defer_errors`` (in ``AsyncVectorEnv``'s subprocesses): a step that breaks the contract ends the
+    episode and reports the break in ``info["contract_error"]``, for the main process to raise
+    (:class:`spg.sampler.Sampler` does); raised in the subprocess, Gymnasium would echo its traceback."""
+
+    def __init__(self, env: gym.Env, defer_errors: bool = False) -> None:
         super().__init__(env)
-        self._name = str(env)
+        self._name, self._defer_errors = str(env), defer_errors
         check_spaces(env.observation_space, env.action_space, self._name)
 
     def reset(self, **kwargs):
@@ -105,8 +109,13 @@ class RewardPairInInfo(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        pair = check_reward_pair(info.get("reward_pair", reward), f"{self._name} (step)")
-        check_observation(obs, self.observation_space, f"{self._name} (step)")
+        try:
+            pair = check_reward_pair(info.get("reward_pair", reward), f"{self._name} (step)")
+            check_observation(obs, self.observation_space, f"{self._name} (step)")
+        except ContractError as error:
+            if not self._defer_errors:
+                raise
+            return 0, 0.0, True, False, {"contract_error": str(error)}
         return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
 
 
@@ -153,7 +162,7 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
             env_id,
             num_envs=num_envs,
             vectorization_mode=vectorization,
-            wrappers=[RewardPairInInfo],
+            wrappers=[partial(RewardPairInInfo, defer_errors=True)],
             disable_env_checker=True,
             **kwargs,
         )

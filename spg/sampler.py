@@ -279,6 +279,8 @@ class Sampler:
     def _step_numpy(self, a1: torch.Tensor, a2: torch.Tensor):
         actions = torch.stack([a1, a2], dim=-1).cpu().numpy()
         obs, reward, terminated, truncated, info = self.env.step(actions)
+        if "contract_error" in info:  # found in a subprocess copy (envs.contract.RewardPairInInfo)
+            raise ContractError(next(str(m) for m, found in zip(info["contract_error"], info["_contract_error"]) if found))
         pair = np.asarray(info.get("reward_pair", reward), dtype=np.float64)
         if pair.shape != (self.env.num_envs, 2):
             raise ContractError(

@@ -7,9 +7,11 @@ Kill/resume trials: SIGKILL during checkpoint writes, then ``resume=auto``, bit 
 import io
 import os
 import runpy
+import re
 import shutil
 import signal
 import struct
+import warnings
 import subprocess
 import sys
 import zipfile
@@ -199,6 +201,8 @@ SETUP_CASES = [
     ("env-nan-reward", _env("+env.kwargs.mode=not_finite"), "got the reward array([nan,  0.])"),
     ("env-observation-range", _env("+env.kwargs.mode=obs"), "got the observation 7 from Discrete(2)"),
     ("env-breaks-mid-rollout", _env("+env.kwargs.mode=obs", "+env.kwargs.after=5"), "broke the two-player contract mid-rollout"),
+    ("env-breaks-mid-rollout-async", _env("+env.kwargs.mode=three", "+env.kwargs.after=5", "env.vectorization=async"),
+     "got the reward array([0., 0., 0.])"),
 ]
 
 
@@ -222,10 +226,12 @@ def _refused(run_dir, overrides, expected):
 @pytest.mark.parametrize("case, overrides, expected", SETUP_CASES, ids=[c[0] for c in SETUP_CASES])
 def test_bad_setup_is_one_line_and_leaves_the_run_directory(case, overrides, expected, files, user_envs, tmp_path):
     run_dir = tmp_path / "run"
-    if case == "env-breaks-mid-rollout":  # training had started: only its TensorBoard events were written
+    if case.startswith("env-breaks-mid-rollout"):  # training had started: only its TensorBoard events were written
         run_dir.mkdir()
-        with pytest.raises(SetupError, match=expected):
+        with warnings.catch_warnings(record=True) as echoed, pytest.raises(SetupError, match=re.escape(expected)):
+            warnings.simplefilter("always")
             train(config(*RUN, *overrides(files)), run_dir=run_dir)
+        assert not [w for w in echoed if "Traceback" in str(w.message)]  # no subprocess traceback echoed
         assert [p.name.startswith("events.out.tfevents") for p in run_dir.iterdir() if p.name != ".lock"] == [True]
         return
     shutil.copytree(files / "finished", run_dir)  # a finished run the bad one was pointed at
