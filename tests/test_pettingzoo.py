@@ -121,7 +121,9 @@ def rps_model(gamma: float) -> TabularGame:
     return TabularGame(P, R1, -R1, gamma, np.eye(10)[0])
 
 
-def monte_carlo_against_exact(factory: str, game: TabularGame, vectorization: str, copies: int, N: int, T: int):
+def monte_carlo_z_scores(factory: str, game: TabularGame, vectorization: str, copies: int, N: int, T: int) -> list[float]:
+    """``(mean return - exact value) / standard error`` of both players over ``N`` rollouts of
+    ``T`` steps of the adapted env, at seeded policies."""
     env = make_vector_env(PETTINGZOO_ID, copies, vectorization, factory=factory)
     S, (A1, A2) = game.num_states, game.num_actions
     leader = TabularSoftmaxPolicy(S, A1, logits=seeded_logits(S, A1, 0))
@@ -130,19 +132,22 @@ def monte_carlo_against_exact(factory: str, game: TabularGame, vectorization: st
     env.close()
     assert batch.mask.all()
     values = exact.policy_values(game, leader.probs().detach(), follower.probs().detach(), 0.0)
-    for returns, v in zip(batch.discounted_returns(game.gamma), (values.v1, values.v2)):
-        se = returns.std() / len(returns) ** 0.5
-        assert abs(returns.mean() - game.rho @ v) < 4 * se, (float(returns.mean()), float(game.rho @ v), float(se))
+    return [
+        float((returns.mean() - game.rho @ v) / (returns.std() / len(returns) ** 0.5))
+        for returns, v in zip(batch.discounted_returns(game.gamma), (values.v1, values.v2))
+    ]
 
 
 @pytest.mark.parametrize("vectorization, copies", [("sync", 64), ("async", 4)])
 def test_parallel_env_written_here_returns_match_exact_values(vectorization, copies):
-    monte_carlo_against_exact(f"{HERE}:tabular", GAME, vectorization, copies, 256 if vectorization == "async" else 1024, 20)
+    z = monte_carlo_z_scores(f"{HERE}:tabular", GAME, vectorization, copies, 256 if vectorization == "async" else 1024, 20)
+    assert max(map(abs, z)) < 4.0, z
 
 
 def test_pettingzoo_rock_paper_scissors_returns_match_exact_values():
     pytest.importorskip("pygame", reason="PettingZoo's classic games need pygame")
-    monte_carlo_against_exact("envs.pettingzoo_adapter:rock_paper_scissors", rps_model(0.5), "sync", 128, 512, 20)
+    z = monte_carlo_z_scores("envs.pettingzoo_adapter:rock_paper_scissors", rps_model(0.5), "sync", 128, 512, 20)
+    assert max(map(abs, z)) < 4.0, z
 
 
 @pytest.mark.parametrize(
@@ -178,8 +183,13 @@ def test_bad_factory_names_are_rejected(factory):
 def test_make_vec_of_an_adapted_parallel_env_keeps_gymnasium_vector_api(mode):
     env = gym.make_vec(PETTINGZOO_ID, num_envs=3, vectorization_mode=mode, max_episode_steps=2, factory=f"{HERE}:tabular")
     low, high = [min(GAME.R1.min(), GAME.R2.min())] * 2, [max(GAME.R1.max(), GAME.R2.max())] * 2
-    check_vector_env(env, gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32)), episode_steps=2)
+    played = check_vector_env(env, gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32)), episode_steps=2)
     env.close()
+    # every reward pair is the model's R1, R2 at the state and joint action it was played in
+    for states, actions, pairs in played:
+        expected = np.stack([GAME.R1.numpy()[states, actions[:, 0], actions[:, 1]], GAME.R2.numpy()[states, actions[:, 0], actions[:, 1]]], -1)
+        np.testing.assert_allclose(pairs, expected, rtol=1e-6)
+    assert len(played) == 3  # steps 1, 2 and 4 (step 3 only restarts)
 
 
 def train(tmp_path, *overrides):
