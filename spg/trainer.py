@@ -154,19 +154,7 @@ def _train_one(
             f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
             f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg, algo=model_spg or algo=pg"
         )
-    if task.game is None or ALGORITHMS[cfg.algo.name][1] == "empirical":
-        if not EmpiricalGame.fits(task.num_states, task.num_actions):
-            if ALGORITHMS[cfg.algo.name][1] == "empirical":
-                raise SetupError(
-                    f"algo={cfg.algo.name} estimates the game's model, and S = {task.num_states} with actions "
-                    f"{task.num_actions} is too large for it: use algo=spg"
-                )
-            log.warning("no estimates of J or of the follower's gap: the env's %d states are too many for an empirical model", task.num_states)
-            empirical = None
-        else:
-            empirical = EmpiricalGame(task.num_states, task.num_actions, task.gamma, device)
-    else:
-        empirical = None
+    empirical = _empirical_game(cfg, task, device)
     rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
     horizon, discount = rollouts.horizon, rollouts.discount(task.gamma)
     native = isinstance(task.env.unwrapped, TabularVectorEnv)
@@ -210,7 +198,7 @@ def _train_one(
     exact_source = ExactObjectives(task.game) if algorithm.needs_model else None
     judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
     bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc=cfg.algo.name)
-    started = time.perf_counter()
+    began = time.perf_counter()
     metrics: dict[str, float] = {}
 
     def source():
@@ -289,13 +277,31 @@ def _train_one(
     quarter = [J for i, J in J_history if i <= 0.75 * iterations]
     if J_history and quarter and f"{judged}/J" in exact_now:
         exact_now[f"{judged}/J_rise_last_quarter"] = exact_now[f"{judged}/J"] - quarter[-1]
-    final = _final_metrics(cfg, task, leader, follower, rollouts, env_steps, time.perf_counter() - started, exact_now)
+    final = _final_metrics(cfg, task, leader, follower, rollouts, env_steps, time.perf_counter() - began, exact_now)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
     logger.close()
     task.env.close()
     _summary(cfg, final)
     return final
+
+
+def _empirical_game(cfg: DictConfig, task: Task, device: torch.device) -> EmpiricalGame | None:
+    """The empirical game the run counts into: for ``model_spg`` (which learns on it) and for envs
+    without a model (whose estimates of ``J`` and the gap it gives); none where the counts would
+    not fit (``model_spg`` then cannot run)."""
+    learns_on_it = ALGORITHMS[cfg.algo.name][1] == "empirical"
+    if task.game is not None and not learns_on_it:
+        return None
+    if EmpiricalGame.fits(task.num_states, task.num_actions):
+        return EmpiricalGame(task.num_states, task.num_actions, task.gamma, device)
+    if learns_on_it:
+        raise SetupError(
+            f"algo={cfg.algo.name} estimates the game's model, and S = {task.num_states} with actions "
+            f"{task.num_actions} is too large for it: use algo=spg"
+        )
+    log.warning("no estimates of J or of the follower's gap: the env's %d states are too many for an empirical model", task.num_states)
+    return None
 
 
 def _postfix(metrics: dict[str, float]) -> dict[str, str]:
