@@ -112,7 +112,15 @@ def load_factory(factory: str) -> Callable[..., Any]:
 
 def make_env(factory: str, **kwargs) -> ParallelEnvAdapter:
     """``factory(**kwargs)``, a ``ParallelEnv`` named ``"module:function"``, adapted to the contract."""
-    return ParallelEnvAdapter(load_factory(factory)(**kwargs), where=factory)
+    function = load_factory(factory)
+    try:
+        parallel_env = function(**kwargs)
+    except ImportError as error:  # e.g. PettingZoo itself, imported inside the factory
+        raise ContractError(
+            f"PettingZoo factory {factory!r} could not import {error.name or error}: install it "
+            "(PettingZoo with its classic games: pip install -e '.[pettingzoo]')"
+        ) from error
+    return ParallelEnvAdapter(parallel_env, where=factory)
 
 
 class LastJointActionState:

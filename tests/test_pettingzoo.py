@@ -173,10 +173,19 @@ def test_agents_ending_apart_are_rejected_when_it_happens():
         Sampler(env, seed=0).collect(policy, TabularSoftmaxPolicy(3, 3), 2, 3)
 
 
+def needs_a_missing_package():
+    import no_such_package_for_spg  # noqa: F401
+
+
 @pytest.mark.parametrize("factory", ["no_such_module:make", f"{HERE}:no_such_function", "no_colon"])
 def test_bad_factory_names_are_rejected(factory):
     with pytest.raises(ContractError, match="PettingZoo factory"):
         make_vector_env(PETTINGZOO_ID, 2, "sync", factory=factory)
+
+
+def test_a_factory_whose_package_is_missing_is_one_line_naming_the_install():
+    with pytest.raises(ContractError, match=r"could not import no_such_package_for_spg: install it .*pip install -e '.\[pettingzoo\]'"):
+        make_vector_env(PETTINGZOO_ID, 2, "sync", factory=f"{HERE}:needs_a_missing_package")
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
