@@ -64,7 +64,7 @@ class StochasticGameEnv(gym.Env):
     def __init__(self, game: TabularGame | SparseTabularGame, *, start: str = "mu") -> None:
         if not isinstance(game, GAME_TYPES):
             raise TypeError(f"StochasticGameEnv needs a TabularGame or SparseTabularGame, got {type(game).__name__}")
-        self.game = game
+        self.game, self.start = game, start
         S, (A1, A2) = game.num_states, game.num_actions
         self.observation_space = gym.spaces.Discrete(S)
         self.action_space = gym.spaces.MultiDiscrete([A1, A2])

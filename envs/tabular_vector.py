@@ -78,7 +78,7 @@ class TabularVectorEnv(VectorEnv):
             raise TypeError(f"TabularVectorEnv needs a TabularGame or SparseTabularGame, got {type(game).__name__}")
         if num_envs < 1:
             raise ValueError(f"num_envs = {num_envs}: a vector env needs at least one copy")
-        self.game, self.num_envs, self.max_episode_steps = game, num_envs, max_episode_steps
+        self.game, self.num_envs, self.max_episode_steps, self.start = game, num_envs, max_episode_steps, start
         S, (A1, A2) = game.num_states, game.num_actions
         self.single_observation_space = gym.spaces.Discrete(S)
         self.single_action_space = gym.spaces.MultiDiscrete([A1, A2])

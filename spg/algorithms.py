@@ -100,6 +100,7 @@ class TwoTimescalePolicyGradient:
         lam: float,
         leader_step: StepSize,
         leader_optimizer: str = "adam",
+        leader_betas: tuple[float, float] = (0.9, 0.9),
         follower_settings: FollowerSettings | None = None,
         solve: str = "closed_form",
         cg: CGSettings | None = None,
@@ -141,7 +142,8 @@ class TwoTimescalePolicyGradient:
         self.solve = solve
         self.cg = cg if cg is not None else CGSettings()
         self.sub_batches = sub_batches
-        self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True)
+        options = {"betas": tuple(leader_betas)} if leader_optimizer == "adam" else {}
+        self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True, **options)
         self.leader_updates = 0
         self.follower_updates = 0
         self._cg_solution: torch.Tensor | None = None
@@ -305,6 +307,7 @@ def make_learner(
         lam=algo.lam,
         leader_step=StepSize(algo.leader.lr, algo.leader.power, algo.leader.t0),
         leader_optimizer=algo.leader.optimizer,
+        leader_betas=tuple(algo.leader.betas),
         follower_settings=FollowerSettings(**algo.follower),
         solve=algo.solve,
         cg=CGSettings(**algo.cg),

@@ -44,12 +44,16 @@ class EnvConfig:
 @dataclass
 class LeaderConfig:
     """The leader's optimiser (``adam`` or ``sgd``) on its direction, with step
-    ``lr (t0 / (t + t0))^power``; with Adam ``lr`` is roughly the largest logit change per update."""
+    ``lr (t0 / (t + t0))^power``; with Adam ``lr`` is roughly the largest logit change per update.
+    ``betas``: Adam's averaging of the direction and of its square. The second is short (0.9, not
+    the usual 0.999): as the leader's softmax approaches a deterministic optimum its gradient
+    shrinks, and a long memory of the early, larger gradients would shrink every later step."""
 
     optimizer: str = "adam"
     lr: float = 0.1
     power: float = 1.0
     t0: float = 50.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.9])
 
 
 @dataclass
@@ -234,6 +238,8 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
             raise _fail(f"algo.cg.{key}", a.cg[key], "must be >= 0")
     if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
         raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
+    if len(a.leader.betas) != 2 or not all(0 <= b < 1 for b in a.leader.betas):
+        raise _fail("algo.leader.betas", list(a.leader.betas), "Adam's betas are two numbers in [0, 1), e.g. [0.9,0.9]")
     if a.leader.lr <= 0:
         raise _fail("algo.leader.lr", a.leader.lr, "the leader's step must be > 0")
     if a.leader.t0 <= 0:

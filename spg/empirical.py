@@ -4,7 +4,7 @@ For an env without a model (no ``env.unwrapped.game``) every sampled step ``(s, 
 is counted. The maximum-likelihood model
 
     P^(s'|s, a1, a2) = n(s, a1, a2, s') / n(s, a1, a2),    R^i(s, a1, a2) = mean of r_i at (s, a1, a2),
-    rho^(s) = share of rollouts that start in s,
+    rho^(s) = share of rollouts that start in s (each weighted by rho / mu when they start from mu),
 
 converges to the true one at every pair the rollouts keep visiting, whatever the policies that
 visited it (the model does not depend on them). Pairs never visited at a visited state borrow
@@ -46,9 +46,11 @@ class EmpiricalGame:
         return num_states * num_actions[0] * num_actions[1] * num_states <= COUNT_LIMIT
 
     @torch.no_grad()
-    def update(self, batch: Batch) -> None:
+    def update(self, batch: Batch, start_weights: torch.Tensor | None = None) -> None:
         """Adds the batch's steps: every step's rewards, and its transition where the next state
-        was recorded (the episode goes on and the step is not the horizon's last)."""
+        was recorded (the episode goes on and the step is not the horizon's last); each start
+        counts ``start_weights[s_0]`` (``rho / mu`` for rollouts from ``mu``, so that ``rho^``
+        estimates ``rho``; 1 when ``None``)."""
         S, A1, A2 = self.shape
         device = self.transitions.device
         states, mask = batch.states.to(device), batch.mask.to(device)
@@ -57,7 +59,8 @@ class EmpiricalGame:
         self.rewards.index_add_(0, pair[mask], step_rewards.to(device, torch.float64)[mask])
         moved = mask[:, 1:]
         self.transitions.index_add_(0, (pair[:, :-1] * S + states[:, 1:])[moved], torch.ones(int(moved.sum()), dtype=torch.float64, device=device))
-        self.starts.index_add_(0, states[:, 0], torch.ones(states.shape[0], dtype=torch.float64, device=device))
+        weights = torch.ones(states.shape[0], dtype=torch.float64, device=device) if start_weights is None else start_weights.to(device, torch.float64)[states[:, 0]]
+        self.starts.index_add_(0, states[:, 0], weights)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"transitions": self.transitions, "rewards": self.rewards, "starts": self.starts}

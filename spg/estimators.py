@@ -144,11 +144,15 @@ def surrogate_objectives(
     baseline: bool = True,
     center: bool = False,
     returns: Returns | None = None,
+    start_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Surrogates ``(F1, F2)`` of ``V1(mu)`` and ``V2^lam(mu)`` from one batch: scalars whose
-    values are the Monte Carlo returns and whose derivatives of every order in both logits are
-    unbiased for those of the truncated values (``returns``: the batch's :class:`Returns`, when
-    already computed; ``center``: see :func:`weighted_returns`)."""
+    """Surrogates ``(F1, F2)`` of ``V1`` and ``V2^lam`` at the batch's start distribution from one
+    batch: scalars whose values are the Monte Carlo returns and whose derivatives of every order in
+    both logits are unbiased for those of the truncated values (``returns``: the batch's
+    :class:`Returns`, when already computed; ``center``: see :func:`weighted_returns`).
+    ``start_weights [N]``: each trajectory's weight in ``F1`` alone, ``rho(s_0) / mu(s_0)`` to
+    estimate the leader's value at ``rho`` from rollouts that start from ``mu`` (a weight fixed
+    before the first action leaves every derivative unbiased)."""
     states, mask = batch.states, batch.mask
     dtype = leader_logits.dtype
     m, w = mask.to(dtype), batch.weights.to(dtype)
@@ -164,6 +168,8 @@ def surrogate_objectives(
     weight1 = discount * (R.G1 - w * R.b1)
     weight2 = discount * (R.G2 - w * R.b2)
     F1 = R.G1[:, 0] + R.offset[:, 0] + (score * weight1).sum(1)
+    if start_weights is not None:
+        F1 = F1 * start_weights.to(dtype)
     entropy = entropy_from_logits(follower_logits)[states]  # H(pi2(.|s_t)), differentiable in theta2
     entropy_direct = (dice_before * (entropy - entropy.detach()) * (lam * discount * m * R.w_before)).sum(1)
     F2 = R.G2[:, 0] + R.offset[:, 1] + lam * R.entropy_value[:, 0] + (score * weight2).sum(1) + entropy_direct
@@ -207,10 +213,12 @@ def implicit_surrogate(
     gamma: float,
     lam: float,
     returns: Returns | None = None,
+    start_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A scalar whose ``theta1``-gradient is unbiased for eq. (19)'s implicit term at the
     follower's soft best response, ``sum_s d(s) sum_a2 pi2(a2|s) w(s, a2) grad_1 Q2^lam(s, a2)``
-    (docs/mathematics.md): the REINFORCE form
+    (docs/mathematics.md; ``d`` the occupancy from the batch's start distribution, or from ``rho``
+    with ``start_weights [N]`` as in :func:`surrogate_objectives`): the REINFORCE form
 
         sum_j grad log pi1(a1_j|s_j) gamma^j W_j (G2_j - b2(s_j)),     W_j = sum_{t <= j} w(s_t, a2_t),
 
@@ -223,5 +231,7 @@ def implicit_surrogate(
         W = torch.cumsum(w.to(dtype)[batch.states, batch.follower_actions] * m, dim=1)
         discount = gamma ** torch.arange(batch.length, dtype=dtype, device=batch.states.device)
         coefficient = discount * W * (R.G2 - weights * R.b2) * m
+        if start_weights is not None:
+            coefficient = coefficient * start_weights.to(dtype)[:, None]
     log_p1 = torch.log_softmax(leader_logits, -1)[batch.states, batch.leader_actions]
     return (log_p1 * coefficient).sum(1).mean()

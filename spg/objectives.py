@@ -45,7 +45,9 @@ class ObjectiveSource(Protocol):
 
 
 class ExactObjectives:
-    """The objectives of a game model, exactly."""
+    """The objectives of a game model, exactly: the leader's value at ``rho``, where ``J`` is
+    defined, the follower's at the training distribution ``mu`` (its best response is the same
+    from any start distribution with full support, eq. 14)."""
 
     exact = True
 
@@ -54,7 +56,7 @@ class ExactObjectives:
         self._dense = exact.dense_for_derivatives(game)
 
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return exact.objectives(self._dense, theta1, theta2, lam)
+        return exact.objectives(self._dense, theta1, theta2, lam, d1=self._dense.rho)
 
     @torch.no_grad()
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -66,7 +68,7 @@ class ExactObjectives:
     def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
         pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2.detach(), -1)
         with torch.no_grad():
-            visits = exact.occupancy(self._dense, pi1.detach(), pi2, self._dense.mu)  # d(s), summing to 1 / (1 - gamma)
+            visits = exact.occupancy(self._dense, pi1.detach(), pi2, self._dense.rho)  # d(s) from rho, summing to 1 / (1 - gamma)
         q2 = torch.einsum("sa,sab->sb", pi1, exact.policy_values(self._dense, pi1, pi2, lam).q2)  # differentiable in theta1
         return (visits[:, None] * pi2 * w.detach() * q2).sum()
 
@@ -79,12 +81,19 @@ class SampledObjectives:
 
     ``gamma``: the discount the estimators apply, 1 for rollouts of geometric length (whose
     undiscounted sums estimate the discounted values); ``center``: centred rewards (for those
-    rollouts, :func:`spg.estimators.weighted_returns`)."""
+    rollouts, :func:`spg.estimators.weighted_returns`); ``start_weights [S]``: ``rho(s) / mu(s)``
+    when the rollouts start from ``mu != rho`` (:func:`spg.task.start_weights`), so that the
+    leader's objective and eq. (19)'s implicit term are estimated at ``rho``, as in
+    :class:`ExactObjectives`."""
 
     exact = False
 
-    def __init__(self, batch: Batch, gamma: float, *, baseline: bool = True, center: bool = False) -> None:
+    def __init__(
+        self, batch: Batch, gamma: float, *, baseline: bool = True, center: bool = False, start_weights: torch.Tensor | None = None
+    ) -> None:
         self.batch, self.gamma, self.baseline, self.center = batch, gamma, baseline, center
+        self.start_weights = start_weights
+        self._trajectory_weights = None if start_weights is None else start_weights[batch.states[:, 0]]
         self._returns: tuple[torch.Tensor, float, Returns] | None = None
 
     def returns(self, theta2: torch.Tensor, lam: float) -> Returns:
@@ -95,13 +104,20 @@ class SampledObjectives:
         return self._returns[2]
 
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return surrogate_objectives(self.batch, theta1, theta2, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
+        return surrogate_objectives(
+            self.batch, theta1, theta2, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam), start_weights=self._trajectory_weights
+        )
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
 
     def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
-        return implicit_surrogate(self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam))
+        return implicit_surrogate(
+            self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam, returns=self.returns(theta2, lam), start_weights=self._trajectory_weights
+        )
 
     def split(self, parts: int) -> list["SampledObjectives"]:
-        return [SampledObjectives(part, self.gamma, baseline=self.baseline, center=self.center) for part in self.batch.split(parts)]
+        return [
+            SampledObjectives(part, self.gamma, baseline=self.baseline, center=self.center, start_weights=self.start_weights)
+            for part in self.batch.split(parts)
+        ]

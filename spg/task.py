@@ -97,8 +97,9 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class Task:
-    """The environment a run trains on, its model where one exists, its discount, and a
-    fingerprint of the game (of the model, else of the env id and kwargs) for checkpoints."""
+    """The environment a run trains on, its model where one exists, its discount, a fingerprint
+    of the game (of the model, else of the env id and kwargs) for checkpoints, and
+    ``start_weights [S]`` (:func:`start_weights`)."""
 
     env: gym.vector.VectorEnv
     game: TabularGame | SparseTabularGame | None
@@ -106,6 +107,17 @@ class Task:
     num_states: int
     num_actions: tuple[int, int]
     fingerprint: str
+    start_weights: torch.Tensor | None = None
+
+
+def start_weights(game: TabularGame | SparseTabularGame | None, start: str | None) -> torch.Tensor | None:
+    """``rho(s) / mu(s)`` when training episodes start from ``mu != rho`` (this package's game envs
+    with ``start="mu"``): the weight of a trajectory starting in ``s`` that turns estimates of the
+    leader's value at ``mu`` into estimates at ``rho``, where ``J`` is defined. ``None`` when the
+    env starts where ``J`` is judged (an env without such a model starts from its own ``rho``)."""
+    if game is None or start != "mu" or torch.equal(game.mu, game.rho):
+        return None
+    return torch.where(game.mu > 0, game.rho / game.mu.clamp_min(torch.finfo(game.mu.dtype).tiny), torch.zeros_like(game.rho))
 
 
 def make_task(cfg: DictConfig, device: torch.device) -> Task:
@@ -121,7 +133,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 game = load_game(env_cfg.path, device=device)
             except ValueError as error:
                 raise SetupError(f"env.path = {env_cfg.path}: {error}") from error
-            env = TabularVectorEnv(game, native_copies)
+            env, start = TabularVectorEnv(game, native_copies), "mu"
         elif env_cfg.kind in ("gym", "pettingzoo"):
             env_id, kwargs = env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True)
             if env_cfg.kind == "pettingzoo":  # env.id names a ParallelEnv factory, "module:function"
@@ -130,14 +142,14 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
             copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or python_env_copies(env_cfg.vectorization, cfg.trainer.batch_size))
             env = make_vector_env(env_id, copies, env_cfg.vectorization, **kwargs)
             if isinstance(env, TabularVectorEnv):
-                game = env.game
+                game, start = env.game, env.start
                 if game.device != device:
-                    env = TabularVectorEnv(game.to(device), env.num_envs, max_episode_steps=env.max_episode_steps)
+                    env = TabularVectorEnv(game.to(device), env.num_envs, start=start, max_episode_steps=env.max_episode_steps)
                     game = env.game
             else:
                 probe = gym.make(find_spec(env_id).id, disable_env_checker=True, **kwargs)
                 check_first_step(probe)  # a broken contract found before training, where it shows at once
-                game = getattr(probe.unwrapped, "game", None)
+                game, start = getattr(probe.unwrapped, "game", None), getattr(probe.unwrapped, "start", None)
                 probe.close()
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
         else:
@@ -160,7 +172,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
     else:  # no model: the env as configured
         described = json.dumps([env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True), gamma], sort_keys=True, default=str)
         fingerprint = hashlib.sha256(described.encode()).hexdigest()
-    return Task(env, game, gamma, int(S), (A1, A2), fingerprint)
+    return Task(env, game, gamma, int(S), (A1, A2), fingerprint, start_weights(game, start))
 
 
 def has_derivatives(task: Task) -> bool:

@@ -213,10 +213,10 @@ def _train_one(
             raise SetupError(f"env.id = {cfg.env.id} broke the two-player contract mid-rollout: {error}") from None
         env_steps += batch.env_steps
         if empirical is not None:
-            empirical.update(batch)
+            empirical.update(batch, task.start_weights)
         if algorithm.data == "empirical":
             return ExactObjectives(empirical.model())
-        return SampledObjectives(batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric)
+        return SampledObjectives(batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric, start_weights=task.start_weights)
 
     last_batch = None
 

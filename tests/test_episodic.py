@@ -23,7 +23,7 @@ from spg.policy import TabularSoftmaxPolicy
 from spg.reference import quantal_stackelberg
 from spg.sampler import Sampler
 from spg.sparse_game import SparseTabularGame, load_game
-from spg.task import Rollouts
+from spg.task import Rollouts, start_weights
 from tests.helpers import seeded_logits, z_scores
 from tests.test_estimators import derivatives
 
@@ -294,10 +294,12 @@ def test_implicit_surrogate_and_q_estimates_are_unbiased_with_terminal_states():
     values = exact.policy_values(game, pi1, pi2, LAM)
     expected_q = torch.cat([torch.einsum("sa,sab->sb", pi1, q)[:3].flatten() for q in (values.q1, values.q2)])
     sampler = Sampler(TabularVectorEnv(game, 400), seed=6, probe_discount=game.gamma)
+    rho_over_mu = start_weights(game, "mu")  # rollouts from mu, the implicit term at rho
     implicit, q = [], []
     for _ in range(150):
         batch = sampler.collect(leader, follower, 400, HORIZON)
-        (g,) = torch.autograd.grad(implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=game.gamma, lam=LAM), leader.logits)
+        surrogate = implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=game.gamma, lam=LAM, start_weights=rho_over_mu[batch.states[:, 0]])
+        (g,) = torch.autograd.grad(surrogate, leader.logits)
         implicit.append(g.flatten())
         q1, q2, counts = q_estimates(batch, follower.logits, gamma=game.gamma, lam=LAM)
         assert (counts[:3] > 0).all() and (counts[3] == 0).all()

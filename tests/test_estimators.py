@@ -8,10 +8,11 @@ import torch
 from envs import TabularVectorEnv
 from spg import exact
 from spg.estimators import implicit_surrogate, leave_one_out_baseline, q_estimates, returns_to_go, surrogate_objectives, weighted_returns
-from spg.objectives import ExactObjectives
+from spg.objectives import ExactObjectives, SampledObjectives
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
+from spg.task import start_weights
 from tests.helpers import seeded_logits, z_scores
 
 LAM, GAMMA, HORIZON = 0.3, 0.6, 40  # 0.6^40 ~ 1e-9: the truncated and infinite values coincide
@@ -214,3 +215,35 @@ def test_probes_of_actions_with_probability_zero_keep_every_estimate_finite():
     q1, q2, counts = q_estimates(batch, follower.logits, gamma=GAMMA, lam=LAM)
     assert all(torch.isfinite(x).all() for x in (F1, F2, *grads, implicit, q1, q2))
     assert (counts[:, 0] > 0).all()
+
+
+def test_start_weights_estimate_the_leaders_terms_at_rho_from_rollouts_that_start_from_mu():
+    # rho on one state, training rollouts from a mu spread over all three: weighted by rho / mu,
+    # the leader's gradient and eq. (19)'s implicit term are those at rho (ExactObjectives), the
+    # follower's gradient stays the one at mu; unweighted, the leader's terms are measurably off
+    base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    rho, mu = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([0.2, 0.4, 0.4], dtype=torch.float64)
+    game = TabularGame(base.P, base.R1, base.R2, GAMMA, rho, mu)
+    weights = start_weights(game, "mu")
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=seeded_logits(3, 3, 2))
+    w = seeded_logits(3, 3, 5)
+    exact_source = ExactObjectives(game)
+
+    def terms(source):
+        v1, v2 = source.objectives(leader.logits, follower.logits, LAM)
+        (g1,) = torch.autograd.grad(v1, leader.logits, retain_graph=True)
+        (g2,) = torch.autograd.grad(v2, follower.logits)
+        (implicit,) = torch.autograd.grad(source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+        return torch.cat([g1.flatten(), implicit.flatten(), g2.flatten()])
+
+    expected = terms(exact_source)
+    sampler = Sampler(TabularVectorEnv(game, 400), seed=7)
+    weighted, unweighted = [], []
+    for _ in range(150):
+        batch = sampler.collect(leader, follower, 400, HORIZON)
+        weighted.append(terms(SampledObjectives(batch, GAMMA, start_weights=weights)))
+        unweighted.append(terms(SampledObjectives(batch, GAMMA)))
+    z = z_scores(torch.stack(weighted), expected)
+    assert z.abs().max() < 4.0, z
+    assert z_scores(torch.stack(unweighted), expected)[:6].abs().max() > 10.0  # without the weights: the leader's terms at mu
