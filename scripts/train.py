@@ -21,10 +21,12 @@ sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 from envs.contract import ContractError
 from spg.config import register_configs
+from spg.env_configs import register_env_defaults
 from spg.rundir import RunDirectoryInUse
 from spg.trainer import SetupError, train
 
 register_configs()
+register_env_defaults()
 log = logging.getLogger("spg")
 
 

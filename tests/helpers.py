@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from spg.algorithms import make_learner
 from spg.config import register_configs
+from spg.env_configs import register_env_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 # a 3-state random game and a run of a few seconds
@@ -38,6 +39,7 @@ def z_scores(samples: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
 def config(*overrides: str):
     """The shipped Hydra config (``configs/``) with ``overrides``, as ``scripts/train.py`` composes it."""
     register_configs()
+    register_env_defaults()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
