@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from spg import exact
 from spg.game import TabularGame, random_game
+from spg.logger import policy_figure
 from spg.trainer import SetupError, train
 from tests.helpers import ROOT, TINY, config
 
@@ -52,8 +54,19 @@ def test_tensorboard_event_files_hold_the_main_tags(tmp_path):
         "leader/min_prob", "follower/min_prob", "game/J_gradient_norm", "game/equilibrium",
     }
     assert expected <= scalars, expected - scalars
-    assert [e.step for e in events.Scalars("game/J")] == [0, 3, 6]  # evaluated before the first update too
+    for tag in ("game/J", "game/equilibrium"):  # evaluated before the first update too
+        assert [e.step for e in events.Scalars(tag)] == [0, 3, 6], tag
     assert {"leader/policy", "follower/policy"} <= set(events.Tags()["images"])
+
+
+def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar():
+    figure = policy_figure(torch.softmax(torch.randn(7, 3, generator=torch.Generator().manual_seed(0)), -1), "leader")
+    heatmap, colour_bar = figure.axes
+    assert (heatmap.get_xlabel(), heatmap.get_ylabel(), colour_bar.get_ylabel()) == ("leader action", "state", "probability")
+    for ticks, count in ((heatmap.get_xticks(), 3), (heatmap.get_yticks(), 7)):
+        shown = [t for t in ticks if -0.5 <= t <= count - 0.5]
+        assert shown and all(float(t).is_integer() for t in shown), ticks
+    plt.close(figure)
 
 
 def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
