@@ -113,7 +113,6 @@ GAME_BUILDERS: dict[str, Callable[..., TabularGame]] = {
 }
 
 
-
 def default_kwargs(env_id: str) -> dict[str, Any]:
     """The keyword defaults of ``env_id``'s game builder: what ``gym.make(env_id)`` builds with and,
     through the ``env_defaults`` config group (:mod:`spg.env_configs`), ``env.kwargs`` of its

@@ -19,6 +19,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def generator() -> torch.Generator:
+    """A torch generator seeded with 1234."""
     return torch.Generator().manual_seed(1234)
 
 
@@ -49,6 +50,7 @@ class Scripts:
         return process
 
     def kill_running(self) -> None:
+        """Kill the started processes that are still running, and reap them."""
         for process in self.started:
             if process.poll() is None:
                 process.kill()
