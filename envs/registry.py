@@ -3,7 +3,8 @@ entry point and a native vector entry point built from the same game."""
 
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from typing import Any, Callable
 
 from envs.stochastic_game import StochasticGameEnv
 from envs.tabular_vector import TabularVectorEnv
@@ -110,6 +111,15 @@ GAME_BUILDERS: dict[str, Callable[..., TabularGame]] = {
     "spg/Soccer-v0": soccer_game,
     **{f"spg/{name}-v0": _named_matrix(spec) for name, spec in MATRIX_GAMES.items()},
 }
+
+
+def default_kwargs(env_id: str) -> dict[str, Any]:
+    """The keyword defaults of ``env_id``'s game builder: what ``gym.make(env_id)`` builds with and,
+    through the ``env_defaults`` config group (:mod:`spg.env_configs`), ``env.kwargs`` of its
+    ``configs/env`` file."""
+    parameters = inspect.signature(GAME_BUILDERS[env_id]).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
 
 # the games with reference solutions (scripts/reference.py, README results table)
 BENCHMARK_GAMES = [f"spg/{name}-v0" for name in MATRIX_GAMES] + ["spg/Patrolling-v0", "spg/EpidemicTesting-v0"]

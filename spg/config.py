@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, CGSettings, FollowerSettings
+from spg.env_configs import register_env_defaults
 
 
 ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled trajectories are (spg.task.plan_rollouts)
@@ -127,7 +128,9 @@ def run_name(*, _root_) -> str:
 def register_configs() -> None:
     """Register the schema as ``base_config``, the first entry of ``configs/config.yaml``'s
     defaults list: every group file then merges into a typed node and is checked against it;
-    and the ``spg_run_name`` resolver of the run directories."""
+    the ``env_defaults`` group (:mod:`spg.env_configs`); and the ``spg_run_name`` resolver of the
+    run directories."""
+    register_env_defaults()
     if not OmegaConf.has_resolver("spg_run_name"):
         OmegaConf.register_new_resolver("spg_run_name", run_name)
     ConfigStore.instance().store(name="base_config", node=Config)

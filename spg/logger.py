@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
@@ -44,7 +45,8 @@ class RunLogger:
         self.writer.close()
 
 
-def policy_figure(probs: torch.Tensor, player: str):
+def policy_figure(probs: torch.Tensor, player: str) -> Figure:
+    """A state x action heatmap of ``probs`` ``[S, A]`` with integer ticks and a labelled colour bar."""
     S, A = probs.shape
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * A, 1.0 + 0.25 * min(S, 60)))
     image = ax.imshow(probs.numpy(), aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
@@ -52,6 +54,6 @@ def policy_figure(probs: torch.Tensor, player: str):
     ax.set_ylabel("state")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # actions and states are indices
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.colorbar(image, ax=ax, fraction=0.08)
+    fig.colorbar(image, ax=ax, fraction=0.08, label="probability")
     fig.tight_layout()
     return fig

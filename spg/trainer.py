@@ -225,6 +225,7 @@ def _train_one(
     if start == 0:
         if task.game is not None:  # where the run starts, for the dashboards
             initial = exact_metrics(task.game, leader, follower, cfg.algo.lam)
+            initial["game/equilibrium"] = float(not equilibrium_problems(initial, value_scale(task.game)))
             logger.scalars(initial, 0)
             logger.policy_heatmaps(leader.probs(), follower.probs(), 0)
             J_history.append((0, initial["game/J"]))

@@ -1,9 +1,14 @@
-"""Shared test helpers: seeded logits, z-scores of Monte Carlo means, the shipped config, and
-learners built from it."""
+"""Shared test helpers, plain functions and constants: seeded logits, z-scores of Monte Carlo
+means, first and second derivatives of two objectives, Gymnasium's vector API check, the shipped
+config and learners built from it. The fixtures are in ``tests/conftest.py``."""
 
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
 from hydra import compose, initialize_config_dir
 
 from spg.algorithms import make_learner
@@ -33,6 +38,49 @@ def z_scores(samples: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
     """``(mean - expected) / standard error`` entry by entry, over the first axis of ``samples``."""
     standard_error = samples.std(0) / samples.shape[0] ** 0.5
     return (samples.mean(0) - expected) / standard_error.clamp_min(1e-15)
+
+
+def derivatives(v1: torch.Tensor, v2: torch.Tensor, theta1: torch.Tensor, theta2: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """grad_1 V1, grad_2 V1, grad_2 V2, H v and (d2 V2 / d1 d2) w, flattened into one vector."""
+    g11, g12 = torch.autograd.grad(v1, (theta1, theta2), retain_graph=True)
+    (g22,) = torch.autograd.grad(v2, theta2, create_graph=True)
+    (hv,) = torch.autograd.grad(g22, theta2, v, retain_graph=True)
+    (mixed,) = torch.autograd.grad(g22, theta1, w)
+    return torch.cat([x.detach().flatten() for x in (g11, g12, g22, hv, mixed)])
+
+
+def check_vector_env(env: gym.vector.VectorEnv, reward_space: gym.spaces.Box, episode_steps: int) -> list[tuple]:
+    """Gymnasium's vector API for an env made with ``max_episode_steps=episode_steps``: batched
+    spaces, seeded resets, step shapes and dtypes, the reward pair in ``info``, and next-step
+    autoreset (truncation after ``episode_steps`` steps, then a step that only restarts).
+    Returns ``(states, actions, reward pairs)`` of every step that was played, for checks
+    against a model."""
+    N = env.num_envs
+    assert env.observation_space == batch_space(env.single_observation_space, N)
+    assert env.action_space == batch_space(env.single_action_space, N)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    first, info = env.reset(seed=5)
+    again, _ = env.reset(seed=5)
+    assert isinstance(info, dict) and np.array_equal(first, again)
+    assert first.shape == (N,) and first.dtype == np.int64 and first in env.observation_space
+    env.action_space.seed(0)
+    played, obs = [], first
+    for t in range(1, episode_steps + 3):
+        before, actions = obs, env.action_space.sample()
+        obs, rewards, terminated, truncated, info = env.step(actions)
+        assert obs.shape == (N,) and obs.dtype == np.int64 and obs in env.observation_space
+        assert rewards.shape == (N,) and rewards.dtype == np.float64
+        assert terminated.shape == truncated.shape == (N,) and terminated.dtype == truncated.dtype == np.bool_
+        assert not terminated.any() and np.array_equal(truncated, np.full(N, t == episode_steps))
+        if t == episode_steps + 1:  # every copy restarts: no reward, no reward pair
+            assert np.all(rewards == 0.0) and not np.any(info.get("_reward_pair", False))
+        else:
+            pairs = info["reward_pair"]
+            assert pairs.shape == (N, 2) and pairs.dtype == np.float32 and info["_reward_pair"].all()
+            assert np.array_equal(rewards, pairs[:, 0].astype(np.float64))
+            assert all(pair in reward_space for pair in pairs)
+            played.append((before, actions, pairs))
+    return played
 
 
 def config(*overrides: str):

@@ -5,12 +5,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
 
 import envs  # noqa: F401  (registers spg/ ids)
 from envs import StochasticGameEnv, TabularVectorEnv
+from envs.registry import GAME_BUILDERS, default_kwargs
 from spg import exact
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
+from tests.helpers import ROOT, config
 
 LAM = 0.2
 
@@ -50,6 +54,25 @@ def test_registered_ids_make_single_and_native_vector_envs(tmp_path):
     assert gym.make("spg/Game-v0", game=game).unwrapped.game is game
     sparse = gym.make_vec("spg/RandomSparseGame-v0", num_envs=4, num_states=50, num_successors=3)
     assert sparse.sparse and sparse.game.num_states == 50 and sparse.game.num_successors == 3
+
+
+GAME_CONFIGS = [p for p in sorted((ROOT / "configs" / "env").glob("*.yaml")) if yaml.safe_load(p.read_text()).get("id") in GAME_BUILDERS]
+
+
+def test_every_registered_game_with_defaults_has_a_config_file():
+    configured = {yaml.safe_load(p.read_text())["id"] for p in GAME_CONFIGS}
+    assert {env_id for env_id in GAME_BUILDERS if default_kwargs(env_id)} <= configured
+
+
+@pytest.mark.parametrize("path", GAME_CONFIGS, ids=lambda p: p.stem)
+def test_env_defaults_are_written_once_and_the_config_builds_what_gym_make_builds(path):
+    assert "kwargs" not in yaml.safe_load(path.read_text())  # env.kwargs come from the builder's signature
+    env = config(f"env={path.stem}").env
+    kwargs = OmegaConf.to_container(env.kwargs)
+    assert kwargs == OmegaConf.to_container(OmegaConf.create(default_kwargs(env.id)))
+    assert gym.make(env.id, **kwargs).unwrapped.game.fingerprint() == gym.make(env.id).unwrapped.game.fingerprint()
+    key, value = ("num_states", 5) if "num_states" in kwargs else ("gamma", 0.5)  # overridable without +
+    assert OmegaConf.to_container(config(f"env={path.stem}", f"env.kwargs.{key}={value}").env.kwargs) == {**kwargs, key: value}
 
 
 def test_bad_game_gives_validation_error_not_a_torch_trace(tmp_path):

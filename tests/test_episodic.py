@@ -24,8 +24,7 @@ from spg.reference import quantal_stackelberg
 from spg.sampler import Sampler
 from spg.sparse_game import SparseTabularGame, load_game
 from spg.task import Rollouts, start_weights
-from tests.helpers import seeded_logits, z_scores
-from tests.test_estimators import derivatives
+from tests.helpers import derivatives, seeded_logits, z_scores
 
 LAM, HORIZON = 0.3, 60
 

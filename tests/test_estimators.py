@@ -13,18 +13,9 @@ from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from spg.task import start_weights
-from tests.helpers import seeded_logits, z_scores
+from tests.helpers import derivatives, seeded_logits, z_scores
 
 LAM, GAMMA, HORIZON = 0.3, 0.6, 40  # 0.6^40 ~ 1e-9: the truncated and infinite values coincide
-
-
-def derivatives(v1, v2, theta1, theta2, v, w):
-    """grad_1 V1, grad_2 V1, grad_2 V2, H v and (d2 V2 / d1 d2) w, flattened into one vector."""
-    g11, g12 = torch.autograd.grad(v1, (theta1, theta2), retain_graph=True)
-    (g22,) = torch.autograd.grad(v2, theta2, create_graph=True)
-    (hv,) = torch.autograd.grad(g22, theta2, v, retain_graph=True)
-    (mixed,) = torch.autograd.grad(g22, theta1, w)
-    return torch.cat([x.detach().flatten() for x in (g11, g12, g22, hv, mixed)])
 
 
 def shifted(game: TabularGame, shift: float) -> TabularGame:

@@ -9,13 +9,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 import envs  # noqa: F401  (registers spg/ ids)
 from envs.contract import make_vector_env
 from envs.registry import GAME_BUILDERS
 from spg.game import random_game
+from tests.helpers import check_vector_env
 
 MODES = ("vector_entry_point", "sync", "async")
 
@@ -47,40 +47,6 @@ def test_single_env_passes_gymnasium_checker_without_warnings(env_id, kwargs_of)
     pair = info["reward_pair"]
     assert isinstance(reward, float) and pair.dtype == np.float32 and pair.shape == (2,)
     assert reward == pair[0] and pair in env.reward_space
-
-
-def check_vector_env(env: gym.vector.VectorEnv, reward_space: gym.spaces.Box, episode_steps: int) -> list[tuple]:
-    """Gymnasium's vector API for an env made with ``max_episode_steps=episode_steps``: batched
-    spaces, seeded resets, step shapes and dtypes, the reward pair in ``info``, and next-step
-    autoreset (truncation after ``episode_steps`` steps, then a step that only restarts).
-    Returns ``(states, actions, reward pairs)`` of every step that was played, for checks
-    against a model."""
-    N = env.num_envs
-    assert env.observation_space == batch_space(env.single_observation_space, N)
-    assert env.action_space == batch_space(env.single_action_space, N)
-    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
-    first, info = env.reset(seed=5)
-    again, _ = env.reset(seed=5)
-    assert isinstance(info, dict) and np.array_equal(first, again)
-    assert first.shape == (N,) and first.dtype == np.int64 and first in env.observation_space
-    env.action_space.seed(0)
-    played, obs = [], first
-    for t in range(1, episode_steps + 3):
-        before, actions = obs, env.action_space.sample()
-        obs, rewards, terminated, truncated, info = env.step(actions)
-        assert obs.shape == (N,) and obs.dtype == np.int64 and obs in env.observation_space
-        assert rewards.shape == (N,) and rewards.dtype == np.float64
-        assert terminated.shape == truncated.shape == (N,) and terminated.dtype == truncated.dtype == np.bool_
-        assert not terminated.any() and np.array_equal(truncated, np.full(N, t == episode_steps))
-        if t == episode_steps + 1:  # every copy restarts: no reward, no reward pair
-            assert np.all(rewards == 0.0) and not np.any(info.get("_reward_pair", False))
-        else:
-            pairs = info["reward_pair"]
-            assert pairs.shape == (N, 2) and pairs.dtype == np.float32 and info["_reward_pair"].all()
-            assert np.array_equal(rewards, pairs[:, 0].astype(np.float64))
-            assert all(pair in reward_space for pair in pairs)
-            played.append((before, actions, pairs))
-    return played
 
 
 @pytest.mark.parametrize("env_id", list(GAME_BUILDERS))

@@ -4,8 +4,6 @@ judged by Monte Carlo returns against the exact values of a model built here by 
 contract's errors; Gymnasium's vector API; and the trainer's ``env=pettingzoo``."""
 
 import json
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
@@ -21,8 +19,7 @@ from spg import exact  # noqa: E402
 from spg.game import TabularGame, random_game  # noqa: E402
 from spg.policy import TabularSoftmaxPolicy  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402
-from tests.helpers import ROOT, seeded_logits  # noqa: E402
-from tests.test_gymnasium_api import check_vector_env  # noqa: E402
+from tests.helpers import check_vector_env, seeded_logits  # noqa: E402
 
 GAME = random_game(3, 2, 3, seed=4, gamma=0.5, reward_range=(-1.0, 2.0))
 HERE = "tests.test_pettingzoo"
@@ -201,16 +198,14 @@ def test_make_vec_of_an_adapted_parallel_env_keeps_gymnasium_vector_api(mode):
     assert len(played) == 3  # steps 1, 2 and 4 (step 3 only restarts)
 
 
-def train(tmp_path, *overrides):
-    argv = [sys.executable, str(ROOT / "scripts/train.py"), "env=pettingzoo", "env.gamma=0.9", "trainer.progress=false",
-            f"hydra.run.dir={tmp_path}", *overrides]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+def train(scripts, tmp_path, *overrides):
+    return scripts.run("train.py", "env=pettingzoo", "env.gamma=0.9", "trainer.progress=false", f"hydra.run.dir={tmp_path}", *overrides)
 
 
 @pytest.mark.slow
-def test_trainer_trains_on_pettingzoo_rock_paper_scissors(tmp_path):
+def test_trainer_trains_on_pettingzoo_rock_paper_scissors(scripts, tmp_path):
     pytest.importorskip("pygame", reason="PettingZoo's classic games need pygame")
-    done = train(tmp_path, "env.id=envs.pettingzoo_adapter:rock_paper_scissors", "trainer.iterations=4", "algo.follower_warmup=1",
+    done = train(scripts, tmp_path, "env.id=envs.pettingzoo_adapter:rock_paper_scissors", "trainer.iterations=4", "algo.follower_warmup=1",
                  "trainer.batch_size=32", "trainer.horizon=10", "trainer.eval_every=2", "trainer.eval_episodes=32")
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
@@ -221,8 +216,8 @@ def test_trainer_trains_on_pettingzoo_rock_paper_scissors(tmp_path):
 
 
 @pytest.mark.slow
-def test_trainer_rejects_a_broken_pettingzoo_env_with_one_line(tmp_path):
-    done = train(tmp_path, f"env.id={HERE}:player_names")
+def test_trainer_rejects_a_broken_pettingzoo_env_with_one_line(scripts, tmp_path):
+    done = train(scripts, tmp_path, f"env.id={HERE}:player_names")
     assert done.returncode == 1
     lines = [line for line in (done.stdout + done.stderr).splitlines() if "PettingZoo env must be" in line]
     assert len(lines) == 1 and "got agents ['player_0', 'player_1']" in lines[0], done.stderr[-3000:]

@@ -3,7 +3,6 @@ README's code block) in a fresh directory and the README's command from that dir
 pair is judged with the Inspection game's model, built here by hand from the env's rules."""
 
 import re
-import subprocess
 
 import numpy as np
 import pytest
@@ -32,13 +31,12 @@ def inspection_model(gamma: float) -> TabularGame:
 
 
 @pytest.mark.slow
-def test_readme_inspection_example_reaches_the_follower_best_response(tmp_path):
+def test_readme_inspection_example_reaches_the_follower_best_response(scripts, tmp_path):
     code = re.search(r"```python\n(import gymnasium as gym\n.*?class Inspection.*?)```", README, re.S).group(1)
     command = re.search(r"```bash\n(python scripts/train.py env=gym env.id=my_games:Inspection-v0[^\n]*)\n```", README).group(1)
     (tmp_path / "my_games.py").write_text(code)
-    argv = command.split() + [f"hydra.run.dir={tmp_path / 'run'}", "trainer.progress=false"]
-    argv[1] = str(ROOT / argv[1])  # scripts/train.py of this checkout, run from the user's directory
-    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    arguments = command.split()[2:] + [f"hydra.run.dir={tmp_path / 'run'}", "trainer.progress=false"]
+    done = scripts.run("train.py", *arguments, cwd=tmp_path, timeout=600)  # this checkout's script, from the user's directory
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     gamma = float(re.search(r"env.gamma=([0-9.]+)", command).group(1))

@@ -6,14 +6,12 @@ aggregates the seeds."""
 import json
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY
-from tests.test_trainer import run_script
+from tests.helpers import TINY
 
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"]
 
@@ -47,12 +45,11 @@ def _iteration(job) -> int:
     return torch.load(last, weights_only=True)["iteration"] if last.is_file() else -1
 
 
-def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(tmp_path):
+def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(scripts, tmp_path):
     slow = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
     sweep = ["-m", "seed=0,1", *SLURM, *slow, "trainer.checkpoint_every=1", f"hydra.sweep.dir={tmp_path}"]
     jobs = [tmp_path / "0_spg_RandomGame-v0_seed0", tmp_path / "1_spg_RandomGame-v0_seed1"]
-    launcher = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *sweep, "trainer.iterations=100000"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launcher = scripts.start("train.py", *sweep, "trainer.iterations=100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     job_ids: list[str] = []
     try:
         deadline = time.time() + 120
@@ -73,14 +70,13 @@ def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(tmp
     assert not any((job / "metrics.json").exists() for job in jobs)
 
     end = max(stopped) + 2
-    resumed = run_script(*sweep, f"trainer.iterations={end}", "trainer.resume=auto")  # the same sweep again
+    resumed = scripts.run("train.py", *sweep, f"trainer.iterations={end}", "trainer.resume=auto")  # the same sweep again
     assert resumed.returncode == 0, resumed.stderr
     for job, k in zip(jobs, stopped):
         assert _iteration(job) == end
         assert f"at iteration {k}" in (job / "train.log").read_text()  # continued from its own checkpoint
     seeds = [json.loads((job / "metrics.json").read_text())["leader/return"] for job in jobs]
     assert seeds[0] != seeds[1]
-    plot = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot.py"), str(tmp_path), "--out", str(tmp_path / "c.png")],
-                          capture_output=True, text=True, timeout=120)
+    plot = scripts.run("plot.py", tmp_path, "--out", tmp_path / "c.png", timeout=120)
     assert plot.returncode == 0, plot.stderr
     assert "(2 runs, 1 curves)" in plot.stdout  # the two seeds form one curve

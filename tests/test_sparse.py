@@ -8,7 +8,8 @@ import torch
 from envs import StochasticGameEnv, TabularVectorEnv
 from spg import exact
 from spg.sparse_game import SparseTabularGame, load_game, random_sparse_game
-from tests.helpers import seeded_logits
+from spg.trainer import train
+from tests.helpers import TINY, config, seeded_logits
 
 LAM = 0.2
 
@@ -96,9 +97,6 @@ def load_game_dense(tmp_path, game):
 
 
 def test_training_on_a_sparse_game_file(tmp_path):
-    from tests.helpers import TINY, config
-    from spg.trainer import train
-
     random_sparse_game(40, 3, 3, num_successors=4, seed=5, gamma=0.8).to_npz(tmp_path / "sparse.npz")
     final = train(config("env=file", f"env.path={tmp_path / 'sparse.npz'}", *TINY[3:]), run_dir=tmp_path / "run")
     assert np.isfinite(final["game/J"]) and final["env_steps"] > 0
@@ -107,19 +105,10 @@ def test_training_on_a_sparse_game_file(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
-def test_every_algorithm_trains_on_dense_and_sparse_game_files_through_the_cli(algo, kind, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT, TINY
-
+def test_every_algorithm_trains_on_dense_and_sparse_game_files_through_the_cli(algo, kind, scripts, tmp_path):
     game = random_sparse_game(12, 2, 3, num_successors=3, seed=6, gamma=0.8)
     (game if kind == "sparse" else game.dense()).to_npz(tmp_path / "game.npz")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), "env=file", f"env.path={tmp_path / 'game.npz'}", f"algo={algo}",
-         f"hydra.run.dir={tmp_path / 'run'}", *TINY[3:]],
-        capture_output=True, text=True, timeout=300,
-    )
+    done = scripts.run("train.py", "env=file", f"env.path={tmp_path / 'game.npz'}", f"algo={algo}", f"hydra.run.dir={tmp_path / 'run'}", *TINY[3:])
     assert done.returncode == 0, done.stderr[-2000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["iteration"] == 6 and state["leader"]["logits"].shape == (12, 2)

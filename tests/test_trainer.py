@@ -3,11 +3,12 @@ directory, TensorBoard tags, custom envs, resume, crashes, sweeps and bad input.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -16,16 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from spg import exact
 from spg.game import TabularGame, random_game
+from spg.logger import policy_figure
 from spg.trainer import SetupError, train
-from tests.helpers import ROOT, TINY, config
-
-
-
-def run_script(*args, cwd=ROOT, env=None, **kwargs):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
-        cwd=cwd, capture_output=True, text=True, env=env, timeout=300, **kwargs,
-    )
+from tests.helpers import TINY, config
 
 
 @pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
@@ -40,9 +34,8 @@ def test_every_algorithm_trains_and_writes_its_run_directory(algo, tmp_path):
     assert (state["env_steps"] > 0) == (not algo.startswith("exact"))
 
 
-def test_tensorboard_event_files_hold_the_main_tags(tmp_path):
-    train(config("algo=spg", *TINY), run_dir=tmp_path)
-    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
+def test_tensorboard_event_files_hold_the_main_tags(tiny_run):
+    events = EventAccumulator(str(tiny_run), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     expected = {
@@ -52,8 +45,19 @@ def test_tensorboard_event_files_hold_the_main_tags(tmp_path):
         "leader/min_prob", "follower/min_prob", "game/J_gradient_norm", "game/equilibrium",
     }
     assert expected <= scalars, expected - scalars
-    assert [e.step for e in events.Scalars("game/J")] == [0, 3, 6]  # evaluated before the first update too
+    for tag in ("game/J", "game/equilibrium"):  # evaluated before the first update too
+        assert [e.step for e in events.Scalars(tag)] == [0, 3, 6], tag
     assert {"leader/policy", "follower/policy"} <= set(events.Tags()["images"])
+
+
+def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(generator):
+    figure = policy_figure(torch.softmax(torch.randn(7, 3, generator=generator), -1), "leader")
+    heatmap, colour_bar = figure.axes
+    assert (heatmap.get_xlabel(), heatmap.get_ylabel(), colour_bar.get_ylabel()) == ("leader action", "state", "probability")
+    for ticks, count in ((heatmap.get_xticks(), 3), (heatmap.get_yticks(), 7)):
+        shown = [t for t in ticks if -0.5 <= t <= count - 0.5]
+        assert shown and all(float(t).is_integer() for t in shown), ticks
+    plt.close(figure)
 
 
 def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
@@ -109,9 +113,8 @@ def test_resume_reproduces_the_uninterrupted_run(algo, tmp_path):
     assert whole["env_steps"] == split["env_steps"]
 
 
-def test_resume_from_a_checkpoint_of_another_game_is_refused(tmp_path):
-    train(config(*TINY), run_dir=tmp_path / "a")
-    last = tmp_path / "a" / "checkpoints" / "last.pt"
+def test_resume_from_a_checkpoint_of_another_game_is_refused(tiny_run, tmp_path):
+    last = tiny_run / "checkpoints" / "last.pt"
     before = last.read_bytes()
     with pytest.raises(SetupError, match=r"\[S, A1, A2\] = \[3, 2, 2\].*has \[4, 2, 2\]"):
         train(config(*TINY, "env.kwargs.num_states=4", f"trainer.resume={last}"), run_dir=tmp_path / "b")
@@ -126,8 +129,8 @@ def test_unknown_key_and_wrong_type_are_rejected():
 
 
 @pytest.mark.slow
-def test_subprocess_run_with_overrides_and_bad_inputs(tmp_path):
-    ok = run_script(*TINY, "algo=pg", f"hydra.run.dir={tmp_path / 'ok'}")
+def test_subprocess_run_with_overrides_and_bad_inputs(scripts, tmp_path):
+    ok = scripts.run("train.py", *TINY, "algo=pg", f"hydra.run.dir={tmp_path / 'ok'}")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "ok" / ".hydra" / "config.yaml").is_file() and (tmp_path / "ok" / "metrics.json").is_file()
     assert "final results" in ok.stdout + ok.stderr
@@ -144,17 +147,17 @@ def test_subprocess_run_with_overrides_and_bad_inputs(tmp_path):
         (["trainer.horizon=-1"], "trainer.horizon = -1"),
     ]
     for overrides, message in cases:
-        run = run_script(*TINY[3:], *overrides, f"hydra.run.dir={tmp_path / 'bad_run'}")
+        run = scripts.run("train.py", *TINY[3:], *overrides, f"hydra.run.dir={tmp_path / 'bad_run'}")
         output = run.stdout + run.stderr
         assert run.returncode == 1, output
         assert message in output and "Traceback" not in output, output
-    unknown = run_script("trainer.nonsense=1", f"hydra.run.dir={tmp_path / 'unknown'}")
+    unknown = scripts.run("train.py", "trainer.nonsense=1", f"hydra.run.dir={tmp_path / 'unknown'}")
     assert unknown.returncode == 1 and "nonsense" in unknown.stderr and not (tmp_path / "unknown" / "metrics.json").exists()
 
 
 @pytest.mark.slow
-def test_multirun_with_two_seeds_writes_two_run_directories(tmp_path):
-    run = run_script("-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
+def test_multirun_with_two_seeds_writes_two_run_directories(scripts, tmp_path):
+    run = scripts.run("train.py", "-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
     jobs = [tmp_path / "0_spg_RandomGame-v0_seed0", tmp_path / "1_spg_RandomGame-v0_seed1"]  # named by algorithm, env and seed
     for job in jobs:
@@ -164,12 +167,11 @@ def test_multirun_with_two_seeds_writes_two_run_directories(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
+def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(scripts, tmp_path):
     run_dir = tmp_path / "killed"
     slow = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
     args = [*slow, "trainer.iterations=100000", "trainer.checkpoint_every=1", f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = scripts.start("train.py", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not (last.is_file() and torch.load(last, weights_only=True)["iteration"] >= 5):
@@ -178,7 +180,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
     process.wait()
     state = torch.load(last, weights_only=True)
     assert 5 <= state["iteration"] < 100000
-    resumed = run_script(*slow, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
+    resumed = scripts.run("train.py", *slow, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     after = torch.load(last, weights_only=True)
     assert after["iteration"] == state["iteration"] + 2 and not list(run_dir.rglob(".*.tmp"))
@@ -191,35 +193,29 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher, plugin", [("joblib", "hydra_joblib_launcher"), ("submitit_local", "hydra_submitit_launcher")])
-def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, tmp_path):
+def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, scripts, tmp_path):
     pytest.importorskip(f"hydra_plugins.{plugin}", reason="pip install -e .[sweep]")
-    run = run_script("-m", "seed=0,1", f"hydra/launcher={launcher}", *TINY, f"hydra.sweep.dir={tmp_path}")
+    run = scripts.run("train.py", "-m", "seed=0,1", f"hydra/launcher={launcher}", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
     for job in ("0_spg_RandomGame-v0_seed0", "1_spg_RandomGame-v0_seed1"):
         assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
 
 
 @pytest.mark.slow
-def test_evaluate_and_plot_scripts(tmp_path):
-    for seed in (0, 1):
-        train(config(*TINY, f"seed={seed}"), run_dir=tmp_path / "sweep" / str(seed))
-    evaluation = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "sweep" / "0"), "--episodes", "200", "--json"],
-        capture_output=True, text=True, timeout=120,
-    )
+def test_evaluate_and_plot_scripts(scripts, tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path / "sweep" / "0")  # seed 0
+    train(config(*TINY, "seed=1"), run_dir=tmp_path / "sweep" / "1")
+    evaluation = scripts.run("evaluate.py", tmp_path / "sweep" / "0", "--episodes", "200", "--json", timeout=120)
     assert evaluation.returncode == 0, evaluation.stderr
     result = json.loads(evaluation.stdout)
     saved = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
     assert result["game/J"] == pytest.approx(saved["game/J"], rel=1e-12)
     assert len(result["leader_policy"]) == 3 and result["leader/return_se"] > 0
-    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "sweep" / "1" / "checkpoints" / "last.pt")],
-                           capture_output=True, text=True, timeout=120)
+    table = scripts.run("evaluate.py", tmp_path / "sweep" / "1" / "checkpoints" / "last.pt", timeout=120)
     assert table.returncode == 0 and "best-response gap" in table.stdout and "leader policy" in table.stdout
-    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "nothing")],
-                             capture_output=True, text=True, timeout=120)
+    missing = scripts.run("evaluate.py", tmp_path / "nothing", timeout=120)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
-    plot = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot.py"), str(tmp_path / "sweep"), "--out", str(tmp_path / "c.png")],
-                          capture_output=True, text=True, timeout=120)
+    plot = scripts.run("plot.py", tmp_path / "sweep", "--out", tmp_path / "c.png", timeout=120)
     assert plot.returncode == 0, plot.stderr
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 runs" in plot.stdout
 
