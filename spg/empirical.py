@@ -9,10 +9,11 @@ is counted. The maximum-likelihood model
 converges to the true one at every pair the rollouts keep visiting, whatever the policies that
 visited it (the model does not depend on them). Pairs never visited at a visited state borrow
 the state's pooled transitions and mean rewards; states never visited stay where they are with
-reward 0. Episodes that end (a terminal state, a time limit) add their steps but no transition
-out of their last one: the model treats the env as continuing, so for an env whose episodes
-terminate the estimates describe that continuing game. The exact solver on this model gives estimates of ``J``, the follower's best-response
-gap and both values (tag family ``empirical/``), and ``model_spg`` takes its eq. (19) steps on it.
+reward 0. An episode that terminates adds the transition into the state it terminated in; a
+state is terminal in the model (value 0, as in game files) when most of its entries ended the
+episode. Truncated episodes and the horizon's last step add no transition. The exact solver on
+this model gives estimates of ``J``, the follower's best-response gap and both values (tag family
+``empirical/``), and ``model_spg`` takes its eq. (19) steps on it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class EmpiricalGame:
         self.transitions = torch.zeros(S * A1 * A2 * S, dtype=torch.float64, device=device)
         self.rewards = torch.zeros(S * A1 * A2, 3, dtype=torch.float64, device=device)  # sums of r1, r2 and visits
         self.starts = torch.zeros(S, dtype=torch.float64, device=device)
+        self.entries = torch.zeros(S, 2, dtype=torch.float64, device=device)  # entries that went on, that terminated
 
     @classmethod
     def fits(cls, num_states: int, num_actions: tuple[int, int]) -> bool:
@@ -58,12 +60,21 @@ class EmpiricalGame:
         step_rewards = torch.stack([batch.leader_rewards, batch.follower_rewards, torch.ones_like(batch.leader_rewards)], -1)
         self.rewards.index_add_(0, pair[mask], step_rewards.to(device, torch.float64)[mask])
         moved = mask[:, 1:]
-        self.transitions.index_add_(0, (pair[:, :-1] * S + states[:, 1:])[moved], torch.ones(int(moved.sum()), dtype=torch.float64, device=device))
+        ones = torch.ones(int(moved.sum()), dtype=torch.float64, device=device)
+        self.transitions.index_add_(0, (pair[:, :-1] * S + states[:, 1:])[moved], ones)
+        self.entries[:, 0].index_add_(0, states[:, 1:][moved], ones)
+        final, ended = batch.final_states.to(device), batch.final_states.to(device) >= 0
+        if ended.any():
+            last = (mask.sum(1, keepdim=True) - 1).clamp_min(0)  # an episode that terminated played >= 1 step
+            last_pair = pair.gather(1, last).squeeze(1)[ended]
+            ones = torch.ones(len(last_pair), dtype=torch.float64, device=device)
+            self.transitions.index_add_(0, last_pair * S + final[ended], ones)
+            self.entries[:, 1].index_add_(0, final[ended], ones)
         weights = torch.ones(states.shape[0], dtype=torch.float64, device=device) if start_weights is None else start_weights.to(device, torch.float64)[states[:, 0]]
         self.starts.index_add_(0, states[:, 0], weights)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"transitions": self.transitions, "rewards": self.rewards, "starts": self.starts}
+        return {"transitions": self.transitions, "rewards": self.rewards, "starts": self.starts, "entries": self.entries}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name, tensor in state.items():
@@ -100,4 +111,7 @@ class EmpiricalGame:
         pooled_R = reward_sums.sum((1, 2)) / visits.sum((1, 2)).clamp_min(1)[:, None]  # [S, 2], 0 where unvisited
         R = torch.where(visits[..., None] > 0, reward_sums / visits.clamp_min(1)[..., None], pooled_R[:, None, None, :])
         rho = self.starts / self.starts.sum() if self.starts.sum() > 0 else torch.full_like(self.starts, 1.0 / S)
-        return TabularGame(P, R[..., 0], R[..., 1], self.gamma, rho, device=self.transitions.device)
+        terminal = self.entries[:, 1] > self.entries[:, 0]
+        if terminal.any():  # a terminal state's rewards are never collected
+            R = R.masked_fill(terminal[:, None, None, None], 0.0)
+        return TabularGame(P, R[..., 0], R[..., 1], self.gamma, rho, terminal=terminal, device=self.transitions.device)

@@ -36,8 +36,9 @@ class Batch:
     that happened; an episode that ended early is False from then on) and ``weights``, the
     importance weight of the path up to and including step ``t`` (1 without follower probes);
     ``remaining [N]``, with geometric lengths, the steps each trajectory's length still had when
-    its episode ended (0 when the length ended it, and without geometric lengths).
-    ``horizon`` is the rollout horizon ``T``; the tensors hold its first ``L <= T`` steps, ``L < T``
+    its episode ended (0 when the length ended it, and without geometric lengths);
+    ``final_states [N]``, the state whose entry terminated the episode (-1 when it did not
+    terminate: it ran to the horizon or to its length, or was truncated). ``horizon`` is the rollout horizon ``T``; the tensors hold its first ``L <= T`` steps, ``L < T``
     when every episode ended before ``T`` (the steps not held are all masked)."""
 
     states: torch.Tensor
@@ -48,6 +49,7 @@ class Batch:
     mask: torch.Tensor
     weights: torch.Tensor
     remaining: torch.Tensor
+    final_states: torch.Tensor
     horizon: int
 
     @property
@@ -192,6 +194,7 @@ class Sampler:
         probe_time, probe_action = self._draw_probes(n, follower.num_actions)
         last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
         all_lengths = lengths
+        final_states = torch.full((n,), -1, dtype=torch.long, device=self.device)
         copies = None  # the copies still stepped: all, or (native envs) the indices of those still alive
 
         def record(buffer: torch.Tensor, t: int, x: torch.Tensor) -> None:
@@ -221,6 +224,11 @@ class Sampler:
             record(rewards, t, r.to(self.dtype))
             # an episode that ended contributes nothing from its next step on; stop when all have
             if episodes_can_end:
+                entered = torch.where(alive & terminated, s, -1)
+                if copies is None:
+                    final_states = torch.maximum(final_states, entered)
+                else:
+                    final_states[copies] = torch.maximum(final_states[copies], entered)
                 alive = alive & ~(terminated | truncated)
                 if lengths is not None:
                     alive = alive & (lengths > t + 1)
@@ -250,6 +258,7 @@ class Sampler:
             mask[:steps].T.contiguous(),
             torch.cumprod(ratios[:steps], 0).T.contiguous(),
             remaining,
+            final_states,
             rollout_horizon,
         )
 

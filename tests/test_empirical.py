@@ -90,3 +90,23 @@ def test_models_too_large_to_count_are_refused():
     assert not EmpiricalGame.fits(2000, (3, 3))
     with pytest.raises(ValueError, match="transition counts"):
         EmpiricalGame(2000, (3, 3), 0.9)
+
+
+def test_terminations_are_modelled_as_terminal_states():
+    # state 3 ends the episode on entry (about a quarter of each row's mass): the transitions into
+    # it are counted, the model flags it terminal, and J and the values converge to the exact ones
+    base = random_game(4, 2, 3, seed=0, gamma=0.9)
+    live = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64)[:, None, None]
+    game = TabularGame(base.P, base.R1 * live, base.R2 * live, 0.9, base.rho, None, [False, False, False, True])
+    empirical = estimate(game, 64)
+    model = empirical.model()
+    assert model.terminal.tolist() == [False, False, False, True]
+    visits = empirical.transitions.reshape(game.P.shape).sum(-1, keepdim=True)[:3]
+    P = game.P[:3]
+    z = (model.P[:3] - P) / torch.sqrt(P * (1 - P) / visits).clamp_min(1e-12)
+    assert z.abs().max() < 5.0, z.abs().max()  # the 72 entries into the terminal state among them
+    leader, follower = policies(game)
+    truth = exact_metrics(TabularGame(game.P, game.R1, game.R2, 0.9, game.mu, None, game.terminal), leader, follower, LAM)
+    estimates = empirical_metrics(empirical, leader, follower, LAM)
+    for key in ("J", "leader_value", "follower_value"):
+        assert abs(estimates[f"empirical/{key}"] - truth[f"game/{key}"]) < 0.005 * value_scale(game), key
