@@ -22,7 +22,7 @@ from envs.contract import ContractError
 from envs.tabular_vector import TabularVectorEnv
 from spg.algorithms import ALGORITHMS, make_learner
 from spg.checkpoint import atomic_write, check_game, load_checkpoint, save_checkpoint, save_json
-from spg.empirical import EmpiricalGame
+from spg.empirical import COUNT_LIMIT, EmpiricalGame
 from spg.evaluation import (
     empirical_metrics,
     equilibrium_problems,
@@ -298,8 +298,9 @@ def _empirical_game(cfg: DictConfig, task: Task, device: torch.device) -> Empiri
         return EmpiricalGame(task.num_states, task.num_actions, task.gamma, device)
     if learns_on_it:
         raise SetupError(
-            f"algo={cfg.algo.name} estimates the game's model, and S = {task.num_states} with actions "
-            f"{task.num_actions} is too large for it: use algo=spg"
+            f"algo={cfg.algo.name} (the default) estimates the game's model, and S = {task.num_states} with actions "
+            f"{task.num_actions} needs {task.num_states ** 2 * task.num_actions[0] * task.num_actions[1]:,} transition counts, "
+            f"more than it keeps ({COUNT_LIMIT:,}): train from samples alone with algo=spg"
         )
     log.warning("no estimates of J or of the follower's gap: the env's %d states are too many for an empirical model", task.num_states)
     return None

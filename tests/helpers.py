@@ -84,10 +84,12 @@ def check_vector_env(env: gym.vector.VectorEnv, reward_space: gym.spaces.Box, ep
 
 
 def config(*overrides: str):
-    """The shipped Hydra config (``configs/``) with ``overrides``, as ``scripts/train.py`` composes it."""
+    """The shipped Hydra config (``configs/``) with ``overrides``, as ``scripts/train.py`` composes
+    it, with ``algo=spg`` unless ``overrides`` choose another algorithm: the trainer's tests run
+    the sampled estimators' whole path (runs through ``scripts/train.py`` get the shipped default)."""
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=["algo=spg", *overrides])
 
 
 def learner(game, name: str, *overrides: str):

@@ -48,7 +48,7 @@ def _iteration(job) -> int:
 def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(scripts, tmp_path):
     slow = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
     sweep = ["-m", "seed=0,1", *SLURM, *slow, "trainer.checkpoint_every=1", f"hydra.sweep.dir={tmp_path}"]
-    jobs = [tmp_path / "0_spg_RandomGame-v0_seed0", tmp_path / "1_spg_RandomGame-v0_seed1"]
+    jobs = [tmp_path / "0_model_spg_RandomGame-v0_seed0", tmp_path / "1_model_spg_RandomGame-v0_seed1"]
     launcher = scripts.start("train.py", *sweep, "trainer.iterations=100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     job_ids: list[str] = []
     try:

@@ -159,7 +159,7 @@ def test_subprocess_run_with_overrides_and_bad_inputs(scripts, tmp_path):
 def test_multirun_with_two_seeds_writes_two_run_directories(scripts, tmp_path):
     run = scripts.run("train.py", "-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
-    jobs = [tmp_path / "0_spg_RandomGame-v0_seed0", tmp_path / "1_spg_RandomGame-v0_seed1"]  # named by algorithm, env and seed
+    jobs = [tmp_path / "0_model_spg_RandomGame-v0_seed0", tmp_path / "1_model_spg_RandomGame-v0_seed1"]  # named by algorithm, env and seed
     for job in jobs:
         assert (job / "checkpoints" / "last.pt").is_file()
     seeds = [json.loads((job / "metrics.json").read_text())["leader/return"] for job in jobs]
@@ -184,7 +184,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(scripts, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     after = torch.load(last, weights_only=True)
     assert after["iteration"] == state["iteration"] + 2 and not list(run_dir.rglob(".*.tmp"))
-    whole = train(config(*slow, f"trainer.iterations={state['iteration'] + 2}"), run_dir=tmp_path / "whole")  # never killed
+    whole = train(config(*slow, "algo=model_spg", f"trainer.iterations={state['iteration'] + 2}"), run_dir=tmp_path / "whole")  # never killed, the default algo
     uninterrupted = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
     for player in ("leader", "follower"):  # bit for bit
         assert torch.equal(after[player]["logits"], uninterrupted[player]["logits"])
@@ -197,7 +197,7 @@ def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, scripts, tmp_pat
     pytest.importorskip(f"hydra_plugins.{plugin}", reason="pip install -e .[sweep]")
     run = scripts.run("train.py", "-m", "seed=0,1", f"hydra/launcher={launcher}", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
-    for job in ("0_spg_RandomGame-v0_seed0", "1_spg_RandomGame-v0_seed1"):
+    for job in ("0_model_spg_RandomGame-v0_seed0", "1_model_spg_RandomGame-v0_seed1"):
         assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
 
 
