@@ -23,7 +23,7 @@ from spg.sampler import Sampler
 from spg.task import Rollouts, make_task, plan_rollouts, resolve_device
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
-EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale max|r| / (1 - gamma)
+EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |value| any pair of policies reaches)
 # J still rising: over the last quarter of a run, more than this share of the value scale. Measured on
 # the convergence suite: it flags 6 of the 8 spg runs that ended between 69% and 94% of the gap to J*,
 # and 5 of 43 runs past 99% (their J still moving near a sharp optimum)
@@ -62,9 +62,22 @@ def empirical_metrics(empirical: EmpiricalGame, leader: TabularSoftmaxPolicy, fo
     return metrics
 
 
-def value_scale(game: GameModel) -> float:
-    """``max |r| / (1 - gamma)``: the scale of both players' values."""
-    return game.max_abs_reward() / (1.0 - game.gamma)
+def value_scale(game: GameModel, tolerance: float = 1e-3, max_iterations: int = 10_000) -> float:
+    """The largest ``|V1(s)|`` or ``|V2(s)|`` any pair of policies reaches from any state (at least
+    ``max |r|``): value iteration for the joint-control MDPs that maximise ``+-r1`` and ``+-r2``,
+    stopped once the remaining error ``gamma^k max|r| / (1 - gamma)`` is below ``tolerance`` of the
+    result, which is then an upper bound. It is ``max |r| / (1 - gamma)`` in games that can repeat
+    their largest reward forever, and much smaller where it ends the episode (a goal, a capture)."""
+    R = torch.stack([game.R1, -game.R1, game.R2, -game.R2], -1)  # [S, A1, A2, 4]
+    bound = game.max_abs_reward() / (1.0 - game.gamma)
+    values = torch.zeros(game.num_states, 4, dtype=R.dtype, device=R.device)
+    remaining = bound
+    for _ in range(max_iterations):
+        if remaining <= tolerance * max(float(values.max()), game.max_abs_reward()):
+            break
+        values = (R + game.gamma * game.expected_next(values)).amax((1, 2))
+        remaining *= game.gamma
+    return max(min(float(values.max()) + remaining, bound), game.max_abs_reward())
 
 
 def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE, family: str = "game") -> list[str]:

@@ -197,6 +197,7 @@ def _train_one(
     uses_samples = algorithm.data == "samples"
     exact_source = ExactObjectives(task.game) if algorithm.needs_model else None
     judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
+    game_scale = value_scale(task.game) if task.game is not None else None  # the equilibrium check's unit
     bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc=cfg.algo.name)
     began = time.perf_counter()
     metrics: dict[str, float] = {}
@@ -225,7 +226,7 @@ def _train_one(
     if start == 0:
         if task.game is not None:  # where the run starts, for the dashboards
             initial = exact_metrics(task.game, leader, follower, cfg.algo.lam)
-            initial["game/equilibrium"] = float(not equilibrium_problems(initial, value_scale(task.game)))
+            initial["game/equilibrium"] = float(not equilibrium_problems(initial, game_scale))
             logger.scalars(initial, 0)
             logger.policy_heatmaps(leader.probs(), follower.probs(), 0)
             J_history.append((0, initial["game/J"]))
@@ -259,7 +260,7 @@ def _train_one(
             if empirical is not None:
                 metrics.update(empirical_metrics(empirical, leader, follower, cfg.algo.lam))
             if f"{judged}/J" in metrics:
-                scale = value_scale(task.game) if task.game is not None else metrics["empirical/value_scale"]
+                scale = game_scale if task.game is not None else metrics["empirical/value_scale"]
                 metrics[f"{judged}/equilibrium"] = float(not equilibrium_problems(metrics, scale, family=judged))
                 J_history.append((iteration + 1, metrics[f"{judged}/J"]))
             logger.policy_heatmaps(leader.probs(), follower.probs(), iteration + 1)
@@ -278,7 +279,7 @@ def _train_one(
     quarter = [J for i, J in J_history if i <= 0.75 * iterations]
     if J_history and quarter and f"{judged}/J" in exact_now:
         exact_now[f"{judged}/J_rise_last_quarter"] = exact_now[f"{judged}/J"] - quarter[-1]
-    final = _final_metrics(cfg, task, leader, follower, rollouts, env_steps, time.perf_counter() - began, exact_now)
+    final = _final_metrics(cfg, task, leader, follower, rollouts, env_steps, time.perf_counter() - began, exact_now, game_scale)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
     logger.close()
@@ -318,7 +319,7 @@ def _progress_line(metrics: dict[str, float]) -> str:
     return ", ".join(f"{short} {metrics[key]:.4g}" for key, short in names.items() if key in metrics)
 
 
-def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, seconds, exact_now) -> dict[str, Any]:
+def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, seconds, exact_now, game_scale) -> dict[str, Any]:
     horizon = rollouts.horizon
     final: dict[str, Any] = {
         "algorithm": cfg.algo.name,
@@ -332,7 +333,7 @@ def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, s
     if task.game is not None:
         final.update(exact_now or exact_metrics(task.game, leader, follower, cfg.algo.lam))
         final.pop("game/equilibrium", None)
-        problems = equilibrium_problems(final, value_scale(task.game))
+        problems = equilibrium_problems(final, game_scale)
         final["equilibrium"] = "; ".join(problems) if problems else "ok (follower at its best response, leader at a stationary point of J that no longer rises)"
         sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, cfg.seed + 1, rollouts)
         final["evaluation_start"] = "rho"

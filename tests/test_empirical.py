@@ -9,7 +9,7 @@ import torch
 from envs.tabular_vector import TabularVectorEnv
 from spg.empirical import EmpiricalGame
 from spg.evaluation import empirical_metrics, exact_metrics, value_scale
-from spg.game import TabularGame, random_game
+from spg.game import TabularGame, matrix_game, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from tests.helpers import seeded_logits
@@ -110,3 +110,14 @@ def test_terminations_are_modelled_as_terminal_states():
     estimates = empirical_metrics(empirical, leader, follower, LAM)
     for key in ("J", "leader_value", "follower_value"):
         assert abs(estimates[f"empirical/{key}"] - truth[f"game/{key}"]) < 0.005 * value_scale(game), key
+
+
+def test_value_scale_is_the_largest_value_any_pair_of_policies_reaches():
+    # a repeated game whose largest |r| (3) can be collected forever: 3 / (1 - gamma)
+    repeated = matrix_game([[1.0, -3.0], [2.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]], gamma=0.9)
+    assert 30.0 <= value_scale(repeated) <= 30.0 * (1 + 1e-3)
+    # an episode that ends with probability 1/2 after each step paying 1: V = 1 / (1 - 0.9 / 2)
+    P = torch.tensor([0.5, 0.5, 0.0, 1.0], dtype=torch.float64).reshape(2, 1, 1, 2)
+    R = torch.tensor([1.0, 0.0], dtype=torch.float64).reshape(2, 1, 1)
+    episodic = TabularGame(P, R, -0.5 * R, 0.9, torch.tensor([1.0, 0.0], dtype=torch.float64), None, [False, True])
+    assert 1 / 0.55 <= value_scale(episodic) <= (1 / 0.55) * (1 + 1e-3)
