@@ -26,7 +26,7 @@ from spg.config import AlgoConfig  # noqa: E402
 from spg.game import random_game  # noqa: E402
 from spg.objectives import ExactObjectives, SampledObjectives  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402
-from spg.task import plan_rollouts  # noqa: E402
+from spg.task import plan_rollouts, start_weights  # noqa: E402
 
 
 def errors(game, kind: str, trajectories: int, batches: int, seed: int) -> tuple[float, float, float]:
@@ -46,7 +46,7 @@ def errors(game, kind: str, trajectories: int, batches: int, seed: int) -> tuple
     squared, steps, entries = 0.0, 0, 0
     for _ in range(batches):
         batch = sampler.collect(leader, follower, trajectories, plan.horizon)
-        source = SampledObjectives(batch, plan.discount(game.gamma), center=plan.geometric)
+        source = SampledObjectives(batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"))
         direct, implicit, _ = learner._direction(source, {})
         squared += float(((direct + implicit - exact) ** 2).sum())
         steps, entries = steps + batch.env_steps, entries + batch.states.numel()

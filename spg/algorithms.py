@@ -142,7 +142,8 @@ class TwoTimescalePolicyGradient:
         self.solve = solve
         self.cg = cg if cg is not None else CGSettings()
         self.sub_batches = sub_batches
-        options = {"betas": tuple(leader_betas)} if leader_optimizer == "adam" else {}
+        self.leader_betas = tuple(leader_betas)
+        options = {"betas": self.leader_betas} if leader_optimizer == "adam" else {}
         self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True, **options)
         self.leader_updates = 0
         self.follower_updates = 0
@@ -234,7 +235,7 @@ class TwoTimescalePolicyGradient:
         policies (for ``estimator/cosine_to_exact``); changes no state."""
         if self.stackelberg and self.solve == "cg":
             theta1, theta2, damping = self.leader.logits, self.follower.logits, self.cg.damping
-            return exact.exact_leader_direction(source.game, theta1, theta2, self.lam, damping=damping).total
+            return exact.exact_leader_direction(source.game, theta1, theta2, self.lam, d1=source.game.rho, damping=damping).total
         direct, implicit, _ = self._direction(source, {})
         return direct + implicit
 
@@ -288,6 +289,9 @@ class TwoTimescalePolicyGradient:
 
     def load_state_dict(self, state: dict) -> None:
         self.leader_optimizer.load_state_dict(state["leader_optimizer"])
+        for group in self.leader_optimizer.param_groups:  # the configured betas, not the checkpoint's
+            if "betas" in group:
+                group["betas"] = self.leader_betas
         self.leader_updates = int(state["leader_updates"])
         self.follower_updates = int(state["follower_updates"])
         self._cg_solution = state["cg_solution"]

@@ -11,7 +11,8 @@ visited it (the model does not depend on them). Pairs never visited at a visited
 the state's pooled transitions and mean rewards; states never visited stay where they are with
 reward 0. An episode that terminates adds the transition into the state it terminated in; a
 state is terminal in the model (value 0, as in game files) when most of its entries ended the
-episode. Truncated episodes and the horizon's last step add no transition. The exact solver on
+episode and no episode starts there (where one does, as in a one-shot env whose every step ends
+where it began, the model goes on from it). Truncated episodes and the horizon's last step add no transition. The exact solver on
 this model gives estimates of ``J``, the follower's best-response gap and both values (tag family
 ``empirical/``), and ``model_spg`` takes its eq. (19) steps on it.
 """
@@ -111,7 +112,7 @@ class EmpiricalGame:
         pooled_R = reward_sums.sum((1, 2)) / visits.sum((1, 2)).clamp_min(1)[:, None]  # [S, 2], 0 where unvisited
         R = torch.where(visits[..., None] > 0, reward_sums / visits.clamp_min(1)[..., None], pooled_R[:, None, None, :])
         rho = self.starts / self.starts.sum() if self.starts.sum() > 0 else torch.full_like(self.starts, 1.0 / S)
-        terminal = self.entries[:, 1] > self.entries[:, 0]
+        terminal = (self.entries[:, 1] > self.entries[:, 0]) & (self.starts == 0)
         if terminal.any():  # a terminal state's rewards are never collected
             R = R.masked_fill(terminal[:, None, None, None], 0.0)
         return TabularGame(P, R[..., 0], R[..., 1], self.gamma, rho, terminal=terminal, device=self.transitions.device)

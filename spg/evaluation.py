@@ -28,6 +28,7 @@ EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |va
 # the convergence suite: it flags 6 of the 8 spg runs that ended between 69% and 94% of the gap to J*,
 # and 5 of 43 runs past 99% (their J still moving near a sharp optimum)
 RISE_TOLERANCE = 0.001
+VALUE_SCALE_LIMIT = 2_000_000  # transition entries (S A1 A2 S, or S A1 A2 K sparse) up to which value_scale iterates
 
 
 def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float) -> dict[str, float]:
@@ -67,9 +68,13 @@ def value_scale(game: GameModel, tolerance: float = 1e-3, max_iterations: int = 
     ``max |r|``): value iteration for the joint-control MDPs that maximise ``+-r1`` and ``+-r2``,
     stopped once the remaining error ``gamma^k max|r| / (1 - gamma)`` is below ``tolerance`` of the
     result, which is then an upper bound. It is ``max |r| / (1 - gamma)`` in games that can repeat
-    their largest reward forever, and much smaller where it ends the episode (a goal, a capture)."""
-    R = torch.stack([game.R1, -game.R1, game.R2, -game.R2], -1)  # [S, A1, A2, 4]
+    their largest reward forever, and much smaller where it ends the episode (a goal, a capture).
+    Games with more than ``VALUE_SCALE_LIMIT`` transition entries get that bound."""
     bound = game.max_abs_reward() / (1.0 - game.gamma)
+    S, (A1, A2) = game.num_states, game.num_actions
+    if S * A1 * A2 * getattr(game, "num_successors", S) > VALUE_SCALE_LIMIT:
+        return bound
+    R = torch.stack([game.R1, -game.R1, game.R2, -game.R2], -1)  # [S, A1, A2, 4]
     values = torch.zeros(game.num_states, 4, dtype=R.dtype, device=R.device)
     remaining = bound
     for _ in range(max_iterations):

@@ -1,6 +1,6 @@
 """Where the learners' objectives come from: one small protocol, two sources.
 
-A source gives, at the current logits, the two objectives ``V1(mu)`` and ``V2^lam(mu)`` as scalars
+A source gives, at the current logits, the two objectives ``V1(rho)`` and ``V2^lam(mu)`` as scalars
 that autograd differentiates to any order (eqs. 3-6), and both players' Q functions over the
 follower's actions in the averaged MDP (eqs. 13-14): the follower's soft Q drives its natural
 update, the leader's gives eq. (19)'s Hessian solve in closed form. ``exact`` is a property of the source:
@@ -29,7 +29,7 @@ class ObjectiveSource(Protocol):
     exact: bool
 
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(V1(mu), V2^lam(mu))``, differentiable to any order in both logits."""
+        """``(V1(rho), V2^lam(mu))``, differentiable to any order in both logits."""
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The leader's ``Q1 [S, A2]``, the follower's soft ``Q2 [S, A2]``, and how many samples

@@ -65,7 +65,10 @@ def _restore(cfg, task, state, path, leader, follower, algorithm, sampler, empir
     saved = state["config"]["algo"]
     for key, then, now in (("name", saved["name"], cfg.algo.name), ("leader.optimizer", saved["leader"]["optimizer"], cfg.algo.leader.optimizer)):
         if then != now:
-            raise SetupError(f"checkpoint {path} was written with algo.{key}={then}, this run has algo.{key}={now}: resume with algo.{key}={then}")
+            raise SetupError(
+                f"checkpoint {path} was written with algo.{key}={then}, this run has algo.{key}={now}: "
+                f"resume with {'algo=' if key == 'name' else 'algo.' + key + '='}{then}"
+            )
     leader.load_state_dict(state["leader"])
     follower.load_state_dict(state["follower"])
     algorithm.load_state_dict(state["algorithm"])
@@ -299,7 +302,7 @@ def _empirical_game(cfg: DictConfig, task: Task, device: torch.device) -> Empiri
         return EmpiricalGame(task.num_states, task.num_actions, task.gamma, device)
     if learns_on_it:
         raise SetupError(
-            f"algo={cfg.algo.name} (the default) estimates the game's model, and S = {task.num_states} with actions "
+            f"algo={cfg.algo.name} estimates the game's model, and S = {task.num_states} with actions "
             f"{task.num_actions} needs {task.num_states ** 2 * task.num_actions[0] * task.num_actions[1]:,} transition counts, "
             f"more than it keeps ({COUNT_LIMIT:,}): train from samples alone with algo=spg"
         )

@@ -196,3 +196,14 @@ def test_exact_algorithms_train_on_sparse_games():
     leader, _ = train(sparse, "exact_spg", lam, 100)
     dense_leader, _ = train(sparse.dense(), "exact_spg", lam, 100)
     assert torch.allclose(leader.logits, dense_leader.logits, atol=1e-6)
+
+
+def test_resuming_keeps_the_configured_adam_betas():
+    # a checkpoint's optimizer state carries its betas; the run's configured ones win on resume
+    game = random_game(3, 2, 2, seed=0, gamma=0.5)
+    _, _, before = learner(game, "exact_spg", "algo.leader.betas=[0.9,0.999]")
+    before.step(ExactObjectives(game))
+    _, _, after = learner(game, "exact_spg")  # the shipped [0.9, 0.9]
+    after.load_state_dict(before.state_dict())
+    assert after.leader_optimizer.param_groups[0]["betas"] == (0.9, 0.9)
+    assert after.leader_optimizer.state_dict()["state"][0]["step"] == 1  # the moments themselves were restored

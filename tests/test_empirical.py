@@ -11,7 +11,7 @@ from spg.empirical import EmpiricalGame
 from spg.evaluation import empirical_metrics, exact_metrics, value_scale
 from spg.game import TabularGame, matrix_game, random_game
 from spg.policy import TabularSoftmaxPolicy
-from spg.sampler import Sampler
+from spg.sampler import Batch, Sampler
 from tests.helpers import seeded_logits
 
 GAME = random_game(4, 2, 3, seed=3, gamma=0.8)
@@ -121,3 +121,20 @@ def test_value_scale_is_the_largest_value_any_pair_of_policies_reaches():
     R = torch.tensor([1.0, 0.0], dtype=torch.float64).reshape(2, 1, 1)
     episodic = TabularGame(P, R, -0.5 * R, 0.9, torch.tensor([1.0, 0.0], dtype=torch.float64), None, [False, True])
     assert 1 / 0.55 <= value_scale(episodic) <= (1 / 0.55) * (1 + 1e-3)
+
+
+def test_a_state_where_episodes_start_is_never_terminal():
+    # a one-shot env: every episode starts in state 0 and its one step ends there again; the model
+    # must stay a valid game (rho on a terminal state would be refused) that goes on from state 0
+    n = 8
+    batch = Batch(
+        states=torch.zeros(n, 1, dtype=torch.long), leader_actions=torch.arange(n)[:, None] % 2,
+        follower_actions=torch.zeros(n, 1, dtype=torch.long), leader_rewards=torch.ones(n, 1), follower_rewards=torch.zeros(n, 1),
+        mask=torch.ones(n, 1, dtype=torch.bool), weights=torch.ones(n, 1), remaining=torch.zeros(n, dtype=torch.long),
+        final_states=torch.zeros(n, dtype=torch.long), horizon=1,
+    )
+    empirical = EmpiricalGame(2, (2, 2), 0.5)
+    empirical.update(batch)
+    model = empirical.model()
+    assert not model.terminal.any() and model.rho[0] == 1.0
+    assert torch.equal(model.P[0, :, 0, 0], torch.ones(2, dtype=torch.float64))  # both played pairs go back to 0
