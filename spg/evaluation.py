@@ -160,6 +160,8 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
     The config comes from the run's ``.hydra/config.yaml`` when it exists, else from the
     checkpoint itself."""
     path = Path(path)
+    if not path.exists():
+        raise SetupError(f"{path} does not exist: give a run directory (printed as 'run directory:' when it trained) or a checkpoint file")
     checkpoint_path = path / "checkpoints" / "last.pt" if path.is_dir() else path
     state = load_checkpoint(checkpoint_path)
     run_dir = checkpoint_path.parent.parent
