@@ -1,7 +1,7 @@
 """The empirical game: a tabular model estimated from the rollouts a run already collects.
 
-For an env without a model (no ``env.unwrapped.game``) every sampled step ``(s, a1, a2, r1, r2, s')``
-is counted. The maximum-likelihood model
+Every sampled step ``(s, a1, a2, r1, r2, s')`` of an env without a model (no ``env.unwrapped.game``),
+and of any env under ``model_spg``, is counted. The maximum-likelihood model
 
     P^(s'|s, a1, a2) = n(s, a1, a2, s') / n(s, a1, a2),    R^i(s, a1, a2) = mean of r_i at (s, a1, a2),
     rho^(s) = share of rollouts that start in s (each weighted by rho / mu when they start from mu),
@@ -12,8 +12,8 @@ the state's pooled transitions and mean rewards; states never visited stay where
 reward 0. An episode that terminates adds the transition into the state it terminated in; a
 state is terminal in the model (value 0, as in game files) when most of its entries ended the
 episode and no episode starts there (where one does, as in a one-shot env whose every step ends
-where it began, the model goes on from it). Truncated episodes and the horizon's last step add no transition. The exact solver on
-this model gives estimates of ``J``, the follower's best-response gap and both values (tag family
+where it began, the model goes on from it). Truncated episodes and the horizon's last step add no
+transition. The exact solver on this model gives estimates of ``J``, the follower's best-response gap and both values (tag family
 ``empirical/``), and ``model_spg`` takes its eq. (19) steps on it.
 """
 
@@ -64,15 +64,17 @@ class EmpiricalGame:
         ones = torch.ones(int(moved.sum()), dtype=torch.float64, device=device)
         self.transitions.index_add_(0, (pair[:, :-1] * S + states[:, 1:])[moved], ones)
         self.entries[:, 0].index_add_(0, states[:, 1:][moved], ones)
-        final, ended = batch.final_states.to(device), batch.final_states.to(device) >= 0
+        final = batch.final_states.to(device)
+        ended = final >= 0
         if ended.any():
             last = (mask.sum(1, keepdim=True) - 1).clamp_min(0)  # an episode that terminated played >= 1 step
             last_pair = pair.gather(1, last).squeeze(1)[ended]
             ones = torch.ones(len(last_pair), dtype=torch.float64, device=device)
             self.transitions.index_add_(0, last_pair * S + final[ended], ones)
             self.entries[:, 1].index_add_(0, final[ended], ones)
-        weights = torch.ones(states.shape[0], dtype=torch.float64, device=device) if start_weights is None else start_weights.to(device, torch.float64)[states[:, 0]]
-        self.starts.index_add_(0, states[:, 0], weights)
+        first = states[:, 0]
+        weights = torch.ones(len(first), dtype=torch.float64, device=device) if start_weights is None else start_weights.to(device, torch.float64)[first]
+        self.starts.index_add_(0, first, weights)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"transitions": self.transitions, "rewards": self.rewards, "starts": self.starts, "entries": self.entries}

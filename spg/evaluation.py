@@ -20,6 +20,7 @@ from spg.empirical import EmpiricalGame
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
+from spg.sparse_game import SparseTabularGame
 from spg.task import Rollouts, make_task, plan_rollouts, resolve_device
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
@@ -72,7 +73,8 @@ def value_scale(game: GameModel, tolerance: float = 1e-3, max_iterations: int = 
     Games with more than ``VALUE_SCALE_LIMIT`` transition entries get that bound."""
     bound = game.max_abs_reward() / (1.0 - game.gamma)
     S, (A1, A2) = game.num_states, game.num_actions
-    if S * A1 * A2 * getattr(game, "num_successors", S) > VALUE_SCALE_LIMIT:
+    successors = game.num_successors if isinstance(game, SparseTabularGame) else S
+    if S * A1 * A2 * successors > VALUE_SCALE_LIMIT:
         return bound
     R = torch.stack([game.R1, -game.R1, game.R2, -game.R2], -1)  # [S, A1, A2, 4]
     values = torch.zeros(game.num_states, 4, dtype=R.dtype, device=R.device)

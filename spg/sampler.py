@@ -181,7 +181,8 @@ class Sampler:
         states = torch.zeros((horizon, n), dtype=torch.long, device=self.device)
         leader_actions, follower_actions = torch.zeros_like(states), torch.zeros_like(states)
         rewards = torch.zeros((horizon, n, 2), dtype=self.dtype, device=self.device)
-        episodes_can_end = not self.native or self.env.unwrapped.max_episode_steps is not None or terminal is not None or lengths is not None
+        can_terminate = not self.native or terminal is not None  # else episodes end only by truncation or length
+        episodes_can_end = can_terminate or self.env.unwrapped.max_episode_steps is not None or lengths is not None
         # mask[t]: the episode was alive at step t (written step by step when episodes can end)
         mask = torch.full((horizon, n), not episodes_can_end, dtype=torch.bool, device=self.device)
         steps = horizon
@@ -223,12 +224,13 @@ class Sampler:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
             record(rewards, t, r.to(self.dtype))
             # an episode that ended contributes nothing from its next step on; stop when all have
-            if episodes_can_end:
+            if can_terminate:  # the state each terminating episode entered
                 entered = torch.where(alive & terminated, s, -1)
                 if copies is None:
                     final_states = torch.maximum(final_states, entered)
                 else:
                     final_states[copies] = torch.maximum(final_states[copies], entered)
+            if episodes_can_end:
                 alive = alive & ~(terminated | truncated)
                 if lengths is not None:
                     alive = alive & (lengths > t + 1)
