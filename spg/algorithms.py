@@ -152,7 +152,7 @@ class TwoTimescalePolicyGradient:
     # -- the follower ---------------------------------------------------------------------------
     @torch.no_grad()
     def _follower_update(self, source: ObjectiveSource, q: tuple | None = None) -> dict[str, float]:
-        """One follower update from ``source`` (``q = (q1, q2, counts)`` reused when already
+        """One follower update from ``source`` (``q``, its ``q_functions``, reused when already
         computed); returns its metrics."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         f = self.follower_settings
@@ -163,7 +163,7 @@ class TwoTimescalePolicyGradient:
             change = f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
             metrics["follower/gradient_norm"] = float(gradient.norm())
         else:
-            _, q2, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
+            _, q2, _, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
             seen = counts > 0
             gap = torch.where(seen, q2 / self.lam - theta2, torch.zeros_like(theta2))
             centre = gap.sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1)
@@ -218,7 +218,7 @@ class TwoTimescalePolicyGradient:
         """The leader's direction as ``(direct, implicit)`` parts, and the Q functions it used."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         if not self.stackelberg:
-            (direct,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[0], theta1)
+            (direct,) = torch.autograd.grad(source.leader_objective(theta1, theta2, self.lam), theta1)
             return direct, torch.zeros_like(direct), None
         if self.solve == "cg":
             return *self._cg_direction(source, metrics), None
@@ -226,7 +226,7 @@ class TwoTimescalePolicyGradient:
         parts = source.split(min(self.sub_batches, 2))
         q = parts[0].q_functions(theta1, theta2, self.lam)
         w = closed_form_solution(q[0], self.follower.probs().detach(), q[2], self.lam)
-        (direct,) = torch.autograd.grad(parts[0].objectives(theta1, theta2, self.lam)[0], theta1)
+        (direct,) = torch.autograd.grad(parts[0].leader_objective(theta1, theta2, self.lam), theta1)
         (implicit,) = torch.autograd.grad(parts[-1].implicit_objective(theta1, theta2, self.lam, w), theta1)
         return direct, implicit, q
 

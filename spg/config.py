@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, CGSettings, FollowerSettings
 from spg.env_configs import register_env_defaults
+from spg.objectives import ESTIMATORS
 
 
 ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled trajectories are (spg.task.plan_rollouts)
@@ -66,7 +67,11 @@ class AlgoConfig:
     step. ``probes``: one uniformly random follower action per sampled trajectory (importance
     weighted), so a near-deterministic follower still sees every action. ``solve``: eq. (19)'s
     ``w = (-H)^-1 grad_2 V1`` in ``closed_form`` (exact at the follower's soft best response) or
-    by ``cg`` on the (sampled) Hessian with the ``cg`` settings."""
+    by ``cg`` on the (sampled) Hessian with the ``cg`` settings. ``estimator``: from samples, the
+    leader's ``grad_1 V1`` and (closed form) implicit term ``pooled``, Rao-Blackwellised from Q
+    estimates pooled by state and joint action (:mod:`spg.pooled`), or in ``reinforce`` form
+    (Loaded-DiCE with the state ``baseline``); the ``cg`` solve always differentiates the
+    Loaded-DiCE surrogates."""
 
     name: str = "spg"
     lam: float = 0.1
@@ -76,6 +81,7 @@ class AlgoConfig:
     solve: str = "closed_form"
     cg: CGSettings = field(default_factory=CGSettings)
     sub_batches: int = 1
+    estimator: str = "pooled"
     baseline: bool = True
     probes: bool = True
 
@@ -236,6 +242,8 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
     if a.solve == "cg" and not ALGORITHMS[a.name][0]:
         raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
+    if a.estimator not in ESTIMATORS:
+        raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
     if a.follower_warmup < 0:
         raise _fail("algo.follower_warmup", a.follower_warmup, "must be >= 0")
     for key in ("iters", "tol", "damping"):

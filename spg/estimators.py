@@ -177,31 +177,110 @@ def surrogate_objectives(
 
 
 @torch.no_grad()
-def q_estimates(
-    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, returns: Returns | None = None, horizon_fraction: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Monte Carlo Q functions of both players over the follower's actions (the leader's action
-    averaged under ``pi1``, as in the averaged MDP of eqs. 13-14): the leader's
-    ``Q1(s, a2) = E[r1 + gamma V1(s')]``, the follower's soft
-    ``Q2(s, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, and the visit counts ``[S, A2]``.
+def state_values(batch: Batch, returns: Returns, num_states: int, *, gamma: float, tol: float = 1e-9, max_iterations: int = 1000) -> torch.Tensor:
+    """Values ``[S, 2]`` of both players (the follower's soft, without the entropy of the state
+    itself) from every visit: the mean on-policy return-to-go ``G_t / w_{t-1}``, where a trajectory
+    the fixed horizon cut while it ran continues as the value of the last state it reached,
 
-    Every visited step ``t`` in the first ``horizon_fraction`` of the rollout horizon (where
-    truncation bias is smallest; a trimmed batch may hold fewer steps) gives one sample of each:
-    the returns-to-go from ``t`` with the importance weights of the steps after ``t`` (the action
-    at ``t`` is conditioned on, so its own ratio drops out).
-    """
+        sample_t = sum_{t <= k < L-1} gamma^(k-t) r_k + gamma^(L-1-t) V(s_{L-1})   (importance weighted),
+
+    so that truncation biases no visit (0 for states never visited). ``V`` solves the resulting
+    linear fixed point ``V = b + C V`` by iteration, a contraction: each state's tail coefficients
+    average ``E[gamma^(L-1-t)] < gamma`` (importance weights average 1); the rare state whose
+    few visits carry a probe's large weight into their tails has its row scaled down to ``gamma``."""
+    G = torch.stack([returns.G1, returns.G2], -1)
+    w_before = returns.w_before
+    safe = w_before.clamp_min(torch.finfo(w_before.dtype).tiny)
+    played = batch.mask.sum(1)
+    last = (played - 1).clamp_min(0)[:, None]  # the last step played (masks are prefixes)
+    cut = (played == batch.horizon) & (0.0 < gamma < 1.0)  # still running at a fixed horizon
+    steps = torch.arange(batch.length, device=G.device)
+    ahead = (last - steps).clamp_min(0)  # steps from t to the last one
+    tail = cut[:, None].to(G.dtype) * gamma ** ahead.to(G.dtype)
+    reward_part = (G - tail[..., None] * G.gather(1, last[..., None].expand(-1, -1, 2))) / safe[..., None]
+    coefficient = tail * w_before.gather(1, last) / safe
+    valid = batch.mask & (w_before > 0) & ~(cut[:, None] & (steps == last))  # a cut trajectory's last step: no sample
+    visited, targets = batch.states[valid], batch.states.gather(1, last).expand_as(batch.states)[valid]
+    reward_part, coefficient = reward_part[valid], coefficient[valid]
+    counts = torch.zeros(num_states, dtype=G.dtype, device=G.device).index_add_(0, visited, torch.ones_like(coefficient))[:, None].clamp_min(1.0)
+    base = torch.zeros(num_states, 2, dtype=G.dtype, device=G.device).index_add_(0, visited, reward_part) / counts
+    if not bool(cut.any()):
+        return base
+    rows = torch.zeros_like(counts).index_add_(0, visited, coefficient[:, None]) / counts  # each state's sum over C's row
+    coefficient = coefficient * (gamma / rows.clamp_min(gamma))[visited, 0]
+    values = base
+    for _ in range(max_iterations):
+        updated = base + torch.zeros_like(base).index_add_(0, visited, coefficient[:, None] * values[targets]) / counts
+        settled = (updated - values).abs().max() <= tol * (1.0 + updated.abs().max())
+        values = updated
+        if settled:
+            break
+    return values
+
+
+@torch.no_grad()
+def joint_q_estimates(
+    batch: Batch, follower_logits: torch.Tensor, num_leader_actions: int, *, gamma: float, lam: float, returns: Returns | None = None,
+    horizon_fraction: float = 0.5, bootstrap: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q functions of both players over joint actions, ``Q1(s, a1, a2) = E[r1 + gamma V1(s')]`` and
+    the follower's soft ``Q2(s, a1, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, with the
+    sample counts ``[S, A1, A2]`` (0 where unvisited).
+
+    ``bootstrap``: every transition ``(s_t, a_t, r_t, s_{t+1})`` whose next state was seen (or
+    whose episode ended at ``t``: no future) gives the sample ``r_t + gamma V(s_{t+1})``, with the
+    batch's Monte Carlo state values :func:`state_values`. The randomness of everything after
+    ``s_{t+1}`` then enters only through ``V``'s pooled means, which the leader actions compared at
+    ``(s, a2)`` largely share. Otherwise each visited step in the first ``horizon_fraction`` of the
+    horizon (where truncation bias is smallest) gives its whole return-to-go. Either way the
+    importance weights of the steps after ``t`` apply (the actions at ``t`` are conditioned on,
+    so their own ratio drops out)."""
     R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=False)
     w = batch.weights.to(follower_logits.dtype)
     S, A2 = follower_logits.shape
-    used = max(1, int(batch.horizon * horizon_fraction))
-    keep = (batch.mask & (w > 0))[:, :used].reshape(-1)  # weight 0: no on-policy return (see Returns)
-    index = (batch.states[:, :used] * A2 + batch.follower_actions[:, :used]).reshape(-1)[keep]
-    samples = torch.stack([(G / w)[:, :used].reshape(-1)[keep] for G in (R.G1, R.G2)], -1)
-    ones = torch.ones_like(samples[:, :1])
-    sums = torch.zeros(S * A2, 3, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.cat([samples, ones], -1))
-    counts = sums[:, 2].reshape(S, A2)
-    q1, q2 = (sums[:, k].reshape(S, A2) / counts.clamp_min(1.0) for k in range(2))
-    return q1, q2, counts
+    G = torch.stack([R.G1, R.G2], -1)
+    if bootstrap:
+        later = torch.cat([G[:, 1:], torch.zeros_like(G[:, :1])], 1)
+        after = torch.cat([batch.mask[:, 1:], torch.zeros_like(batch.mask[:, :1])], 1)  # s_{t+1} was played
+        next_states = torch.cat([batch.states[:, 1:], torch.zeros_like(batch.states[:, :1])], 1)
+        values = state_values(batch, R, S, gamma=gamma)[next_states] * after[..., None]
+        targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values
+        steps = torch.arange(batch.length, device=w.device)
+        cut = 0.0 < gamma < 1.0  # a fixed horizon cuts running episodes (gamma 1: geometric lengths, which end them)
+        valid = batch.mask & (w > 0) & ((steps + 1 < batch.horizon) | (not cut))
+    else:
+        used = max(1, int(batch.horizon * horizon_fraction))
+        targets = G / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None]
+        valid = batch.mask & (w > 0) & (torch.arange(batch.length, device=w.device) < used)
+    keep = valid.reshape(-1)  # weight 0: no on-policy return (see Returns)
+    index = ((batch.states * num_leader_actions + batch.leader_actions) * A2 + batch.follower_actions).reshape(-1)[keep]
+    samples = targets.reshape(-1, 2)[keep]
+    size = S * num_leader_actions * A2
+    sums = torch.zeros(size, 3, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.cat([samples, torch.ones_like(samples[:, :1])], -1))
+    sums = sums.reshape(S, num_leader_actions, A2, 3)
+    counts = sums[..., 2]
+    return sums[..., 0] / counts.clamp_min(1.0), sums[..., 1] / counts.clamp_min(1.0), counts
+
+
+@torch.no_grad()
+def q_estimates(
+    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, returns: Returns | None = None, horizon_fraction: float = 0.5,
+    bootstrap: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q functions of both players over the follower's actions (the leader's action averaged
+    under ``pi1``, as in the averaged MDP of eqs. 13-14): the leader's ``Q1(s, a2)``, the follower's
+    soft ``Q2(s, a2)``, and the sample counts ``[S, A2]``: the samples of :func:`joint_q_estimates`
+    (bootstrapped, or whole returns-to-go) grouped by ``(s, a2)``."""
+    A1 = int(batch.leader_actions.max()) + 1 if batch.leader_actions.numel() else 1  # any A1 past the largest action groups alike
+    q1, q2, counts = joint_q_estimates(
+        batch, follower_logits, A1, gamma=gamma, lam=lam, returns=returns, horizon_fraction=horizon_fraction, bootstrap=bootstrap
+    )
+    return over_leader_actions(q1, counts), over_leader_actions(q2, counts), counts.sum(1)
+
+
+def over_leader_actions(q: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``q [S, A1, A2]``'s samples pooled over the leader's actions, as sampled: ``[S, A2]``."""
+    return (counts * q).sum(1) / counts.sum(1).clamp_min(1.0)
 
 
 def implicit_surrogate(

@@ -220,7 +220,9 @@ def _train_one(
             empirical.update(batch, task.start_weights)
         if algorithm.data == "empirical":
             return ExactObjectives(empirical.model())
-        return SampledObjectives(batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric, start_weights=task.start_weights)
+        return SampledObjectives(
+            batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric, start_weights=task.start_weights, estimator=cfg.algo.estimator
+        )
 
     last_batch = None
 

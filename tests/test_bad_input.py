@@ -190,6 +190,7 @@ SETUP_CASES = [
     ("config-restarts", _random("trainer.restarts=0"), "trainer.restarts = 0"),
     ("config-cg-damping", _random("algo.cg.damping=-1"), "algo.cg.damping = -1.0"),
     ("config-sub-batches", _random("algo.sub_batches=4"), "algo.sub_batches = 4"),
+    ("config-estimator", _random("algo.estimator=dice"), "algo.estimator = 'dice': choose pooled or reinforce"),
     ("config-fresh-run-over-a-finished-one", _random(), "already holds a run"),
     ("config-resume-missing", _random("trainer.resume=/nonexistent/last.pt"), "trainer.resume = /nonexistent/last.pt"),
     ("env-unknown-module", lambda d: ["env=gym", "env.id=no_such_module:X-v0", "env.gamma=0.5"], "cannot import module 'no_such_module'"),

@@ -179,7 +179,7 @@ def test_closed_form_solve_and_implicit_term_match_cg_at_the_soft_best_response(
     response = exact.soft_best_response(game, torch.softmax(theta1, -1).detach(), lam)
     reference = exact.exact_leader_direction(game, theta1, response.logits, lam, cg_tol=1e-13)
     source = ExactObjectives(game)
-    q1, _, counts = source.q_functions(theta1, response.logits, lam)
+    q1, _, counts, _ = source.q_functions(theta1, response.logits, lam)
     w = closed_form_solution(q1, response.probs, counts, lam)
     centred = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731  (softmax ignores per-state constants)
     assert torch.allclose(centred(w), centred(reference.cg.solution), rtol=0, atol=1e-8 * float(w.abs().max()))

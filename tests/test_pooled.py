@@ -1,0 +1,116 @@
+"""The Rao-Blackwellised (pooled) estimators against the exact solver: the bootstrapped state
+values, the joint-action Q functions of both players, and the leader's two terms of eq. (19)
+have the exact expectations within 4 standard errors (with follower probes, rollouts of
+geometric length, and starts from mu != rho), and the leader's terms have less error than the
+REINFORCE forms on the same batches. The estimates are consistent, not unbiased (ratios of batch
+means): large batches keep their O(1/N) bias far below the standard errors the tests resolve."""
+
+import pytest
+import torch
+
+from envs import TabularVectorEnv
+from spg import exact
+from spg.estimators import joint_q_estimates, state_values, weighted_returns
+from spg.game import TabularGame, random_game
+from spg.objectives import ExactObjectives, SampledObjectives
+from spg.policy import TabularSoftmaxPolicy
+from spg.sampler import Sampler
+from spg.task import start_weights
+from tests.helpers import seeded_logits, z_scores
+
+LAM, GAMMA = 0.3, 0.6
+SHORT, LONG = 6, 40  # 0.6^6 ~ 0.05: a horizon that truncates visibly; 0.6^40 ~ 1e-9 does not
+
+
+def policies(scale: float = 1.0):
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=seeded_logits(3, 3, 2, scale=scale))
+    return leader, follower
+
+
+def test_state_values_carry_cut_trajectories_on_with_the_value_they_reached():
+    # at a horizon of 6 steps plain returns-to-go fall short by up to gamma^(6 - t) V; the
+    # bootstrapped values are those of the infinite-horizon game (the follower's soft value less
+    # the entropy bonus of the state itself)
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    leader, follower = policies()
+    values = exact.policy_values(game, leader.probs(), follower.probs(), LAM)
+    expected = torch.cat([values.v1, values.v2 - LAM * exact.entropy(follower.probs())]).detach()
+    sampler = Sampler(TabularVectorEnv(game, 2000), seed=3, probe_discount=GAMMA)
+    bootstrapped, plain = [], []
+    for _ in range(40):
+        batch = sampler.collect(leader, follower, 2000, SHORT)
+        returns = weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False)
+        bootstrapped.append(state_values(batch, returns, 3, gamma=GAMMA).T.flatten())
+        # gamma = 1 marks no trajectory as cut: the plain means of the truncated returns
+        plain.append(state_values(batch, weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False), 3, gamma=1.0).T.flatten())
+    z = z_scores(torch.stack(bootstrapped), expected)
+    assert z.abs().max() < 4.0, z
+    assert z_scores(torch.stack(plain), expected).abs().max() > 20.0  # power: truncation is visible at this horizon
+
+
+@pytest.mark.parametrize("probes, geometric", [(False, False), (True, False), (True, True)])
+def test_joint_q_estimates_match_both_players_q_functions(probes, geometric):
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    leader, follower = policies(scale=2.0)
+    values = exact.policy_values(game, leader.probs(), follower.probs(), LAM)
+    centre = lambda q: (q - q.mean(1, keepdim=True)).flatten()  # noqa: E731  (centred rewards shift Q by a constant)
+    expected = torch.cat([centre(values.q1.detach()), centre(values.q2.detach())])
+    sampler = Sampler(
+        TabularVectorEnv(game, 2000), seed=4, probe_discount=GAMMA if probes else None, geometric_discount=GAMMA if geometric else None
+    )
+    gamma = 1.0 if geometric else GAMMA
+    estimates = []
+    for _ in range(40):
+        batch = sampler.collect(leader, follower, 2000, LONG if geometric else SHORT)
+        returns = weighted_returns(batch, follower.logits, gamma=gamma, lam=LAM, baseline=False, center=geometric)
+        q1, q2, counts = joint_q_estimates(batch, follower.logits, 2, gamma=gamma, lam=LAM, returns=returns)
+        assert (counts > 0).all()
+        estimates.append(torch.cat([centre(q1), centre(q2)]))
+    z = z_scores(torch.stack(estimates), expected)
+    assert z.abs().max() < 4.0, z
+    assert torch.stack(estimates).std(0).max() / 40**0.5 < 0.02 * expected.abs().max()  # power
+
+
+def leader_terms(source, leader, follower, w):
+    (direct,) = torch.autograd.grad(source.leader_objective(leader.logits, follower.logits, LAM), leader.logits)
+    (implicit,) = torch.autograd.grad(source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+    return torch.cat([direct.flatten(), implicit.flatten()])
+
+
+@pytest.mark.parametrize("probes, geometric, from_mu", [(False, False, False), (True, False, False), (True, True, False), (True, False, True)])
+def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
+    # grad_1 V1(rho) and sum_s d(s) sum_a2 pi2 w grad_1 Q2^lam at any policies and any w
+    base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    rho, mu = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([0.2, 0.4, 0.4], dtype=torch.float64)
+    game = TabularGame(base.P, base.R1, base.R2, GAMMA, rho, mu) if from_mu else base
+    leader, follower = policies()
+    w = seeded_logits(3, 3, 5)
+    expected = leader_terms(ExactObjectives(game), leader, follower, w)
+    sampler = Sampler(
+        TabularVectorEnv(game, 2000), seed=6, probe_discount=GAMMA if probes else None, geometric_discount=GAMMA if geometric else None
+    )
+    weights = start_weights(game, "mu")
+    samples = []
+    for _ in range(40):
+        batch = sampler.collect(leader, follower, 2000, LONG)  # the visits d(s) need the whole discounted future
+        source = SampledObjectives(batch, 1.0 if geometric else GAMMA, center=geometric, start_weights=weights)
+        samples.append(leader_terms(source, leader, follower, w))
+    samples = torch.stack(samples)
+    z = z_scores(samples, expected)
+    assert z.abs().max() < 4.0, z
+    assert samples.std(0).max() / 40**0.5 < 0.05 * expected.abs().max()  # power
+
+
+def test_pooled_leader_terms_have_less_error_than_the_reinforce_forms():
+    game = random_game(3, 2, 3, seed=0, gamma=0.9)
+    leader, follower = policies()
+    w = seeded_logits(3, 3, 5)
+    expected = leader_terms(ExactObjectives(game), leader, follower, w)
+    sampler = Sampler(TabularVectorEnv(game, 256), seed=8, probe_discount=0.9)
+    errors = {"pooled": [], "reinforce": []}
+    for _ in range(30):
+        batch = sampler.collect(leader, follower, 256, 90)
+        for estimator, found in errors.items():
+            found.append(float(((leader_terms(SampledObjectives(batch, 0.9, estimator=estimator), leader, follower, w) - expected) ** 2).sum()))
+    assert sum(errors["pooled"]) < 0.5 * sum(errors["reinforce"]), errors
