@@ -193,7 +193,7 @@ def state_values(batch: Batch, returns: Returns, num_states: int, *, gamma: floa
     safe = w_before.clamp_min(torch.finfo(w_before.dtype).tiny)
     played = batch.mask.sum(1)
     last = (played - 1).clamp_min(0)[:, None]  # the last step played (masks are prefixes)
-    cut = (played == batch.horizon) & (0.0 < gamma < 1.0)  # still running at a fixed horizon
+    cut = (played == batch.horizon) & (batch.final_states < 0) & (0.0 < gamma < 1.0)  # still running at a fixed horizon
     steps = torch.arange(batch.length, device=G.device)
     ahead = (last - steps).clamp_min(0)  # steps from t to the last one
     tail = cut[:, None].to(G.dtype) * gamma ** ahead.to(G.dtype)
@@ -246,8 +246,8 @@ def joint_q_estimates(
         values = state_values(batch, R, S, gamma=gamma)[next_states] * after[..., None]
         targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values
         steps = torch.arange(batch.length, device=w.device)
-        cut = 0.0 < gamma < 1.0  # a fixed horizon cuts running episodes (gamma 1: geometric lengths, which end them)
-        valid = batch.mask & (w > 0) & ((steps + 1 < batch.horizon) | (not cut))
+        running = (batch.final_states < 0)[:, None] & (0.0 < gamma < 1.0)  # cut by a fixed horizon, not ended (gamma 1: geometric lengths)
+        valid = batch.mask & (w > 0) & ((steps + 1 < batch.horizon) | ~running)  # a cut trajectory's next state is unknown
     else:
         used = max(1, int(batch.horizon * horizon_fraction))
         targets = G / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None]

@@ -46,7 +46,7 @@ def test_the_default_model_spg_closes_99_percent_of_the_gap_from_samples(name, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["Commitment", "security-5-targets", "random-2x2-repeated-g0.5", "random-3-states"])
+@pytest.mark.parametrize("name", ["Commitment", "security-5-targets", "random-2x2-repeated-g0.5", "random-3-states", "epidemic-4-levels"])
 def test_spg_closes_95_percent_of_the_gap_from_samples(name, tmp_path):
     share, gap, scale = share_of_gap(name, "spg", tmp_path)
     assert share >= 0.95 and gap < 0.01 * scale, (share, gap)

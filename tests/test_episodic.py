@@ -18,7 +18,7 @@ from spg import exact
 from spg.estimators import implicit_surrogate, q_estimates, surrogate_objectives
 from spg.evaluation import evaluation_sampler
 from spg.game import TabularGame, random_game
-from spg.objectives import ExactObjectives
+from spg.objectives import ExactObjectives, SampledObjectives
 from spg.policy import TabularSoftmaxPolicy
 from spg.reference import quantal_stackelberg
 from spg.sampler import Sampler
@@ -307,3 +307,26 @@ def test_implicit_surrogate_and_q_estimates_are_unbiased_with_terminal_states():
         z = z_scores(samples, exact_value)
         assert z.abs().max() < 4.0, z
         assert samples.std(0).max() / 150**0.5 < 0.05 * exact_value.abs().max()  # power
+
+
+def test_pooled_leader_terms_match_the_exact_ones_with_terminal_states():
+    # the Rao-Blackwellised grad_1 V1(rho) and implicit term (spg.pooled): bootstrapped targets take
+    # no future after the terminal transition; large batches keep their O(1/N) bias below the
+    # standard errors resolved here
+    game = four_state_game()
+    leader = TabularSoftmaxPolicy(4, 2, logits=seeded_logits(4, 2, 1))
+    follower = TabularSoftmaxPolicy(4, 3, logits=seeded_logits(4, 3, 2))
+    w = seeded_logits(4, 3, 5)
+
+    def terms(source):
+        (direct,) = torch.autograd.grad(source.leader_objective(leader.logits, follower.logits, LAM), leader.logits)
+        (implicit,) = torch.autograd.grad(source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+        return torch.cat([direct[:3].flatten(), implicit[:3].flatten()])  # the terminal state's rows are 0 in both
+
+    expected = terms(ExactObjectives(game))
+    sampler = Sampler(TabularVectorEnv(game, 2000), seed=9, probe_discount=game.gamma)
+    weights = start_weights(game, "mu")
+    samples = torch.stack([terms(SampledObjectives(sampler.collect(leader, follower, 2000, HORIZON), game.gamma, start_weights=weights)) for _ in range(40)])
+    z = z_scores(samples, expected)
+    assert z.abs().max() < 4.0, z
+    assert samples.std(0).max() / 40**0.5 < 0.05 * expected.abs().max()  # power
