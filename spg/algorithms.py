@@ -16,8 +16,9 @@ state, where ``Q_lam`` is the follower's soft Q function of the averaged MDP (eq
 the natural policy gradient of the entropy-regularised MDP with step ``eta = kappa (1 - gamma) / lam``,
 which converges linearly to the soft best response whatever the state distribution (Cen et al.,
 2021); ``kappa = 1`` is soft policy iteration. ``kappa`` is dimensionless: the fraction of the way
-to the soft-greedy policy. From samples, ``Q`` comes from returns-to-go grouped by ``(s, a2)``;
-entries without samples keep their logits. ``rule: gradient`` is plain eq. (9) instead.
+to the soft-greedy policy. From samples, ``Q`` comes from the batch's bootstrapped targets
+``r + gamma V(s')`` grouped by ``(s, a2)`` (:func:`spg.estimators.joint_q_estimates`); entries
+without samples keep their logits. ``rule: gradient`` is plain eq. (9) instead.
 """
 
 from __future__ import annotations

@@ -177,14 +177,17 @@ def surrogate_objectives(
 
 
 @torch.no_grad()
-def state_values(batch: Batch, returns: Returns, num_states: int, *, gamma: float, tol: float = 1e-9, max_iterations: int = 1000) -> torch.Tensor:
+def state_values(
+    batch: Batch, returns: Returns, num_states: int, *, gamma: float, tol: float = 1e-9, max_iterations: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Values ``[S, 2]`` of both players (the follower's soft, without the entropy of the state
     itself) from every visit: the mean on-policy return-to-go ``G_t / w_{t-1}``, where a trajectory
     the fixed horizon cut while it ran continues as the value of the last state it reached,
 
         sample_t = sum_{t <= k < L-1} gamma^(k-t) r_k + gamma^(L-1-t) V(s_{L-1})   (importance weighted),
 
-    so that truncation biases no visit (0 for states never visited). ``V`` solves the resulting
+    so that truncation biases no visit (the last state of a cut trajectory must itself have
+    samples), and the samples of each state ``[S]`` (values 0 where none). ``V`` solves the resulting
     linear fixed point ``V = b + C V`` by iteration, a contraction: each state's tail coefficients
     average ``E[gamma^(L-1-t)] < gamma`` (importance weights average 1); the rare state whose
     few visits carry a probe's large weight into their tails has its row scaled down to ``gamma``."""
@@ -200,12 +203,16 @@ def state_values(batch: Batch, returns: Returns, num_states: int, *, gamma: floa
     reward_part = (G - tail[..., None] * G.gather(1, last[..., None].expand(-1, -1, 2))) / safe[..., None]
     coefficient = tail * w_before.gather(1, last) / safe
     valid = batch.mask & (w_before > 0) & ~(cut[:, None] & (steps == last))  # a cut trajectory's last step: no sample
-    visited, targets = batch.states[valid], batch.states.gather(1, last).expand_as(batch.states)[valid]
+    ends = batch.states.gather(1, last).expand_as(batch.states)
+    sampled = torch.zeros(num_states, dtype=torch.bool, device=G.device).index_fill_(0, batch.states[valid], True)
+    valid &= ~cut[:, None] | sampled[ends]  # a cut trajectory goes on only as the value of a state with samples
+    visited, targets = batch.states[valid], ends[valid]
     reward_part, coefficient = reward_part[valid], coefficient[valid]
-    counts = torch.zeros(num_states, dtype=G.dtype, device=G.device).index_add_(0, visited, torch.ones_like(coefficient))[:, None].clamp_min(1.0)
+    visits = torch.zeros(num_states, dtype=G.dtype, device=G.device).index_add_(0, visited, torch.ones_like(coefficient))
+    counts = visits[:, None].clamp_min(1.0)
     base = torch.zeros(num_states, 2, dtype=G.dtype, device=G.device).index_add_(0, visited, reward_part) / counts
     if not bool(cut.any()):
-        return base
+        return base, visits
     rows = torch.zeros_like(counts).index_add_(0, visited, coefficient[:, None]) / counts  # each state's sum over C's row
     coefficient = coefficient * (gamma / rows.clamp_min(gamma))[visited, 0]
     values = base
@@ -215,7 +222,7 @@ def state_values(batch: Batch, returns: Returns, num_states: int, *, gamma: floa
         values = updated
         if settled:
             break
-    return values
+    return values, visits
 
 
 @torch.no_grad()
@@ -227,9 +234,9 @@ def joint_q_estimates(
     the follower's soft ``Q2(s, a1, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, with the
     sample counts ``[S, A1, A2]`` (0 where unvisited).
 
-    ``bootstrap``: every transition ``(s_t, a_t, r_t, s_{t+1})`` whose next state was seen (or
+    ``bootstrap``: every transition ``(s_t, a_t, r_t, s_{t+1})`` whose next state has a value (or
     whose episode ended at ``t``: no future) gives the sample ``r_t + gamma V(s_{t+1})``, with the
-    batch's Monte Carlo state values :func:`state_values`. The randomness of everything after
+    batch's state values :func:`state_values`. The randomness of everything after
     ``s_{t+1}`` then enters only through ``V``'s pooled means, which the leader actions compared at
     ``(s, a2)`` largely share. Otherwise each visited step in the first ``horizon_fraction`` of the
     horizon (where truncation bias is smallest) gives its whole return-to-go. Either way the
@@ -243,11 +250,12 @@ def joint_q_estimates(
         later = torch.cat([G[:, 1:], torch.zeros_like(G[:, :1])], 1)
         after = torch.cat([batch.mask[:, 1:], torch.zeros_like(batch.mask[:, :1])], 1)  # s_{t+1} was played
         next_states = torch.cat([batch.states[:, 1:], torch.zeros_like(batch.states[:, :1])], 1)
-        values = state_values(batch, R, S, gamma=gamma)[next_states] * after[..., None]
-        targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values
+        values, visits = state_values(batch, R, S, gamma=gamma)
+        targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values[next_states] * after[..., None]
         steps = torch.arange(batch.length, device=w.device)
         running = (batch.final_states < 0)[:, None] & (0.0 < gamma < 1.0)  # cut by a fixed horizon, not ended (gamma 1: geometric lengths)
         valid = batch.mask & (w > 0) & ((steps + 1 < batch.horizon) | ~running)  # a cut trajectory's next state is unknown
+        valid &= ~after | (visits[next_states] > 0)  # a next state without value samples gives no target
     else:
         used = max(1, int(batch.horizon * horizon_fraction))
         targets = G / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None]

@@ -8,7 +8,7 @@ update, the leader's gives eq. (19)'s Hessian solve in closed form. ``exact`` is
 - :class:`ExactObjectives` computes them from a game model (dense, or sparse and densified for
   derivatives);
 - :class:`SampledObjectives` estimates them from a batch of rollouts: Loaded-DiCE surrogates with
-  the same derivatives in expectation, Monte Carlo Q estimates with their visit counts, and the
+  the same derivatives in expectation, both players' Q estimates with their sample counts, and the
   leader's two terms either Rao-Blackwellised from those Q estimates (:mod:`spg.pooled`) or in
   REINFORCE form.
 
@@ -99,7 +99,8 @@ class ExactObjectives:
 
 
 class SampledObjectives:
-    """Estimates of the objectives from a batch of rollouts (unbiased for the truncated values).
+    """Estimates of the objectives from a batch of rollouts: the surrogates unbiased for the
+    truncated values, the pooled leader terms and Q estimates consistent (:mod:`spg.pooled`).
 
     ``gamma``: the discount the estimators apply, 1 for rollouts of geometric length (whose
     undiscounted sums estimate the discounted values); ``center``: centred rewards (for those
@@ -133,14 +134,16 @@ class SampledObjectives:
             self._cache[name] = compute()
         return self._cache[name]
 
-    def returns(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> Returns:
-        """The batch's returns-to-go and baselines at ``theta2``."""
-        compute = lambda: weighted_returns(self.batch, theta2, gamma=self.gamma, lam=lam, baseline=self.baseline, center=self.center)  # noqa: E731
-        return self._once(theta1, theta2, lam, "returns", compute)
+    def returns(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, baseline: bool = True) -> Returns:
+        """The batch's returns-to-go at ``theta2``, with the state baselines the REINFORCE forms use
+        (``baseline``, when the source has them on) or without (for the Q estimates)."""
+        baseline = baseline and self.baseline
+        compute = lambda: weighted_returns(self.batch, theta2, gamma=self.gamma, lam=lam, baseline=baseline, center=self.center)  # noqa: E731
+        return self._once(theta1, theta2, lam, f"returns{baseline}", compute)
 
     def joint_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Both players' bootstrapped ``Q(s, a1, a2)`` and their sample counts."""
-        returns = self.returns(theta1, theta2, lam)
+        returns = self.returns(theta1, theta2, lam, baseline=False)
         compute = lambda: joint_q_estimates(self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns)  # noqa: E731
         return self._once(theta1, theta2, lam, "joint_q", compute)
 
@@ -162,10 +165,10 @@ class SampledObjectives:
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
         """The follower's ``Q2`` bootstrapped (:func:`spg.estimators.joint_q_estimates`), the
-        leader's ``Q1`` from whole returns-to-go: ``w`` from it gave ``spg`` higher ``J`` on the
-        convergence suite (``patrolling-line-4``: 0.956 to 0.971 of the gap over four seeds, against
+        leader's ``Q1`` from whole returns-to-go: ``w`` from it gave ``spg`` higher ``J`` on
+        ``patrolling-line-4`` (: 0.956 to 0.971 of the gap over four seeds, against
         0.932 to 0.969 bootstrapped) although its squared error per batch is larger."""
-        returns = self.returns(theta1, theta2, lam)
+        returns = self.returns(theta1, theta2, lam, baseline=False)
         q1, _, counts1 = q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam, returns=returns, bootstrap=False)
         _, q2, counts = self.joint_q(theta1, theta2, lam)
         return QFunctions(q1, over_leader_actions(q2, counts), counts1, counts.sum(1))

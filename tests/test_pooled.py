@@ -41,9 +41,9 @@ def test_state_values_carry_cut_trajectories_on_with_the_value_they_reached():
     for _ in range(40):
         batch = sampler.collect(leader, follower, 2000, SHORT)
         returns = weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False)
-        bootstrapped.append(state_values(batch, returns, 3, gamma=GAMMA).T.flatten())
+        bootstrapped.append(state_values(batch, returns, 3, gamma=GAMMA)[0].T.flatten())
         # gamma = 1 marks no trajectory as cut: the plain means of the truncated returns
-        plain.append(state_values(batch, weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False), 3, gamma=1.0).T.flatten())
+        plain.append(state_values(batch, weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False), 3, gamma=1.0)[0].T.flatten())
     z = z_scores(torch.stack(bootstrapped), expected)
     assert z.abs().max() < 4.0, z
     assert z_scores(torch.stack(plain), expected).abs().max() > 20.0  # power: truncation is visible at this horizon
