@@ -176,6 +176,13 @@ def surrogate_objectives(
     return F1.mean(), F2.mean()
 
 
+def cut_by_horizon(batch: Batch, gamma: float) -> torch.Tensor:
+    """``[N]``: the trajectories a fixed horizon cut while their episodes ran (their last step's
+    next state is unknown). ``gamma`` is the estimators' discount: 1 marks rollouts of geometric
+    length, which end by their own draw."""
+    return (batch.mask.sum(1) == batch.horizon) & (batch.final_states < 0) & (0.0 < gamma < 1.0)
+
+
 @torch.no_grad()
 def state_values(
     batch: Batch, returns: Returns, num_states: int, *, gamma: float, tol: float = 1e-9, max_iterations: int = 1000
@@ -194,9 +201,8 @@ def state_values(
     G = torch.stack([returns.G1, returns.G2], -1)
     w_before = returns.w_before
     safe = w_before.clamp_min(torch.finfo(w_before.dtype).tiny)
-    played = batch.mask.sum(1)
-    last = (played - 1).clamp_min(0)[:, None]  # the last step played (masks are prefixes)
-    cut = (played == batch.horizon) & (batch.final_states < 0) & (0.0 < gamma < 1.0)  # still running at a fixed horizon
+    last = (batch.mask.sum(1) - 1).clamp_min(0)[:, None]  # the last step played (masks are prefixes)
+    cut = cut_by_horizon(batch, gamma)
     steps = torch.arange(batch.length, device=G.device)
     ahead = (last - steps).clamp_min(0)  # steps from t to the last one
     tail = cut[:, None].to(G.dtype) * gamma ** ahead.to(G.dtype)
@@ -252,9 +258,8 @@ def joint_q_estimates(
         next_states = torch.cat([batch.states[:, 1:], torch.zeros_like(batch.states[:, :1])], 1)
         values, visits = state_values(batch, R, S, gamma=gamma)
         targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values[next_states] * after[..., None]
-        steps = torch.arange(batch.length, device=w.device)
-        running = (batch.final_states < 0)[:, None] & (0.0 < gamma < 1.0)  # cut by a fixed horizon, not ended (gamma 1: geometric lengths)
-        valid = batch.mask & (w > 0) & ((steps + 1 < batch.horizon) | ~running)  # a cut trajectory's next state is unknown
+        horizon_end = torch.arange(batch.length, device=w.device) + 1 == batch.horizon
+        valid = batch.mask & (w > 0) & ~(cut_by_horizon(batch, gamma)[:, None] & horizon_end)  # next state unknown
         valid &= ~after | (visits[next_states] > 0)  # a next state without value samples gives no target
     else:
         used = max(1, int(batch.horizon * horizon_fraction))

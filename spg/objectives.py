@@ -149,8 +149,10 @@ class SampledObjectives:
 
     def pooled(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> PooledLeaderTerms:
         """The batch's Rao-Blackwellised leader terms at ``(theta1, theta2)``."""
-        joint = self.joint_q(theta1, theta2, lam)
-        compute = lambda: PooledLeaderTerms(self.batch, theta1, theta2, joint, gamma=self.gamma, start_weights=self._trajectory_weights)  # noqa: E731
+        joint, w_before = self.joint_q(theta1, theta2, lam), self.returns(theta1, theta2, lam, baseline=False).w_before
+        compute = lambda: PooledLeaderTerms(  # noqa: E731
+            self.batch, theta1, theta2, joint, gamma=self.gamma, w_before=w_before, start_weights=self._trajectory_weights
+        )
         return self._once(theta1, theta2, lam, "pooled", compute)
 
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,8 +168,8 @@ class SampledObjectives:
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
         """The follower's ``Q2`` bootstrapped (:func:`spg.estimators.joint_q_estimates`), the
         leader's ``Q1`` from whole returns-to-go: ``w`` from it gave ``spg`` higher ``J`` on
-        ``patrolling-line-4`` (: 0.956 to 0.971 of the gap over four seeds, against
-        0.932 to 0.969 bootstrapped) although its squared error per batch is larger."""
+        ``patrolling-line-4`` (0.956 to 0.971 of the gap over four seeds, against 0.932 to 0.969
+        bootstrapped) although its squared error per batch is larger."""
         returns = self.returns(theta1, theta2, lam, baseline=False)
         q1, _, counts1 = q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam, returns=returns, bootstrap=False)
         _, q2, counts = self.joint_q(theta1, theta2, lam)

@@ -11,9 +11,9 @@ integrating the leader's action out under ``pi1`` (Rao-Blackwell), leaves
 ``M(s) = E sum_t gamma^t W_{t-1} 1[s_t = s]`` the same visits weighted by ``W_{t-1} = sum_{k<t}
 w(s_k, a2_k)``: the part of ``grad_1 Q2(s_k, a2_k)`` that flows through later states (eq. 19's
 implicit term, ``sum_s d(s) sum_a2 pi2 w grad_1 Q2``, written along trajectories as in
-:func:`spg.estimators.implicit_surrogate`). ``Q1, Q2`` are the batch's Monte Carlo means over the
-visits of each ``(s, a1, a2)`` (:func:`spg.estimators.joint_q_estimates`); ``d`` and ``M`` its
-(importance- and start-weighted) visit sums. A leader action never tried at ``(s, a2)`` gets no
+:func:`spg.estimators.implicit_surrogate`). ``Q1, Q2`` are the batch's means of the bootstrapped
+targets ``r + gamma V(s')`` of each ``(s, a1, a2)`` (:func:`spg.estimators.joint_q_estimates`);
+``d`` and ``M`` its (importance- and start-weighted) visit sums. A leader action never tried at ``(s, a2)`` gets no
 advantage there. The estimates are consistent, not unbiased (a ratio of batch means); on the
 convergence games the direction they give had 2 to 300 times less squared error than the
 REINFORCE forms (``python scripts/estimator_error.py``, docs/estimators.md).
@@ -37,14 +37,12 @@ def leader_advantages(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch
 
 
 @torch.no_grad()
-def discounted_visits(batch: Batch, gamma: float, start_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Each step's weight ``[N, T]`` in the discounted visits ``d``: ``gamma^t``, times the importance
-    weight of the path that decided ``s_t`` and its trajectory's ``start_weights [N]``."""
-    dtype = batch.weights.dtype
-    m, weights = batch.mask.to(dtype), batch.weights.to(dtype)
-    before = torch.cat([torch.ones_like(weights[:, :1]), weights[:, :-1]], dim=1)
-    visit = (gamma ** torch.arange(batch.length, dtype=dtype, device=m.device)) * before * m
-    return visit if start_weights is None else visit * start_weights.to(dtype)[:, None]
+def discounted_visits(batch: Batch, gamma: float, w_before: torch.Tensor, start_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Each step's weight ``[N, T]`` in the discounted visits ``d``: ``gamma^t``, times ``w_before``,
+    the importance weight of the path that decided ``s_t`` (:class:`spg.estimators.Returns`), and
+    its trajectory's ``start_weights [N]``."""
+    visit = (gamma ** torch.arange(batch.length, dtype=w_before.dtype, device=w_before.device)) * w_before * batch.mask
+    return visit if start_weights is None else visit * start_weights.to(w_before.dtype)[:, None]
 
 
 class PooledLeaderTerms:
@@ -52,18 +50,19 @@ class PooledLeaderTerms:
     detached), whose ``theta1``-gradient is ``pi1 (X - sum_a1 pi1 X)``: the Rao-Blackwellised
     ``grad_1 V1(rho)`` and implicit term, from the batch's joint-action Q estimates ``joint =
     (q1, q2, counts) [S, A1, A2]`` at the follower's logits (:func:`spg.estimators.joint_q_estimates`).
-    ``start_weights [N]``: each trajectory's ``rho(s_0) / mu(s_0)``."""
+    ``w_before [N, T]``: the path weights of :class:`spg.estimators.Returns`; ``start_weights [N]``:
+    each trajectory's ``rho(s_0) / mu(s_0)``."""
 
     def __init__(
         self, batch: Batch, leader_logits: torch.Tensor, follower_logits: torch.Tensor, joint: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
-        gamma: float, start_weights: torch.Tensor | None = None,
+        gamma: float, w_before: torch.Tensor, start_weights: torch.Tensor | None = None,
     ) -> None:
         q1, q2, counts = joint
         pi1 = torch.softmax(leader_logits.detach(), -1)
         self.advantage1, self.advantage2 = leader_advantages(q1, counts, pi1), leader_advantages(q2, counts, pi1)
         self.follower_probs = torch.softmax(follower_logits.detach(), -1)
         self.batch = batch
-        self.visit = discounted_visits(batch, gamma, start_weights)
+        self.visit = discounted_visits(batch, gamma, w_before, start_weights)
         self.d = self._per_state(self.visit)
 
     def _per_state(self, values: torch.Tensor) -> torch.Tensor:
