@@ -61,12 +61,17 @@ class CGSettings:
 
 @dataclass
 class FollowerSettings:
-    """The follower's update: ``npg`` with ``kappa`` in (0, 1], or ``gradient`` (eq. 9) with ``lr``.
-    ``steps``: updates per leader update on an exact source, stopped early once no logit moves
-    more than ``tol`` (a sampled source gives one update per batch)."""
+    """The follower's update: ``npg`` with ``kappa`` in (0, 1], or ``gradient`` (eq. 9) with ``lr``,
+    either decaying as ``(t0 / (t + t0))^power`` over the leader's updates ``t``: more slowly than
+    the leader's step (two timescales, Assumption 1), so the noise a sampled follower keeps around
+    its best response fades while it still tracks the leader. ``steps``: updates per leader update
+    on an exact source, stopped early once no logit moves more than ``tol`` (a sampled source gives
+    one update per batch)."""
 
     rule: str = "npg"
     kappa: float = 0.3
+    power: float = 0.75
+    t0: float = 50.0
     lr: float = 1.0
     steps: int = 1
     tol: float = 1e-8
@@ -127,6 +132,7 @@ class TwoTimescalePolicyGradient:
             raise ValueError("the follower's natural update aims at softmax(Q / lam) and needs lam > 0: set lam > 0 or use the gradient rule")
         if not 0 < f.kappa <= 1 or f.lr <= 0 or f.steps < 1 or f.tol < 0:
             raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0")
+        self.follower_decay = StepSize(1.0, f.power, f.t0)  # the factor on kappa (or lr) after t leader updates
         self.name = name
         self.stackelberg, self.data = ALGORITHMS[name]
         self.needs_model = self.data == "model"
@@ -139,7 +145,7 @@ class TwoTimescalePolicyGradient:
         self.leader, self.follower = leader, follower
         self.lam = lam
         self.leader_lr = leader_step
-        check_two_timescales(leader_step)
+        check_two_timescales(leader_step, self.follower_decay)
         self.solve = solve
         self.cg = cg if cg is not None else CGSettings()
         self.sub_batches = sub_batches
@@ -157,18 +163,19 @@ class TwoTimescalePolicyGradient:
         computed); returns its metrics."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         f = self.follower_settings
-        metrics: dict[str, float] = {}
+        decay = self.follower_decay(self.leader_updates)
+        metrics: dict[str, float] = {"charts/follower_step": decay * (f.lr if f.rule == "gradient" else f.kappa)}
         if f.rule == "gradient":
             with torch.enable_grad():
                 (gradient,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
-            change = f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
+            change = decay * f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
             metrics["follower/gradient_norm"] = float(gradient.norm())
         else:
             _, q2, _, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)
             seen = counts > 0
             gap = torch.where(seen, q2 / self.lam - theta2, torch.zeros_like(theta2))
             centre = gap.sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1)
-            change = f.kappa * torch.where(seen, gap - centre, torch.zeros_like(theta2))
+            change = decay * f.kappa * torch.where(seen, gap - centre, torch.zeros_like(theta2))
             _check_finite("the follower's soft Q function", change)
             if not source.exact:
                 metrics["follower/q_coverage"] = float(seen.to(q2.dtype).mean())

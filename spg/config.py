@@ -98,8 +98,8 @@ class TrainerConfig:
     independent runs from the uniform and from random leaders (logits of scale ``restart_scale``),
     keeping the best (:func:`spg.trainer.train`)."""
 
-    iterations: int = 200
-    batch_size: int = 512
+    iterations: int = 400
+    batch_size: int = 256
     horizon: Optional[int] = None
     rollouts: str = "auto"
     eval_every: int = 20
@@ -230,6 +230,10 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam); set algo.lam > 0 or algo.follower.rule=gradient")
     if not 0 < f.kappa <= 1:
         raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
+    if f.power < 0:
+        raise _fail("algo.follower.power", f.power, "the follower's step must not grow: power >= 0")
+    if f.t0 <= 0:
+        raise _fail("algo.follower.t0", f.t0, "the follower step's decay (t0 / (t + t0))^power needs t0 > 0")
     if f.steps < 1:
         raise _fail("algo.follower.steps", f.steps, "must be >= 1")
     if f.lr <= 0:

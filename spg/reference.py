@@ -120,7 +120,7 @@ def simultaneous_play(game: TabularGame, lam: float, *, iterations: int = 2000) 
     leader, follower = TabularSoftmaxPolicy(S, A1, dtype=game.dtype), TabularSoftmaxPolicy(S, A2, dtype=game.dtype)
     algorithm = TwoTimescalePolicyGradient(
         "exact_pg", leader, follower, lam=lam, leader_step=StepSize(0.1, 0.6, 50.0),
-        follower_settings=FollowerSettings(kappa=1.0, steps=100, tol=1e-8),
+        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100, tol=1e-8),
     )
     source = ExactObjectives(game)
     for _ in range(iterations):

@@ -1,9 +1,11 @@
-"""The leader's step-size schedule ``alpha_t`` of eq. (8), and the two-timescale check.
+"""Step-size schedules: the leader's ``alpha_t`` of eq. (8), the decay of the follower's step
+``beta_t`` of eq. (9), and the two-timescale check.
 
 Assumption 1 asks ``sum alpha = inf``, ``sum alpha^2 < inf`` and ``alpha_t / beta_t -> 0``: the
-leader is the slow player. With ``alpha_t = lr (t0 / (t + t0))^p`` that is ``1/2 < p <= 1``
-against a follower whose step does not decay (its natural update moves a fixed fraction
-``kappa`` of the way to the soft-greedy policy, the common constant-step approximation).
+leader is the slow player. With ``alpha_t = lr (t0 / (t + t0))^p`` and a follower step decaying as
+``(t0' / (t + t0'))^q`` that is ``1/2 < p <= 1`` and ``q < p``. A constant follower step
+(``q = 0``) is the common constant-step approximation; the shipped ``q = 3/4`` also lets the
+noise of a follower learned from samples fade.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class StepSize:
         return self.lr if self.power == 0 else self.lr * (self.t0 / (t + self.t0)) ** self.power
 
 
-def check_two_timescales(leader: StepSize) -> None:
-    """Warn when the leader's schedule breaks Assumption 1 (a constant leader step is a common,
+def check_two_timescales(leader: StepSize, follower: StepSize) -> None:
+    """Warn when the schedules break Assumption 1 (a constant leader step is a common,
     documented approximation and passes silently)."""
     if leader.power == 0:
         return
@@ -41,5 +43,11 @@ def check_two_timescales(leader: StepSize) -> None:
         warnings.warn(
             f"leader step-size exponent {leader.power} breaks Assumption 1 (needs 1/2 < power <= 1 so that "
             "sum alpha = inf and sum alpha^2 < inf)",
+            stacklevel=2,
+        )
+    if follower.power >= leader.power:
+        warnings.warn(
+            f"the follower's step decays with exponent {follower.power}, no more slowly than the leader's "
+            f"({leader.power}): Assumption 1 needs the leader to be the slow player (algo.follower.power < algo.leader.power)",
             stacklevel=2,
         )

@@ -135,6 +135,19 @@ def test_decaying_schedule_and_its_assumption_1_check():
         TwoTimescalePolicyGradient("spg", TabularSoftmaxPolicy(3, 2), TabularSoftmaxPolicy(3, 2), lam=0.1, leader_step=StepSize(1.0, power=0.4))
 
 
+def test_follower_step_decays_more_slowly_than_the_leaders():
+    """The follower's kappa after t leader updates is kappa (t0 / (t + t0))^power, and a follower
+    step that decays as fast as the leader's breaks Assumption 1."""
+    game = random_game(3, 2, 2, seed=4)
+    leader, follower, algo = learner(game, "exact_spg", "algo.follower.kappa=0.5", "algo.follower.power=0.5", "algo.follower.t0=10", "algo.follower.steps=1")
+    source = ExactObjectives(game)
+    for t in range(31):
+        result = algo.step(source)
+        assert result.metrics["charts/follower_step"] == pytest.approx(0.5 * (10 / (t + 10)) ** 0.5)
+    with pytest.warns(UserWarning, match="algo.follower.power < algo.leader.power"):
+        learner(game, "spg", "algo.follower.power=1.0")
+
+
 def test_bad_input_is_reported():
     game = random_game(3, 2, 2, seed=4)
     with pytest.warns(UserWarning, match="Assumption 2"):

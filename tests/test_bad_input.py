@@ -179,6 +179,8 @@ SETUP_CASES = [
     ("config-device", _random("device=tpu"), "device = 'tpu'"),
     ("config-leader-t0", _random("algo.leader.power=1", "algo.leader.t0=0"), "algo.leader.t0 = 0.0"),
     ("config-leader-power", _random("algo.leader.power=-1"), "algo.leader.power = -1.0"),
+    ("config-follower-power", _random("algo.follower.power=-0.5"), "algo.follower.power = -0.5"),
+    ("config-follower-t0", _random("algo.follower.t0=0"), "algo.follower.t0 = 0.0"),
     ("config-solve-without-eq19", _random("algo=pg", "algo.solve=cg"), "algo.solve = cg: algo=pg does not follow eq. (19)"),
     ("config-leader-lr", _random("algo.leader.lr=0"), "algo.leader.lr = 0.0"),
     ("config-leader-lr-nan", _random("algo.leader.lr=nan"), "algo.leader.lr = nan"),
