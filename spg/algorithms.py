@@ -18,7 +18,9 @@ which converges linearly to the soft best response whatever the state distributi
 2021); ``kappa = 1`` is soft policy iteration. ``kappa`` is dimensionless: the fraction of the way
 to the soft-greedy policy. From samples, ``Q`` comes from the batch's bootstrapped targets
 ``r + gamma V(s')`` grouped by ``(s, a2)`` (:func:`spg.estimators.joint_q_estimates`); entries
-without samples keep their logits. ``rule: gradient`` is plain eq. (9) instead.
+without samples keep their logits, and ``kappa`` decays as ``(t0 / (t + t0))^power`` (more slowly
+than the leader's step) so that the batches' noise in the follower's policy fades. ``rule:
+gradient`` is plain eq. (9) instead.
 """
 
 from __future__ import annotations

@@ -363,6 +363,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "lam": cfg.algo.lam,
         "leader_lr": cfg.algo.leader.lr,
         "follower_kappa": cfg.algo.follower.kappa,
+        "follower_power": cfg.algo.follower.power,
         "batch_size": cfg.trainer.batch_size,
         "seed": cfg.seed,
         "env": str(cfg.env.path) if cfg.env.kind == "file" else cfg.env.id,
