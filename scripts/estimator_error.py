@@ -3,7 +3,7 @@
 
 On games of the convergence suite (:func:`envs.families.convergence_games`), at two leaders (the
 uniform one, and the one 100 steps of exact ascent on ``J`` reach), with the follower at its exact
-soft best response, ``spg``'s sampled direction at the defaults (512 trajectories, the automatic
+soft best response, ``spg``'s sampled direction (``--trajectories 512`` of them, the automatic
 horizon, follower probes, eq. 19 in closed form) is compared with the exact one for each
 ``algo.estimator``. Printed per game, leader and estimator: the mean squared error over the
 batches and the squared bias of their mean, both relative to ``|exact direction|^2``, and the
