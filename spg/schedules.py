@@ -35,17 +35,15 @@ class StepSize:
 
 
 def check_two_timescales(leader: StepSize, follower: StepSize) -> None:
-    """Warn when the schedules break Assumption 1 (a constant leader step is a common,
-    documented approximation and passes silently)."""
-    if leader.power == 0:
-        return
-    if not 0.5 < leader.power <= 1.0:
+    """Warn when the schedules break Assumption 1 (constant steps for both players are a common,
+    documented approximation and pass silently)."""
+    if leader.power != 0 and not 0.5 < leader.power <= 1.0:
         warnings.warn(
             f"leader step-size exponent {leader.power} breaks Assumption 1 (needs 1/2 < power <= 1 so that "
             "sum alpha = inf and sum alpha^2 < inf)",
             stacklevel=2,
         )
-    if follower.power >= leader.power:
+    if follower.power > 0 and follower.power >= leader.power:
         warnings.warn(
             f"the follower's step decays with exponent {follower.power}, no more slowly than the leader's "
             f"({leader.power}): Assumption 1 needs the leader to be the slow player (algo.follower.power < algo.leader.power)",

@@ -146,6 +146,12 @@ def test_follower_step_decays_more_slowly_than_the_leaders():
         assert result.metrics["charts/follower_step"] == pytest.approx(0.5 * (10 / (t + 10)) ** 0.5)
     with pytest.warns(UserWarning, match="algo.follower.power < algo.leader.power"):
         learner(game, "spg", "algo.follower.power=1.0")
+    with pytest.warns(UserWarning, match="algo.follower.power < algo.leader.power"):
+        learner(game, "spg", "algo.leader.power=0")  # a constant leader step against a decaying follower
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learner(game, "spg")  # the shipped schedules keep two timescales
+        learner(game, "exact_spg")
 
 
 def test_bad_input_is_reported():
