@@ -21,7 +21,7 @@ Sections (default: all):
 - ``accuracy``: cosine and relative error of the sampled leader direction against eq. (19) as N
   grows (T = 60), with the process's peak resident memory after each N.
 - ``exact``: exact solver time against S (dense up to 400 states; sparse 100000 states, 8 successors).
-- ``episodic``: ``spg`` at its defaults on grid soccer (``envs/soccer.py``, 113 states, gamma 0.9,
+- ``episodic``: ``spg`` on grid soccer (``envs/soccer.py``, 113 states, gamma 0.9,
   N = 512, T = 163) with the goal state terminal and, for contrast, absorbing with zero rewards:
   env steps played and simulated, and wall time, per update.
 

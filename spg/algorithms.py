@@ -132,8 +132,8 @@ class TwoTimescalePolicyGradient:
             raise ValueError(f"follower update {f.rule!r} is unknown: choose one of {', '.join(FOLLOWER_UPDATES)}")
         if f.rule == "npg" and lam <= 0:
             raise ValueError("the follower's natural update aims at softmax(Q / lam) and needs lam > 0: set lam > 0 or use the gradient rule")
-        if not 0 < f.kappa <= 1 or f.lr <= 0 or f.steps < 1 or f.tol < 0:
-            raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0")
+        if not 0 < f.kappa <= 1 or f.lr <= 0 or f.steps < 1 or f.tol < 0 or not f.power >= 0 or not f.t0 > 0:
+            raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0, power >= 0, t0 > 0")
         self.follower_decay = StepSize(1.0, f.power, f.t0)  # the factor on kappa (or lr) after t leader updates
         self.name = name
         self.stackelberg, self.data = ALGORITHMS[name]
@@ -170,7 +170,7 @@ class TwoTimescalePolicyGradient:
         if f.rule == "gradient":
             with torch.enable_grad():
                 (gradient,) = torch.autograd.grad(source.objectives(theta1, theta2, self.lam)[1], theta2)
-            change = decay * f.lr * _check_finite("grad_theta2 V2^lam (the follower's gradient)", gradient)
+            change = _check_finite("grad_theta2 V2^lam (the follower's gradient)", decay * f.lr * gradient)
             metrics["follower/gradient_norm"] = float(gradient.norm())
         else:
             _, q2, _, counts = q if q is not None else source.q_functions(theta1, theta2, self.lam)

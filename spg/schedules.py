@@ -46,6 +46,7 @@ def check_two_timescales(leader: StepSize, follower: StepSize) -> None:
     if follower.power > 0 and follower.power >= leader.power:
         warnings.warn(
             f"the follower's step decays with exponent {follower.power}, no more slowly than the leader's "
-            f"({leader.power}): Assumption 1 needs the leader to be the slow player (algo.follower.power < algo.leader.power)",
+            f"({leader.power}): Assumption 1 needs the leader to be the slow player (algo.follower.power < algo.leader.power; "
+            "with a constant leader step, algo.follower.power=0)",
             stacklevel=2,
         )

@@ -364,6 +364,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "leader_lr": cfg.algo.leader.lr,
         "follower_kappa": cfg.algo.follower.kappa,
         "follower_power": cfg.algo.follower.power,
+        "follower_t0": cfg.algo.follower.t0,
         "batch_size": cfg.trainer.batch_size,
         "seed": cfg.seed,
         "env": str(cfg.env.path) if cfg.env.kind == "file" else cfg.env.id,

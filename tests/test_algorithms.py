@@ -136,14 +136,24 @@ def test_decaying_schedule_and_its_assumption_1_check():
 
 
 def test_follower_step_decays_more_slowly_than_the_leaders():
-    """The follower's kappa after t leader updates is kappa (t0 / (t + t0))^power, and a follower
-    step that decays as fast as the leader's breaks Assumption 1."""
+    """From the same batch and the same policies, the sampled follower's logit change after t
+    leader updates is (t0 / (t + t0))^power times its change at t = 0; a follower step that decays
+    as fast as the leader's breaks Assumption 1."""
     game = random_game(3, 2, 2, seed=4)
-    leader, follower, algo = learner(game, "exact_spg", "algo.follower.kappa=0.5", "algo.follower.power=0.5", "algo.follower.t0=10", "algo.follower.steps=1")
-    source = ExactObjectives(game)
-    for t in range(31):
-        result = algo.step(source)
+    leader, follower, algo = learner(game, "spg", "algo.follower.kappa=0.5", "algo.follower.power=0.5", "algo.follower.t0=10")
+    sampler = Sampler(TabularVectorEnv(game, 256), seed=0)
+    source = SampledObjectives(sampler.collect(leader, follower, 256, 10), game.gamma)
+    start = follower.logits.detach().clone()
+    changes = {}
+    for t in (0, 30):
+        with torch.no_grad():
+            follower.logits.copy_(start)
+        algo.leader_updates = t
+        result = algo.follower_step(source)
+        changes[t] = follower.logits.detach() - start
         assert result.metrics["charts/follower_step"] == pytest.approx(0.5 * (10 / (t + 10)) ** 0.5)
+    assert changes[0].abs().max() > 0.1
+    torch.testing.assert_close(changes[30], changes[0] * (10 / 40) ** 0.5)
     with pytest.warns(UserWarning, match="algo.follower.power < algo.leader.power"):
         learner(game, "spg", "algo.follower.power=1.0")
     with pytest.warns(UserWarning, match="algo.follower.power < algo.leader.power"):
