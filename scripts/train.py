@@ -2,7 +2,7 @@
 
 Examples::
 
-    python scripts/train.py                                  # spg on a small random game
+    python scripts/train.py                                  # model_spg on a small random game
     python scripts/train.py algo=pg env=matrix trainer.horizon=1
     python scripts/train.py env=file env.path=game.npz algo.lam=0.05
     python scripts/train.py -m seed=0,1,2 algo=spg,pg        # a sweep
