@@ -22,7 +22,7 @@ from typing import NamedTuple, Protocol
 import torch
 
 from spg import exact
-from spg.estimators import Returns, implicit_surrogate, joint_q_estimates, over_leader_actions, q_estimates, surrogate_objectives, weighted_returns
+from spg.estimators import Returns, implicit_surrogate, joint_q_estimates, over_leader_actions, surrogate_objectives, weighted_returns
 from spg.game import GameModel
 from spg.pooled import PooledLeaderTerms
 from spg.sampler import Batch
@@ -171,9 +171,9 @@ class SampledObjectives:
         ``patrolling-line-4`` (200 updates of 512: 0.956 to 0.971 of the gap over four seeds, against 0.932 to 0.969
         bootstrapped) although its squared error per batch is larger."""
         returns = self.returns(theta1, theta2, lam, baseline=False)
-        q1, _, counts1 = q_estimates(self.batch, theta2, gamma=self.gamma, lam=lam, returns=returns, bootstrap=False)
-        _, q2, counts = self.joint_q(theta1, theta2, lam)
-        return QFunctions(q1, over_leader_actions(q2, counts), counts1, counts.sum(1))
+        q1, _, counts1 = joint_q_estimates(self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns, bootstrap=False)
+        _, q2, counts2 = self.joint_q(theta1, theta2, lam)
+        return QFunctions(over_leader_actions(q1, counts1), over_leader_actions(q2, counts2), counts1.sum(1), counts2.sum(1))
 
     def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
         if self.estimator == "pooled":
