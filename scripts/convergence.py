@@ -160,6 +160,7 @@ def tables(games: list, refs: dict, runs: dict, algos: list[str], restarted: lis
         steps = [r["env_steps_to_95"] for r in judged if r["env_steps_to_95"]]
         most = f", at most {max(steps):.2e} env steps to 95%" if steps else ""
         lines.append(f"- `{a}`: {at99}/{len(judged)} games >= 99% of the gap, {at95}/{len(judged)} >= 95%, {below} below the uniform leader{most}")
+    lines += sample_efficiency(games, runs, algos)
     others = [n for n, *_ in games if not refs[n]["ascent_reaches"]]
     if others and restarted:
         lines += ["", f"On the {len(others)} games where ascent from the uniform leader misses J*, share of the gap closed (median / worst):", ""]
@@ -168,6 +169,37 @@ def tables(games: list, refs: dict, runs: dict, algos: list[str], restarted: lis
             if shares:
                 lines.append(f"- `{a}`: {np.median(shares):.3f} / {min(shares):.3f}")
     return "\n".join(lines)
+
+
+def sample_efficiency(games: list, runs: dict, algos: list[str], baseline: str = "model_spg") -> list[str]:
+    """Env steps to 95% of the gap of each sampled algorithm over ``baseline``'s, per game where
+    both got there, with the median and the worst ratio."""
+    compared = [a for a in algos if a != baseline and a not in ("exact_spg", "exact_pg")]
+    if baseline not in algos or not compared:
+        return []
+    def steps(name, algo):
+        run = runs.get((name, algo))
+        return run.get("env_steps_to_95") if run and "error" not in run else None
+    lines = ["", f"Env steps to 95% of the gap over `{baseline}`'s (games where both get there):", ""]
+    lines.append("| game | " + " | ".join(compared) + " |")
+    lines.append("|" + "---|" * (1 + len(compared)))
+    ratios: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for name, *_ in games:
+        row = [name]
+        for a in compared:
+            mine, theirs = steps(name, a), steps(name, baseline)
+            if mine and theirs:
+                ratios[a].append((mine / theirs, name))
+                row.append(f"{mine / theirs:.1f}")
+            else:
+                row.append("-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for a in compared:
+        if ratios[a]:
+            worst = max(ratios[a])
+            lines.append(f"- `{a}` / `{baseline}`: median {np.median([r for r, _ in ratios[a]]):.1f}, worst {worst[0]:.1f} ({worst[1]}), over {len(ratios[a])} games")
+    return lines
 
 
 def plot(games: list, runs: dict, algos: list[str], path: Path) -> None:

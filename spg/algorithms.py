@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from spg import exact
+from spg.averaging import IterateAverage
 from spg.objectives import ObjectiveSource
 from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
@@ -113,6 +114,7 @@ class TwoTimescalePolicyGradient:
         solve: str = "closed_form",
         cg: CGSettings | None = None,
         sub_batches: int = 1,
+        averaging: float = 0.0,
     ) -> None:
         if name not in ALGORITHMS:
             raise ValueError(f"algorithm {name!r} is unknown: choose one of {', '.join(ALGORITHMS)}")
@@ -157,6 +159,7 @@ class TwoTimescalePolicyGradient:
         self.leader_updates = 0
         self.follower_updates = 0
         self._cg_solution: torch.Tensor | None = None
+        self.average = IterateAverage(leader, follower, averaging)  # the policies a run returns
 
     # -- the follower ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -194,6 +197,7 @@ class TwoTimescalePolicyGradient:
             metrics = self._follower_update(source)
             if metrics["follower/logit_change"] <= self.follower_settings.tol:
                 break
+        self.average.update(self.leader_updates)
         return StepResult(metrics, torch.zeros_like(self.leader.logits))
 
     # -- one update of both players ----------------------------------------------------------------
@@ -219,6 +223,7 @@ class TwoTimescalePolicyGradient:
         if not source.exact:
             metrics.update(self._follower_update(source, q=q if self.sub_batches == 1 else None))
         self._leader_update(direction)
+        self.average.update(self.leader_updates)
         with torch.no_grad():
             metrics["leader/min_prob"] = float(self.leader.probs().min())
             metrics["follower/min_prob"] = float(self.follower.probs().min())
@@ -326,5 +331,6 @@ def make_learner(
         solve=algo.solve,
         cg=CGSettings(**algo.cg),
         sub_batches=algo.sub_batches,
+        averaging=algo.averaging,
     )
     return leader, follower, algorithm

@@ -71,7 +71,9 @@ class AlgoConfig:
     leader's ``grad_1 V1`` and (closed form) implicit term ``pooled``, Rao-Blackwellised from Q
     estimates pooled by state and joint action (:mod:`spg.pooled`), or in ``reinforce`` form
     (Loaded-DiCE with the state ``baseline``); the ``cg`` solve always differentiates the
-    Loaded-DiCE surrogates."""
+    Loaded-DiCE surrogates. ``averaging``: the weight ``eta`` of the polynomial-decay average of
+    both players' logits that a run evaluates, checkpoints and returns (:mod:`spg.averaging`);
+    0 returns the last iterates."""
 
     name: str = "spg"
     lam: float = 0.1
@@ -84,6 +86,7 @@ class AlgoConfig:
     estimator: str = "pooled"
     baseline: bool = True
     probes: bool = True
+    averaging: float = 3.0
 
 
 @dataclass
@@ -248,6 +251,8 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
     if a.estimator not in ESTIMATORS:
         raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
+    if a.averaging < 0:
+        raise _fail("algo.averaging", a.averaging, "the iterate average's weight eta must be >= 0 (0: the last iterates)")
     if a.follower_warmup < 0:
         raise _fail("algo.follower_warmup", a.follower_warmup, "must be >= 0")
     for key in ("iters", "tol", "damping"):

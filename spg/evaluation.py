@@ -29,6 +29,9 @@ EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |va
 # the convergence suite: it flags 6 of the 8 spg runs that ended between 69% and 94% of the gap to J*,
 # and 5 of 43 runs past 99% (their J still moving near a sharp optimum)
 RISE_TOLERANCE = 0.001
+# the local-ascent probe at a run's end: exact Adam steps on J from the final leader, and the share of
+# the climb from the uniform leader's J to the best J they meet that the run must have made
+PROBE_ITERATIONS, PROBE_SHARE = 50, 0.99
 VALUE_SCALE_LIMIT = 2_000_000  # transition entries (S A1 A2 S, or S A1 A2 K sparse) up to which value_scale iterates
 
 
@@ -54,11 +57,31 @@ def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: Tabul
     return metrics
 
 
-def empirical_metrics(empirical: EmpiricalGame, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float) -> dict[str, float]:
+def local_ascent_metrics(game: GameModel, leader: TabularSoftmaxPolicy, lam: float, family: str = "game") -> dict[str, float]:
+    """The probe of a run's end that small gradients cannot fool: ``J`` of the uniform leader, and
+    the best ``J`` that ``PROBE_ITERATIONS`` exact Adam steps on ``J`` meet from the final leader
+    (:func:`spg.reference.local_ascent_value`). A leader on a plateau or a saddle has a small
+    ``||grad J||`` but is still climbed away from. Empty where exact derivatives are too costly."""
+    if lam <= 0 or game.num_states > GRADIENT_CHECK_LIMIT:
+        return {}
+    from spg.reference import local_ascent_value
+
+    uniform = torch.zeros_like(leader.logits.detach())
+    return {
+        f"{family}/J_uniform": exact.stackelberg_objective(game, uniform, lam),
+        f"{family}/J_local_ascent": local_ascent_value(game, leader.logits.detach(), lam, iterations=PROBE_ITERATIONS),
+    }
+
+
+def empirical_metrics(
+    empirical: EmpiricalGame, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float, probe: bool = False
+) -> dict[str, float]:
     """:func:`exact_metrics` on the game estimated from the rollouts so far (tags ``empirical/``),
-    with the rollouts' coverage of the game, and whether the estimates pass the equilibrium check."""
+    with the rollouts' coverage of the game (and, with ``probe``, :func:`local_ascent_metrics`)."""
     model = empirical.model()
     metrics = {key.replace("game/", "empirical/"): value for key, value in exact_metrics(model, leader, follower, lam).items()}
+    if probe:
+        metrics.update(local_ascent_metrics(model, leader, lam, family="empirical"))
     metrics["empirical/value_scale"] = value_scale(model)
     metrics.update(empirical.coverage())
     return metrics
@@ -101,6 +124,13 @@ def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIB
     gradient = metrics.get(f"{family}/J_gradient_norm")
     if gradient is not None and gradient > tolerance * scale:
         problems.append(f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise")
+    J, ascent, uniform = (metrics.get(f"{family}/{key}") for key in ("J", "J_local_ascent", "J_uniform"))
+    if None not in (J, ascent, uniform) and ascent - J > (1 - PROBE_SHARE) * max(ascent - uniform, 0.0) + 1e-6 * scale:
+        made = (
+            f"the run made {(J - uniform) / (ascent - uniform):.1%} of the climb to there from the uniform leader's {uniform:.5g} (< {PROBE_SHARE:.0%})"
+            if ascent > uniform else f"both below the uniform leader's {uniform:.5g}"
+        )
+        problems.append(f"{PROBE_ITERATIONS} exact ascent steps from the final leader raise J from {J:.5g} to {ascent:.5g}: {made}; no local maximum yet")
     rise = metrics.get(f"{family}/J_rise_last_quarter")
     if rise is not None and rise > RISE_TOLERANCE * scale:
         problems.append(f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale): it is still climbing")
@@ -141,6 +171,9 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
         ]
         if f"{family}/J_gradient_norm" in metrics:
             rows.append((f"||grad J|| (eq. 19 at the best response){note}", f"{metrics[f'{family}/J_gradient_norm']:.3g}"))
+        if f"{family}/J_local_ascent" in metrics:
+            rows.append((f"J after {PROBE_ITERATIONS} exact ascent steps from here (probe){note}", f"{metrics[f'{family}/J_local_ascent']:.6g}"))
+            rows.append((f"J of the uniform leader{note}", f"{metrics[f'{family}/J_uniform']:.6g}"))
         if family == "empirical":
             rows.append(("coverage: visited states, pairs, fewest visits", "{:.0f}, {:.0f}, {:.0f}".format(
                 *(metrics[f"empirical/{key}"] for key in ("visited_states", "visited_pairs", "fewest_visits")))))

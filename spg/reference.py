@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,14 +82,29 @@ def quantal_stackelberg(
 def ascend(game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 400, lr: float = 0.1) -> torch.Tensor:
     """Adam ascent on ``J`` from ``theta`` with exact gradients (implicit differentiation of the
     soft best response): the leader a local method from ``theta`` can hope to reach."""
-    theta = theta.clone().requires_grad_()
+    return _adam_ascent(game, theta, lam, iterations, lr)[0]
+
+
+def local_ascent_value(game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 100, lr: float = 0.1) -> float:
+    """The largest ``J`` that exact Adam ascent meets within ``iterations`` steps from ``theta``
+    (``J(theta)`` included): where ``J(theta)`` falls short of it, ``theta`` is no local maximum,
+    however small ``||grad J||`` is there (a plateau, a saddle)."""
+    return _adam_ascent(game, theta, lam, iterations, lr)[1]
+
+
+def _adam_ascent(game: TabularGame, theta: torch.Tensor, lam: float, iterations: int, lr: float) -> tuple[torch.Tensor, float]:
+    """The last iterate of ``iterations`` Adam steps on ``J`` from ``theta``, and the best ``J`` met."""
+    theta = theta.detach().clone().to(game.dtype).requires_grad_()
     optimizer = torch.optim.Adam([theta], lr=lr, maximize=True)
+    best = -math.inf
     for _ in range(iterations):
         optimizer.zero_grad()
-        (grad,) = torch.autograd.grad(exact.differentiable_stackelberg_objective(game, theta, lam), theta)
+        J = exact.differentiable_stackelberg_objective(game, theta, lam)
+        (grad,) = torch.autograd.grad(J, theta)
+        best = max(best, float(J.detach()))
         theta.grad = grad
         optimizer.step()
-    return theta.detach()
+    return theta.detach(), max(best, exact.stackelberg_objective(game, theta.detach(), lam))
 
 
 def _simplex_grid(dim: int, resolution: int) -> torch.Tensor:

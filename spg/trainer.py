@@ -29,6 +29,7 @@ from spg.evaluation import (
     evaluation_sampler,
     exact_metrics,
     format_table,
+    local_ascent_metrics,
     metric_rows,
     monte_carlo_returns,
     value_scale,
@@ -45,9 +46,11 @@ log = logging.getLogger(__name__)
 
 
 def _checkpoint_state(cfg, task, leader, follower, algorithm, sampler, empirical, iteration, env_steps) -> dict[str, Any]:
+    returned = algorithm.average  # the policies the run returns: the iterates, or their average
     return {
-        "leader": leader.state_dict(),
-        "follower": follower.state_dict(),
+        "leader": returned.leader.state_dict(),
+        "follower": returned.follower.state_dict(),
+        "iterates": {"leader": leader.state_dict(), "follower": follower.state_dict()},
         "algorithm": algorithm.state_dict(),
         "empirical": empirical.state_dict() if empirical is not None else None,
         "iteration": iteration,
@@ -69,8 +72,10 @@ def _restore(cfg, task, state, path, leader, follower, algorithm, sampler, empir
                 f"checkpoint {path} was written with algo.{key}={then}, this run has algo.{key}={now}: "
                 f"resume with {'algo=' if key == 'name' else 'algo.' + key + '='}{then}"
             )
-    leader.load_state_dict(state["leader"])
-    follower.load_state_dict(state["follower"])
+    iterates = state.get("iterates", state)  # checkpoints of runs that returned their last iterates hold only those
+    leader.load_state_dict(iterates["leader"])
+    follower.load_state_dict(iterates["follower"])
+    algorithm.average.load_state_dict(state)
     algorithm.load_state_dict(state["algorithm"])
     torch.set_rng_state(state["rng"]["torch"])
     sampler.load_state_dict(state["rng"]["sampler"])
@@ -168,6 +173,7 @@ def _train_one(
     if restart is not None and restart[0] > 0:
         with torch.no_grad():
             leader.logits.copy_(cfg.trainer.restart_scale * torch.randn(leader.logits.shape, generator=restart[1], dtype=leader.logits.dtype))
+        algorithm.average.update(0)  # the average starts where the iterates do
     sampler = Sampler(
         task.env,
         seed=cfg.seed,
@@ -227,13 +233,14 @@ def _train_one(
     last_batch = None
 
     show_bar = cfg.trainer.progress and sys.stderr.isatty()
+    returned = algorithm.average  # what evaluations judge and the run returns (spg.averaging)
     J_history: list[tuple[int, float]] = []  # (iteration, exact J) at this process's evaluations
     if start == 0:
         if task.game is not None:  # where the run starts, for the dashboards
-            initial = exact_metrics(task.game, leader, follower, cfg.algo.lam)
+            initial = exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam)
             initial["game/equilibrium"] = float(not equilibrium_problems(initial, game_scale))
             logger.scalars(initial, 0)
-            logger.policy_heatmaps(leader.probs(), follower.probs(), 0)
+            logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), 0)
             J_history.append((0, initial["game/J"]))
         for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
             algorithm.follower_step(source())
@@ -256,19 +263,22 @@ def _train_one(
         metrics["charts/env_steps_per_second"] = (env_steps - steps_before) / elapsed
         metrics["charts/iterations_per_second"] = 1.0 / elapsed
         if evaluating:
+            final_evaluation = iteration + 1 == iterations
             if task.game is not None:
-                metrics.update(exact_metrics(task.game, leader, follower, cfg.algo.lam))
+                metrics.update(exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam))
+                if final_evaluation:
+                    metrics.update(local_ascent_metrics(task.game, returned.leader, cfg.algo.lam))
             if reference is not None:
                 metrics["estimator/cosine_to_exact"] = float(
                     torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0)
                 )
             if empirical is not None:
-                metrics.update(empirical_metrics(empirical, leader, follower, cfg.algo.lam))
+                metrics.update(empirical_metrics(empirical, returned.leader, returned.follower, cfg.algo.lam, probe=final_evaluation and task.game is None))
             if f"{judged}/J" in metrics:
                 scale = game_scale if task.game is not None else metrics["empirical/value_scale"]
                 metrics[f"{judged}/equilibrium"] = float(not equilibrium_problems(metrics, scale, family=judged))
                 J_history.append((iteration + 1, metrics[f"{judged}/J"]))
-            logger.policy_heatmaps(leader.probs(), follower.probs(), iteration + 1)
+            logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), iteration + 1)
             if not show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
                 log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
         logger.scalars(metrics, iteration + 1)
@@ -284,7 +294,7 @@ def _train_one(
     quarter = [J for i, J in J_history if i <= 0.75 * iterations]
     if J_history and quarter and f"{judged}/J" in exact_now:
         exact_now[f"{judged}/J_rise_last_quarter"] = exact_now[f"{judged}/J"] - quarter[-1]
-    final = _final_metrics(cfg, task, leader, follower, rollouts, env_steps, time.perf_counter() - began, exact_now, game_scale)
+    final = _final_metrics(cfg, task, returned.leader, returned.follower, rollouts, env_steps, time.perf_counter() - began, exact_now, game_scale)
     save_json(run_dir / "metrics.json", final)
     logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
     logger.close()
