@@ -259,9 +259,11 @@ class TwoTimescalePolicyGradient:
         sub-batches the factors come from independent parts."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         parts = source.split(self.sub_batches)
-        v1, v2 = parts[0].objectives(theta1, theta2, self.lam)
-        hessian_v2 = v2 if len(parts) == 1 else parts[1].objectives(theta1, theta2, self.lam)[1]
-        mixed_v2 = None if len(parts) < 3 else parts[2].objectives(theta1, theta2, self.lam)[1]
+        v1, v2, mixed_v2 = parts[0].curvature_objectives(theta1, theta2, self.lam)
+        hessian_v2 = v2 if len(parts) == 1 else parts[1].curvature_objectives(theta1, theta2, self.lam)[1]
+        if len(parts) == 3:
+            _, own_v2, own_mixed = parts[2].curvature_objectives(theta1, theta2, self.lam)
+            mixed_v2 = own_mixed if own_mixed is not None else own_v2
         result = leader_direction(
             v1,
             hessian_v2,

@@ -51,6 +51,14 @@ class ObjectiveSource(Protocol):
     def leader_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> torch.Tensor:
         """A scalar whose ``theta1``-gradient is ``grad_1 V1(rho)`` (first order only)."""
 
+    def curvature_objectives(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Eq. (19)'s factors for a conjugate-gradient solve: ``(v1, v2, v2_mixed)``, scalars whose
+        ``grad_1 v1``, ``grad_2 v1`` and ``theta2``-Hessian of ``v2`` are ``grad_1 V1(rho)``,
+        ``grad_2 V1(rho)`` and the follower Hessian, and whose ``d/d theta1 (grad_2 v2_mixed . w)`` is
+        eq. (19)'s implicit term (``v2_mixed`` None: that of ``v2``)."""
+
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
         """Both players' Q functions over the follower's actions (:class:`QFunctions`)."""
 
@@ -78,6 +86,9 @@ class ExactObjectives:
 
     def leader_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> torch.Tensor:
         return self.objectives(theta1, theta2, lam)[0]
+
+    def curvature_objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return (*self.objectives(theta1, theta2, lam), None)
 
     @torch.no_grad()
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
@@ -164,6 +175,15 @@ class SampledObjectives:
         if self.estimator == "pooled":
             return self.pooled(theta1, theta2, lam).direct_objective(theta1)
         return self.objectives(theta1, theta2, lam)[0]
+
+    def curvature_objectives(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``pooled``: the Rao-Blackwellised factors (:meth:`spg.pooled.PooledLeaderTerms.curvature_objectives`,
+        consistent at the follower's soft best response); ``reinforce``: the Loaded-DiCE surrogates."""
+        if self.estimator == "pooled":
+            return self.pooled(theta1, theta2, lam).curvature_objectives(theta1, theta2, lam)
+        return (*self.objectives(theta1, theta2, lam), None)
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
         """The follower's ``Q2`` bootstrapped (:func:`spg.estimators.joint_q_estimates`), the

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from spg.policy import entropy_from_logits
 from spg.sampler import Batch
 
 
@@ -34,6 +35,20 @@ def leader_advantages(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch
     weight = leader_probs[:, :, None] * seen
     value = (weight * q).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
     return seen * (q - value)
+
+
+@torch.no_grad()
+def follower_q(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor, follower_probs: torch.Tensor) -> torch.Tensor:
+    """``Q(s, a2) = sum_a1 pi1(a1|s) Q(s, a1, a2)`` over the leader actions tried at ``(s, a2)``
+    (``q, counts [S, A1, A2]``); a follower action never tried at ``s`` gets the ``pi2``-mean of the
+    tried ones, so that it has no advantage there."""
+    tiny = torch.finfo(q.dtype).tiny
+    weight = leader_probs[:, :, None] * (counts > 0).to(q.dtype)
+    mass = weight.sum(1)
+    marginal = (weight * q).sum(1) / mass.clamp_min(tiny)
+    tried = (mass > 0).to(q.dtype) * follower_probs
+    mean = (tried * marginal).sum(-1, keepdim=True) / tried.sum(-1, keepdim=True).clamp_min(tiny)
+    return torch.where(mass > 0, marginal, mean)
 
 
 @torch.no_grad()
@@ -61,6 +76,7 @@ class PooledLeaderTerms:
         pi1 = torch.softmax(leader_logits.detach(), -1)
         self.advantage1, self.advantage2 = leader_advantages(q1, counts, pi1), leader_advantages(q2, counts, pi1)
         self.follower_probs = torch.softmax(follower_logits.detach(), -1)
+        self.follower_q1, self.follower_q2 = (follower_q(q, counts, pi1, self.follower_probs) for q in (q1, q2))
         self.batch = batch
         self.visit = discounted_visits(batch, gamma, w_before, start_weights)
         self.d = self._per_state(self.visit)
@@ -86,3 +102,32 @@ class PooledLeaderTerms:
             M = self._per_state(self.visit * earlier)
             X = torch.einsum("sb,sab->sa", self.follower_probs * (M[:, None] + self.d[:, None] * w), self.advantage2)
         return (torch.softmax(leader_logits, -1) * X).sum()
+
+    def curvature_objectives(
+        self, leader_logits: torch.Tensor, follower_logits: torch.Tensor, lam: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. (19)'s factors for a conjugate-gradient solve, Rao-Blackwellised: scalars ``(v1, v2,
+        v2_mixed)`` whose derivatives are
+
+        - ``grad_1 v1``: :meth:`direct_objective`'s ``grad_1 V1``; ``grad_2 v1 = sum_s d(s) sum_a2
+          grad pi2(a2|s) Q1(s, a2)``: ``grad_2 V1`` (the policy gradient theorem, at any policies);
+        - ``d2 v2 / d theta2^2 = sum_s d(s) d2/d theta2^2 [sum_a2 pi2 Q2^lam(s, a2) + lam H(pi2(.|s))]``
+          with ``Q2`` held fixed: the follower Hessian at its soft best response, where the terms
+          through ``d`` and ``Q2`` vanish with the soft advantages (block diagonal, docs/mathematics.md);
+        - ``d/d theta1 (grad_2 v2_mixed . w)``: :meth:`implicit_objective`'s term for ``w`` centred
+          under ``pi2`` (double backpropagation centres any ``w``): the same-state part through
+          ``pi1 pi2 A2`` weighted by ``d(s)``, the later-state part through the follower's
+          log-probabilities of the earlier steps (``W_{t-1}``, giving ``M(s)``).
+
+        ``Q1, Q2`` over the follower's actions are :func:`follower_q` of the batch's joint estimates."""
+        pi2 = torch.softmax(follower_logits, -1)
+        v1 = self.direct_objective(leader_logits) + (self.d[:, None] * pi2 * self.follower_q1).sum()
+        v2 = (self.d * ((pi2 * self.follower_q2).sum(-1) + lam * entropy_from_logits(follower_logits))).sum()
+        pi1 = torch.softmax(leader_logits, -1)
+        same_state = torch.einsum("sa,sb,sab->s", pi1, pi2, self.advantage2)  # differentiable in both logits
+        log_pi2 = torch.log_softmax(follower_logits, -1)[self.batch.states, self.batch.follower_actions] * self.batch.mask
+        scores = torch.cumsum(log_pi2 - log_pi2.detach(), dim=1)
+        earlier = torch.cat([torch.zeros_like(scores[:, :1]), scores[:, :-1]], dim=1)  # value 0, derivative sum_{k<t} grad log pi2
+        later_state = torch.einsum("sa,sb,sab->s", pi1, self.follower_probs, self.advantage2)
+        v2_mixed = (self.d * same_state).sum() + (self.visit * earlier * later_state[self.batch.states]).sum() / self.batch.num_trajectories
+        return v1, v2, v2_mixed

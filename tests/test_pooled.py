@@ -114,3 +114,55 @@ def test_pooled_leader_terms_have_less_error_than_the_reinforce_forms():
         for estimator, found in errors.items():
             found.append(float(((leader_terms(SampledObjectives(batch, 0.9, estimator=estimator), leader, follower, w) - expected) ** 2).sum()))
     assert sum(errors["pooled"]) < 0.5 * sum(errors["reinforce"]), errors
+
+
+def curvature_factors(source, leader, follower, v, w):
+    """``grad_1 V1``, ``grad_2 V1``, ``H v`` and ``d/d theta1 (grad_2 V2 . w)`` from a source's
+    curvature objectives."""
+    v1, v2, mixed = source.curvature_objectives(leader.logits, follower.logits, LAM)
+    g11, g12 = torch.autograd.grad(v1, (leader.logits, follower.logits), retain_graph=True)
+    (g2,) = torch.autograd.grad(v2, follower.logits, create_graph=True)
+    (hv,) = torch.autograd.grad(g2, follower.logits, v, retain_graph=True)
+    (g2_mixed,) = torch.autograd.grad(mixed if mixed is not None else v2, follower.logits, create_graph=True)
+    (cross,) = torch.autograd.grad(g2_mixed, leader.logits, w)
+    return torch.cat([x.detach().flatten() for x in (g11, g12, hv, cross)])
+
+
+@pytest.mark.parametrize("probes", [False, True])
+def test_pooled_curvature_factors_match_the_exact_ones_at_the_soft_best_response(probes):
+    # where eq. (19) holds (the follower at its soft best response), the Rao-Blackwellised factors
+    # of the conjugate-gradient solve have the exact derivatives' expectations: grad V1, the
+    # follower's Hessian along v, and the mixed derivative along w (v, w centred under pi2, as the
+    # solve keeps them: the exact derivatives ignore per-state constants only then)
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)  # rho = mu: both values at the same start
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
+    pi2 = follower.probs().detach()
+    v, w = (x - (pi2 * x).sum(-1, keepdim=True) for x in (seeded_logits(3, 3, 7), seeded_logits(3, 3, 8)))
+    expected = curvature_factors(ExactObjectives(game), leader, follower, v, w)
+    sampler = Sampler(TabularVectorEnv(game, 2000), seed=9, probe_discount=GAMMA if probes else None)
+    samples = []
+    for _ in range(40):
+        batch = sampler.collect(leader, follower, 2000, LONG)
+        samples.append(curvature_factors(SampledObjectives(batch, GAMMA), leader, follower, v, w))
+    samples = torch.stack(samples)
+    z = z_scores(samples, expected)
+    assert z.abs().max() < 4.0, z
+    assert samples.std(0).max() / 40**0.5 < 0.05 * expected.abs().max()  # power
+
+
+def test_pooled_curvature_factors_have_less_error_than_the_loaded_dice_ones():
+    game = random_game(3, 2, 3, seed=0, gamma=0.9)
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
+    pi2 = follower.probs().detach()
+    v, w = (x - (pi2 * x).sum(-1, keepdim=True) for x in (seeded_logits(3, 3, 7), seeded_logits(3, 3, 8)))
+    expected = curvature_factors(ExactObjectives(game), leader, follower, v, w)
+    sampler = Sampler(TabularVectorEnv(game, 256), seed=10, probe_discount=0.9)
+    errors = {"pooled": [], "reinforce": []}
+    for _ in range(30):
+        batch = sampler.collect(leader, follower, 256, 90)
+        for estimator, found in errors.items():
+            estimate = curvature_factors(SampledObjectives(batch, 0.9, estimator=estimator), leader, follower, v, w)
+            found.append(float(((estimate - expected) ** 2).sum()))
+    assert sum(errors["pooled"]) < 0.5 * sum(errors["reinforce"]), errors
