@@ -4,10 +4,11 @@
 On games of the convergence suite (:func:`envs.families.convergence_games`), at two leaders (the
 uniform one, and the one 100 steps of exact ascent on ``J`` reach), with the follower at its exact
 soft best response, ``spg``'s sampled direction (``--trajectories 512`` of them, the automatic
-horizon, follower probes, eq. 19 in closed form) is compared with the exact one for each
-``algo.estimator``. Printed per game, leader and estimator: the mean squared error over the
-batches and the squared bias of their mean, both relative to ``|exact direction|^2``, and the
-ratio ``reinforce / pooled`` of the mean squared errors, all measured in the same run.
+horizon, follower probes) is compared with the exact eq. (19) for every pair of ``algo.solve``
+(``closed_form``, ``cg``) and ``algo.estimator`` (``pooled``, ``reinforce``), all on the same
+batches. Printed per game, leader and pair: the mean squared error over the batches relative to
+``|exact direction|^2`` (its square root is the typical relative error of one batch's direction),
+and the ratio of each pair's error to that of the default pair (``closed_form``, ``pooled``).
 """
 
 from __future__ import annotations
@@ -26,40 +27,48 @@ from envs.tabular_vector import TabularVectorEnv  # noqa: E402
 from spg import exact  # noqa: E402
 from spg.algorithms import make_learner  # noqa: E402
 from spg.config import AlgoConfig  # noqa: E402
+from spg.algorithms import SOLVERS  # noqa: E402
 from spg.objectives import ESTIMATORS, ExactObjectives, SampledObjectives  # noqa: E402
 from spg.reference import ascend  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402
 from spg.task import plan_rollouts, start_weights  # noqa: E402
 
-DEFAULT_GAMES = ["patrolling-line-4", "epidemic-5-levels", "random-10-states", "delayed-3-actions-delay-2"]
+DEFAULT_GAMES = ["security-2-targets", "random-3-states", "patrolling-line-4", "epidemic-5-levels", "random-10-states", "delayed-3-actions-delay-2"]
 
 
-def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int) -> dict[str, tuple[float, float]]:
-    """Per estimator: (mean squared error, squared bias of the mean), relative to |exact|^2."""
+PAIRS = [(solve, estimator) for solve in SOLVERS for estimator in ESTIMATORS]
+
+
+def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int) -> dict[tuple[str, str], float]:
+    """Per (solve, estimator): the mean squared error of the sampled direction over the batches,
+    relative to ``|exact|^2``."""
     game = exact.dense_for_derivatives(game)
-    leader, follower, learner = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=lam)), game.num_states, game.num_actions)
+    learners = {}
+    for solve in SOLVERS:
+        leader, follower, learners[solve] = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=lam, solve=solve)), game.num_states, game.num_actions)
     theta = torch.zeros_like(leader.logits)
     if ascent_steps:
         theta = ascend(game, theta, lam, iterations=ascent_steps)
-    with torch.no_grad():
-        leader.logits.copy_(theta)
-        follower.logits.copy_(exact.soft_best_response(game, leader.probs(), lam).logits)
-    target = learner.reference_direction(ExactObjectives(game))
+    response = exact.soft_best_response(game, torch.softmax(theta, -1), lam).logits
+    for learner in learners.values():
+        with torch.no_grad():
+            learner.leader.logits.copy_(theta)
+            learner.follower.logits.copy_(response)
+    target = learners["closed_form"].reference_direction(ExactObjectives(game))  # eq. (19) at the best response
     plan = plan_rollouts(game.gamma, None, "auto")
     sampler = Sampler(TabularVectorEnv(game, trajectories, start="mu"), seed=1, probe_discount=game.gamma,
                       geometric_discount=game.gamma if plan.geometric else None)
-    found: dict[str, list[torch.Tensor]] = {name: [] for name in ESTIMATORS}
+    found: dict[tuple[str, str], list[torch.Tensor]] = {pair: [] for pair in PAIRS}
     for _ in range(batches):
-        batch = sampler.collect(leader, follower, trajectories, plan.horizon)
-        for name in ESTIMATORS:  # the same batches for every estimator
-            source = SampledObjectives(batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"), estimator=name)
+        batch = sampler.collect(learners["closed_form"].leader, learners["closed_form"].follower, trajectories, plan.horizon)
+        for solve, estimator in PAIRS:  # the same batches for every pair
+            source = SampledObjectives(batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"), estimator=estimator)
+            learner = learners[solve]
+            learner._cg_solution = None  # no warm start: each batch on its own
             direct, implicit, _ = learner._direction(source, {})
-            found[name].append(direct + implicit)
+            found[(solve, estimator)].append(direct + implicit)
     scale = float((target**2).sum())
-    return {
-        name: (float(((torch.stack(d) - target) ** 2).sum((1, 2)).mean()) / scale, float(((torch.stack(d).mean(0) - target) ** 2).sum()) / scale)
-        for name, d in found.items()
-    }
+    return {pair: float(((torch.stack(d) - target) ** 2).sum((1, 2)).mean()) / scale for pair, d in found.items()}
 
 
 def main() -> None:
@@ -70,14 +79,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     games = {name: (game, lam) for name, _, game, lam in convergence_games()}
-    print(f"{'game':<28} {'leader':<10} " + " ".join(f"{name + ' mse':>14} {name + ' bias^2':>16}" for name in ESTIMATORS) + "   reinforce/pooled")
+    names = [f"{solve}/{estimator}" for solve, estimator in PAIRS]
+    print(f"{'game':<28} {'leader':<10} " + " ".join(f"{name:>22}" for name in names) + "   (relative mse; x: over closed_form/pooled)")
     for name in args.games:
         game, lam = games[name]
         for label, steps in (("uniform", 0), ("ascent100", 100)):
             row = errors(game, lam, steps, args.batches, args.trajectories)
-            cells = " ".join(f"{row[e][0]:>14.3g} {row[e][1]:>16.3g}" for e in ESTIMATORS)
-            print(f"{name:<28} {label:<10} {cells}   {row['reinforce'][0] / row['pooled'][0]:.1f}", flush=True)
-
+            base = row[("closed_form", "pooled")]
+            cells = " ".join(f"{row[pair]:>12.3g} (x{row[pair] / base:>6.1f})" for pair in PAIRS)
+            print(f"{name:<28} {label:<10} {cells}", flush=True)
 
 if __name__ == "__main__":
     main()

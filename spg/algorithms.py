@@ -109,7 +109,7 @@ class TwoTimescalePolicyGradient:
         lam: float,
         leader_step: StepSize,
         leader_optimizer: str = "adam",
-        leader_betas: tuple[float, float] = (0.9, 0.999),
+        leader_betas: tuple[float, float] = (0.9, 0.9),
         follower_settings: FollowerSettings | None = None,
         solve: str = "closed_form",
         cg: CGSettings | None = None,

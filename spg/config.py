@@ -47,17 +47,16 @@ class EnvConfig:
 class LeaderConfig:
     """The leader's optimiser (``adam`` or ``sgd``) on its direction, with step
     ``lr (t0 / (t + t0))^power``; with Adam ``lr`` is roughly the largest logit change per update.
-    ``betas``: Adam's averaging of the direction and of its square. From samples the square's
-    long memory (0.999) averages the estimates' noise; on exact directions (``exact_*``,
-    ``model_spg``, their algo files) it is short (0.9): as the leader's softmax approaches a
-    deterministic optimum the gradient shrinks, and a memory of the early, larger gradients would
-    shrink every later step."""
+    ``betas``: Adam's averaging of the direction and of its square. The square's memory is short
+    (0.9): as the leader's softmax approaches a deterministic optimum the gradient shrinks, and a
+    memory of the early, larger gradients would shrink every later step. The noise of sampled
+    directions is averaged by the iterate average instead (``AlgoConfig.averaging``)."""
 
     optimizer: str = "adam"
     lr: float = 0.1
     power: float = 1.0
     t0: float = 50.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.9])
 
 
 @dataclass
