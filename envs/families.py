@@ -107,3 +107,28 @@ def convergence_games() -> list[tuple[str, str, TabularGame | SparseTabularGame,
     for A1, delay, lam in ((2, 1, 0.05), (3, 2, 0.05), (3, 3, 0.1)):
         games.append((f"delayed-{A1}-actions-delay-{delay}", "delayed payoff", delayed_payoff_game(A1, delay, seed=70 + delay), lam))
     return games
+
+
+def scaled(game: TabularGame, factor: float) -> TabularGame:
+    """``game`` with both players' rewards multiplied by ``factor`` (values scale alike)."""
+    terminal = game.terminal.cpu().numpy() if game.terminal is not None else None
+    return TabularGame(game.P, factor * game.R1, factor * game.R2, game.gamma, game.rho, game.mu, terminal)
+
+
+def holdout_games() -> list[tuple[str, str, TabularGame | SparseTabularGame, float]]:
+    """Games the shipped defaults were not chosen on (``scripts/convergence.py --suite holdout``):
+    rewards 100 times larger, security games at other ``lam``, grid soccer (goals worth 100)
+    episodic and absorbing, and random games of 50 and 100 states."""
+    from envs.soccer import soccer_game
+
+    games = [
+        ("security-3-targets-x100", "rewards x100", scaled(security_game(3, seed=81), 100.0), 5.0),
+        ("random-6-states-x100", "rewards x100", scaled(random_game(6, 3, 3, gamma=0.9, seed=82), 100.0), 5.0),
+    ]
+    for n, lam, seed in ((2, 0.1, 83), (4, 0.02, 84), (6, 0.1, 85)):
+        games.append((f"security-{n}-targets-lam{lam}", "security game, other lam", security_game(n, seed=seed), lam))
+    for episodic in (True, False):
+        games.append((f"soccer-2x3-{'episodic' if episodic else 'absorbing'}", "soccer", soccer_game(2, 3, episodic=episodic), 1.0))
+    games.append(("random-50-states", "large random game", random_game(50, 3, 3, gamma=0.8, seed=86), 0.1))
+    games.append(("sparse-100-states", "large random game", random_sparse_game(100, 3, 3, 4, gamma=0.9, seed=87), 0.05))
+    return games

@@ -67,10 +67,9 @@ class AlgoConfig:
     weighted), so a near-deterministic follower still sees every action. ``solve``: eq. (19)'s
     ``w = (-H)^-1 grad_2 V1`` in ``closed_form`` (exact at the follower's soft best response) or
     by ``cg`` on the (sampled) Hessian with the ``cg`` settings. ``estimator``: from samples, the
-    leader's ``grad_1 V1`` and (closed form) implicit term ``pooled``, Rao-Blackwellised from Q
-    estimates pooled by state and joint action (:mod:`spg.pooled`), or in ``reinforce`` form
-    (Loaded-DiCE with the state ``baseline``); the ``cg`` solve always differentiates the
-    Loaded-DiCE surrogates. ``averaging``: the weight ``eta`` of the polynomial-decay average of
+    factors of eq. (19) ``pooled``, Rao-Blackwellised from Q estimates pooled by state and joint
+    action (:mod:`spg.pooled`), or in ``reinforce`` form (Loaded-DiCE with the state
+    ``baseline``). ``averaging``: the weight ``eta`` of the polynomial-decay average of
     both players' logits that a run evaluates, checkpoints and returns (:mod:`spg.averaging`);
     0 returns the last iterates."""
 
