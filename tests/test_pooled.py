@@ -102,19 +102,24 @@ def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
     assert samples.std(0).max() / 40**0.5 < 0.05 * expected.abs().max()  # power
 
 
-def test_pooled_leader_terms_have_less_error_than_the_reinforce_forms():
+def squared_errors(factors, *args) -> dict[str, float]:
+    """Per estimator, the summed squared error of ``factors(source, *args)`` against the exact
+    source's over 30 batches of 256 trajectories of a 3-state game at gamma 0.9."""
     game = random_game(3, 2, 3, seed=0, gamma=0.9)
-    leader, follower = policies()
-    w = seeded_logits(3, 3, 5)
-    expected = leader_terms(ExactObjectives(game), leader, follower, w)
+    expected = factors(ExactObjectives(game), *args)
     sampler = Sampler(TabularVectorEnv(game, 256), seed=8, probe_discount=0.9)
-    errors = {"pooled": [], "reinforce": []}
+    errors = {"pooled": 0.0, "reinforce": 0.0}
     for _ in range(30):
-        batch = sampler.collect(leader, follower, 256, 90)
-        for estimator, found in errors.items():
-            found.append(float(((leader_terms(SampledObjectives(batch, 0.9, estimator=estimator), leader, follower, w) - expected) ** 2).sum()))
-    assert sum(errors["pooled"]) < 0.5 * sum(errors["reinforce"]), errors
+        batch = sampler.collect(args[0], args[1], 256, 90)
+        for estimator in errors:
+            errors[estimator] += float(((factors(SampledObjectives(batch, 0.9, estimator=estimator), *args) - expected) ** 2).sum())
+    return errors
 
+
+def test_pooled_leader_terms_have_less_error_than_the_reinforce_forms():
+    leader, follower = policies()
+    errors = squared_errors(leader_terms, leader, follower, seeded_logits(3, 3, 5))
+    assert errors["pooled"] < 0.5 * errors["reinforce"], errors
 
 def curvature_factors(source, leader, follower, v, w):
     """``grad_1 V1``, ``grad_2 V1``, ``H v`` and ``d/d theta1 (grad_2 V2 . w)`` from a source's
@@ -152,17 +157,10 @@ def test_pooled_curvature_factors_match_the_exact_ones_at_the_soft_best_response
 
 
 def test_pooled_curvature_factors_have_less_error_than_the_loaded_dice_ones():
-    game = random_game(3, 2, 3, seed=0, gamma=0.9)
+    game = random_game(3, 2, 3, seed=0, gamma=0.9)  # squared_errors' game
     leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
     follower = TabularSoftmaxPolicy(3, 3, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
     pi2 = follower.probs().detach()
     v, w = (x - (pi2 * x).sum(-1, keepdim=True) for x in (seeded_logits(3, 3, 7), seeded_logits(3, 3, 8)))
-    expected = curvature_factors(ExactObjectives(game), leader, follower, v, w)
-    sampler = Sampler(TabularVectorEnv(game, 256), seed=10, probe_discount=0.9)
-    errors = {"pooled": [], "reinforce": []}
-    for _ in range(30):
-        batch = sampler.collect(leader, follower, 256, 90)
-        for estimator, found in errors.items():
-            estimate = curvature_factors(SampledObjectives(batch, 0.9, estimator=estimator), leader, follower, v, w)
-            found.append(float(((estimate - expected) ** 2).sum()))
-    assert sum(errors["pooled"]) < 0.5 * sum(errors["reinforce"]), errors
+    errors = squared_errors(curvature_factors, leader, follower, v, w)
+    assert errors["pooled"] < 0.5 * errors["reinforce"], errors
