@@ -31,7 +31,8 @@ EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |va
 RISE_TOLERANCE = 0.001
 # the local-ascent probe at a run's end: exact Adam steps on J from the final leader, and the share of
 # the climb from the uniform leader's J to the best J they meet that the run must have made
-PROBE_ITERATIONS, PROBE_SHARE = 50, 0.99
+# (and by more than PROBE_FLOOR of the value scale: 1% of the smallest gap of the convergence suite is 5e-5 of it)
+PROBE_ITERATIONS, PROBE_SHARE, PROBE_FLOOR = 50, 0.99, 1e-5
 VALUE_SCALE_LIMIT = 2_000_000  # transition entries (S A1 A2 S, or S A1 A2 K sparse) up to which value_scale iterates
 
 
@@ -112,25 +113,30 @@ def value_scale(game: GameModel, tolerance: float = 1e-3, max_iterations: int = 
 
 def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE, family: str = "game") -> list[str]:
     """Why a pair is not (yet) a Stackelberg equilibrium, in words: a follower away from its best
-    response, or a leader away from a stationary point of ``J``, each beyond ``tolerance`` times
-    the value scale, or (where ``metrics`` has it) ``J`` still rising over the last quarter of the
-    run. Empty when every check passes: the follower best-responds and the leader has stopped
-    climbing, at a local maximum of ``J`` that need not be the global one. ``family``: ``game``
-    (the env's model) or ``empirical`` (the model estimated from the rollouts)."""
+    response by more than ``tolerance`` times the value scale, and a leader that can still climb.
+    Where ``metrics`` hold the local-ascent probe (:func:`local_ascent_metrics`, a run's end), the
+    leader fails when exact ascent from it finds more than ``1 - PROBE_SHARE`` of the climb from
+    the uniform leader's ``J`` (and more than ``PROBE_FLOOR`` of the scale); elsewhere when
+    ``||grad J||`` exceeds ``tolerance`` times the scale or ``J`` rose over the last quarter of the
+    run. Empty when every check passes: the follower best-responds and the leader is at a local
+    maximum of ``J`` that need not be the global one. ``family``: ``game`` (the env's model) or
+    ``empirical`` (the model estimated from the rollouts)."""
     problems = []
     gap = metrics.get(f"{family}/best_response_gap")
     if gap is not None and gap > tolerance * scale:
         problems.append(f"the follower is {gap:.3g} below its best response's value (> {tolerance:g} x value scale {scale:.3g})")
+    J, ascent, uniform = (metrics.get(f"{family}/{key}") for key in ("J", "J_local_ascent", "J_uniform"))
+    if None not in (J, ascent, uniform):
+        if ascent - J > (1 - PROBE_SHARE) * max(ascent - uniform, 0.0) + PROBE_FLOOR * scale:
+            made = (
+                f"the run made {(J - uniform) / (ascent - uniform):.1%} of the climb to there from the uniform leader's {uniform:.5g} (< {PROBE_SHARE:.0%})"
+                if ascent > uniform else f"the uniform leader's J is {uniform:.5g}"
+            )
+            problems.append(f"{PROBE_ITERATIONS} exact ascent steps from the final leader raise J from {J:.5g} to {ascent:.5g}: {made}; no local maximum yet")
+        return problems
     gradient = metrics.get(f"{family}/J_gradient_norm")
     if gradient is not None and gradient > tolerance * scale:
         problems.append(f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise")
-    J, ascent, uniform = (metrics.get(f"{family}/{key}") for key in ("J", "J_local_ascent", "J_uniform"))
-    if None not in (J, ascent, uniform) and ascent - J > (1 - PROBE_SHARE) * max(ascent - uniform, 0.0) + 1e-6 * scale:
-        made = (
-            f"the run made {(J - uniform) / (ascent - uniform):.1%} of the climb to there from the uniform leader's {uniform:.5g} (< {PROBE_SHARE:.0%})"
-            if ascent > uniform else f"both below the uniform leader's {uniform:.5g}"
-        )
-        problems.append(f"{PROBE_ITERATIONS} exact ascent steps from the final leader raise J from {J:.5g} to {ascent:.5g}: {made}; no local maximum yet")
     rise = metrics.get(f"{family}/J_rise_last_quarter")
     if rise is not None and rise > RISE_TOLERANCE * scale:
         problems.append(f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale): it is still climbing")

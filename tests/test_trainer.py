@@ -16,6 +16,7 @@ from hydra.errors import ConfigCompositionException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spg import exact
+from spg.evaluation import equilibrium_problems
 from spg.game import TabularGame, random_game
 from spg.logger import policy_figure
 from spg.trainer import SetupError, train
@@ -235,12 +236,16 @@ def test_restarts_keep_the_pair_with_the_best_exact_J(tmp_path):
 
 def test_final_table_says_when_J_is_still_rising(tmp_path):
     # 20 spg updates on the default game leave J climbing (exact J from the evaluations at 0, 15
-    # and 20); 200 exact_spg updates end at a stationary point where it has stopped
-    early = train(config("trainer.iterations=20", "trainer.eval_every=5", "trainer.progress=false"), run_dir=tmp_path / "early")
+    # and 20), and exact ascent from their leader climbs on: the local-ascent probe says so; 400
+    # exact_spg updates end at a local maximum that the probe cannot climb from
+    early = train(config("algo=spg", "trainer.iterations=20", "trainer.eval_every=5", "trainer.progress=false"), run_dir=tmp_path / "early")
     assert early["game/J_rise_last_quarter"] > 1e-3 * 1.0 / (1 - 0.8)  # the value scale max|r| / (1 - gamma) <= 5
-    assert "still climbing" in early["equilibrium"]
+    assert early["game/J_local_ascent"] > early["game/J"] + 0.01 * (early["game/J_local_ascent"] - early["game/J_uniform"])
+    assert "exact ascent steps from the final leader raise J" in early["equilibrium"], early["equilibrium"]
     done = train(config("algo=exact_spg", "trainer.progress=false"), run_dir=tmp_path / "done")
     assert done["equilibrium"].startswith("ok"), done["equilibrium"]
+    # without the probe (a leader too large for exact ascent), the rise over the last quarter decides
+    assert "still climbing" in equilibrium_problems({"game/J_rise_last_quarter": early["game/J_rise_last_quarter"]}, 1.0 / (1 - 0.8))[0]
 
 
 def test_geometric_rollouts_train_and_cost_fewer_env_steps(tmp_path):
