@@ -14,9 +14,10 @@ implicit term, ``sum_s d(s) sum_a2 pi2 w grad_1 Q2``, written along trajectories
 :func:`spg.estimators.implicit_surrogate`). ``Q1, Q2`` are the batch's means of the bootstrapped
 targets ``r + gamma V(s')`` of each ``(s, a1, a2)`` (:func:`spg.estimators.joint_q_estimates`);
 ``d`` and ``M`` its (importance- and start-weighted) visit sums. A leader action never tried at ``(s, a2)`` gets no
-advantage there. The estimates are consistent, not unbiased (a ratio of batch means); on the
-convergence games the direction they give had 2 to 300 times less squared error than the
-REINFORCE forms (``python scripts/estimator_error.py``, docs/estimators.md).
+advantage there. The estimates are consistent, not unbiased (a ratio of batch means); their
+precision against the REINFORCE forms is measured by ``scripts/estimator_error.py``
+(docs/estimators.md). :meth:`PooledLeaderTerms.curvature_objectives` gives the same treatment
+to the factors of a conjugate-gradient solve.
 """
 
 from __future__ import annotations
