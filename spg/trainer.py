@@ -349,8 +349,8 @@ def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, s
         final.update(exact_now or exact_metrics(task.game, leader, follower, cfg.algo.lam))
         final.pop("game/equilibrium", None)
         problems = equilibrium_problems(final, game_scale)
-        leader = "a local maximum of J (exact ascent from it climbs no further)" if "game/J_local_ascent" in final else "a stationary point of J that no longer rises"
-        final["equilibrium"] = "; ".join(problems) if problems else f"ok (follower at its best response, leader at {leader})"
+        resting = "a local maximum of J (exact ascent from it climbs no further)" if "game/J_local_ascent" in final else "a stationary point of J that no longer rises"
+        final["equilibrium"] = "; ".join(problems) if problems else f"ok (follower at its best response, leader at {resting})"
         sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, cfg.seed + 1, rollouts)
         final["evaluation_start"] = "rho"
     else:
