@@ -70,3 +70,12 @@ def test_spg_reaches_95_percent_within_1e7_env_steps_on_patrolling(tmp_path):
 def test_simultaneous_play_stays_behind_where_commitment_matters(tmp_path):
     share, _, _ = share_of_gap("Commitment", "pg", tmp_path)
     assert share < 0.0  # pg ends at the Nash outcome, below even the uniform leader
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, estimator", [("security-4-targets", "pooled"), ("random-3-states", "pooled"), ("Commitment", "reinforce")])
+def test_spg_with_conjugate_gradient_closes_95_percent_of_the_gap(name, estimator, tmp_path):
+    """Eq. (19) by Hessian-vector products and CG from samples (the paper's form with
+    ``reinforce``; Rao-Blackwellised factors with ``pooled``) at the shipped defaults."""
+    share, gap, scale = share_of_gap(name, "spg", tmp_path, "algo.solve=cg", f"algo.estimator={estimator}")
+    assert share >= 0.95 and gap < 0.01 * scale, (share, gap)
