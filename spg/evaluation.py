@@ -19,6 +19,7 @@ from spg.config import Config, SetupError, check_config
 from spg.empirical import EmpiricalGame
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
+from spg.reference import local_ascent_value
 from spg.sampler import Sampler
 from spg.sparse_game import SparseTabularGame
 from spg.task import Rollouts, make_task, plan_rollouts, resolve_device
@@ -65,8 +66,6 @@ def local_ascent_metrics(game: GameModel, leader: TabularSoftmaxPolicy, lam: flo
     ``||grad J||`` but is still climbed away from. Empty where exact derivatives are too costly."""
     if lam <= 0 or game.num_states > GRADIENT_CHECK_LIMIT:
         return {}
-    from spg.reference import local_ascent_value
-
     uniform = torch.zeros_like(leader.logits.detach())
     return {
         f"{family}/J_uniform": exact.stackelberg_objective(game, uniform, lam),
