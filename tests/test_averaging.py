@@ -57,6 +57,6 @@ def test_the_checkpoint_holds_the_average_as_the_run_s_policies_and_the_iterates
 def test_spg_settles_at_a_sharp_optimum(name, tmp_path):
     """Security games whose best commitment leaves the attacker nearly indifferent: ``J`` falls
     steeply on one side of the optimum, and the last iterate of ``spg`` swung across it (0.652 and
-    0.761 of the gap at the defaults of the last iterate, ``algo.averaging=0``)."""
+    0.761 of the gap when runs returned their last iterate, with Adam's betas [0.9, 0.999])."""
     share, gap, scale = share_of_gap(name, "spg", tmp_path)
     assert share >= 0.95 and gap < 0.01 * scale, (share, gap)
