@@ -28,14 +28,20 @@ from spg.policy import entropy_from_logits
 from spg.sampler import Batch
 
 
+def _over_tried_leader_actions(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_a1 pi1(a1|s) Q(s, a1, a2)`` over the leader actions tried at ``(s, a2)``, normalised
+    (``[S, A2]``), and the leader probability those actions carry (0: none tried)."""
+    weight = leader_probs[:, :, None] * (counts > 0).to(q.dtype)
+    mass = weight.sum(1)
+    return (weight * q).sum(1) / mass.clamp_min(torch.finfo(q.dtype).tiny), mass
+
+
 @torch.no_grad()
 def leader_advantages(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor) -> torch.Tensor:
     """``Q(s, a1, a2) - sum_a1 pi1(a1|s) Q(s, a1, a2)`` over the leader actions tried at ``(s, a2)``
     (``q, counts [S, A1, A2]``); 0 where ``(s, a1, a2)`` was never visited."""
-    seen = (counts > 0).to(q.dtype)
-    weight = leader_probs[:, :, None] * seen
-    value = (weight * q).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
-    return seen * (q - value)
+    value, _ = _over_tried_leader_actions(q, counts, leader_probs)
+    return (counts > 0).to(q.dtype) * (q - value[:, None, :])
 
 
 @torch.no_grad()
@@ -43,12 +49,9 @@ def follower_q(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor
     """``Q(s, a2) = sum_a1 pi1(a1|s) Q(s, a1, a2)`` over the leader actions tried at ``(s, a2)``
     (``q, counts [S, A1, A2]``); a follower action never tried at ``s`` gets the ``pi2``-mean of the
     tried ones, so that it has no advantage there."""
-    tiny = torch.finfo(q.dtype).tiny
-    weight = leader_probs[:, :, None] * (counts > 0).to(q.dtype)
-    mass = weight.sum(1)
-    marginal = (weight * q).sum(1) / mass.clamp_min(tiny)
+    marginal, mass = _over_tried_leader_actions(q, counts, leader_probs)
     tried = (mass > 0).to(q.dtype) * follower_probs
-    mean = (tried * marginal).sum(-1, keepdim=True) / tried.sum(-1, keepdim=True).clamp_min(tiny)
+    mean = (tried * marginal).sum(-1, keepdim=True) / tried.sum(-1, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
     return torch.where(mass > 0, marginal, mean)
 
 
@@ -77,7 +80,7 @@ class PooledLeaderTerms:
         pi1 = torch.softmax(leader_logits.detach(), -1)
         self.advantage1, self.advantage2 = leader_advantages(q1, counts, pi1), leader_advantages(q2, counts, pi1)
         self.follower_probs = torch.softmax(follower_logits.detach(), -1)
-        self.follower_q1, self.follower_q2 = (follower_q(q, counts, pi1, self.follower_probs) for q in (q1, q2))
+        self.joint, self.leader_probs = joint, pi1
         self.batch = batch
         self.visit = discounted_visits(batch, gamma, w_before, start_weights)
         self.d = self._per_state(self.visit)
@@ -121,9 +124,11 @@ class PooledLeaderTerms:
           log-probabilities of the earlier steps (``W_{t-1}``, giving ``M(s)``).
 
         ``Q1, Q2`` over the follower's actions are :func:`follower_q` of the batch's joint estimates."""
+        q1, q2, counts = self.joint
+        follower_q1, follower_q2 = (follower_q(q, counts, self.leader_probs, self.follower_probs) for q in (q1, q2))
         pi2 = torch.softmax(follower_logits, -1)
-        v1 = self.direct_objective(leader_logits) + (self.d[:, None] * pi2 * self.follower_q1).sum()
-        v2 = (self.d * ((pi2 * self.follower_q2).sum(-1) + lam * entropy_from_logits(follower_logits))).sum()
+        v1 = self.direct_objective(leader_logits) + (self.d[:, None] * pi2 * follower_q1).sum()
+        v2 = (self.d * ((pi2 * follower_q2).sum(-1) + lam * entropy_from_logits(follower_logits))).sum()
         pi1 = torch.softmax(leader_logits, -1)
         same_state = torch.einsum("sa,sb,sab->s", pi1, pi2, self.advantage2)  # differentiable in both logits
         log_pi2 = torch.log_softmax(follower_logits, -1)[self.batch.states, self.batch.follower_actions] * self.batch.mask
