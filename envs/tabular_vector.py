@@ -114,13 +114,23 @@ class TabularVectorEnv(VectorEnv):
     def _draw_starts(self, n: int) -> torch.Tensor:
         return self._starts.sample(torch.zeros(n, dtype=torch.long, device=self.device), self._uniform(n))
 
-    def reset_torch(self, seed: int | None = None) -> torch.Tensor:
+    def reset_torch(self, seed: int | None = None, num_copies: int | None = None) -> torch.Tensor:
+        """Reset all copies, or only the first ``num_copies`` (the others are left as they are and
+        must not be stepped until reset); returns the reset copies' states."""
         if seed is not None:
             self._generator.manual_seed(seed)
-        self.states = self._draw_starts(self.num_envs)
-        self._elapsed.zero_()
-        self._needs_reset.zero_()
-        return self.states
+        if num_copies is None or num_copies == self.num_envs:
+            self.states = self._draw_starts(self.num_envs)
+            self._elapsed.zero_()
+            self._needs_reset.zero_()
+            return self.states
+        if not 1 <= num_copies <= self.num_envs:
+            raise ValueError(f"num_copies = {num_copies}: reset between 1 and num_envs = {self.num_envs} copies")
+        self.states = self.states.clone()
+        self.states[:num_copies] = self._draw_starts(num_copies)
+        self._elapsed[:num_copies] = 0
+        self._needs_reset[:num_copies] = False
+        return self.states[:num_copies]
 
     def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor, copies: torch.Tensor | None = None):
         """One batched step: ``(next_states, rewards [n, 2] float32, terminated, truncated)``. With

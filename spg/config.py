@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, CGSettings, FollowerSettings
 from spg.env_configs import register_env_defaults
 from spg.objectives import ESTIMATORS
+from spg.schedules import StepSize, growing_batch
 
 
 ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled trajectories are (spg.task.plan_rollouts)
@@ -31,7 +32,7 @@ class EnvConfig:
     for a two-agent PettingZoo ParallelEnv; ``kind: file`` loads the ``.npz`` game file at ``path``.
     ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
     ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
-    size for native envs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model.
+    size, at least 512, for native envs, which step only those a batch needs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model.
     No default ``id``: ``configs/env/*.yaml`` name the game (``env=gym`` leaves it to ``env.id``)."""
 
     kind: str = "gym"
@@ -90,7 +91,9 @@ class AlgoConfig:
 @dataclass
 class TrainerConfig:
     """The experiment: iterations (leader updates), trajectories per update and their horizon
-    (``None``: automatic), ``rollouts``: ``fixed`` horizons, ``geometric`` lengths (mean
+    (``None``: automatic); sampled learners draw ``batch_size (lr_0 / lr_t)^batch_growth``
+    trajectories for leader update ``t`` (:func:`spg.schedules.growing_batch`: the batch grows as
+    the leader's step shrinks); ``rollouts``: ``fixed`` horizons, ``geometric`` lengths (mean
     ``1 / (1 - gamma)``, ``horizon`` their cap) or ``auto`` (fixed up to gamma of about 0.98; see
     :func:`spg.task.plan_rollouts`),
     evaluation and checkpoint periods (in iterations), ``resume`` (a checkpoint path, or
@@ -100,7 +103,8 @@ class TrainerConfig:
     keeping the best (:func:`spg.trainer.train`)."""
 
     iterations: int = 400
-    batch_size: int = 256
+    batch_size: int = 32
+    batch_growth: float = 1.25
     horizon: Optional[int] = None
     rollouts: str = "auto"
     eval_every: int = 20
@@ -207,6 +211,8 @@ def _check_trainer(t: DictConfig) -> None:
         minimum = 0 if key == "iterations" else 1
         if t[key] < minimum:
             raise _fail(f"trainer.{key}", t[key], f"must be >= {minimum}")
+    if not t.batch_growth >= 0:
+        raise _fail("trainer.batch_growth", t.batch_growth, "must be >= 0 (0: every update samples trainer.batch_size trajectories)")
     if t.restarts < 1:
         raise _fail("trainer.restarts", t.restarts, "must be >= 1")
     if t.restart_scale <= 0:
@@ -268,6 +274,13 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise _fail("algo.leader.power", a.leader.power, "the step must not grow: power >= 0")
 
 
+def largest_batch(cfg: DictConfig) -> int:
+    """The trajectories of the run's last update (:func:`spg.schedules.growing_batch`)."""
+    leader = cfg.algo.leader
+    step = StepSize(leader.lr, leader.power, leader.t0)
+    return growing_batch(cfg.trainer.batch_size, cfg.trainer.batch_growth, step, max(cfg.trainer.iterations - 1, 0))
+
+
 def config_warnings(
     cfg: DictConfig, *, gamma: float, horizon: int, max_abs_reward: float | None, native: bool, geometric: bool = False
 ) -> list[str]:
@@ -278,12 +291,13 @@ def config_warnings(
     found = []
     if ALGORITHMS[a.name][1] != "model":  # sampled algorithms: batch_size x (mean) trajectory length per update
         length = min(horizon, 1.0 / (1.0 - gamma)) if geometric else horizon
-        steps = t.batch_size * length * a.follower.steps
+        largest = largest_batch(cfg)
+        steps = largest * length * a.follower.steps
         rate = NATIVE_STEPS_PER_SECOND if native else PYTHON_STEPS_PER_SECOND
         if steps / rate > SLOW_ITERATION_SECONDS:
             found.append(
-                f"one iteration samples trainer.batch_size x horizon = {t.batch_size} x {length:.0f} = {steps:.3g} env steps "
-                f"(about {steps / rate / 60:.0f} min at {rate:.0e} steps/s): lower trainer.horizon or trainer.batch_size"
+                f"the last iteration samples {largest} trajectories x horizon {length:.0f} = {steps:.3g} env steps "
+                f"(about {steps / rate / 60:.0f} min at {rate:.0e} steps/s): lower trainer.horizon, trainer.batch_size or trainer.batch_growth"
             )
     if t.horizon is not None and not geometric and gamma > 0 and gamma ** t.horizon < NEGLIGIBLE_DISCOUNT:
         found.append(

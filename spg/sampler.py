@@ -145,8 +145,11 @@ class Sampler:
     def collect(self, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, batch_size: int, horizon: int) -> Batch:
         if batch_size < 1 or horizon < 1:
             raise ValueError(f"batch_size = {batch_size}, horizon = {horizon}: both must be >= 1")
-        rounds = math.ceil(batch_size / self.env.num_envs)
-        parts = [self._rollout(leader, follower, horizon) for _ in range(rounds)]
+        n = self.env.num_envs
+        rounds = math.ceil(batch_size / n)
+        # a native env steps only the copies a round needs; other envs step all of theirs
+        sizes = [min(n, batch_size - k * n) if self.native else n for k in range(rounds)]
+        parts = [self._rollout(leader, follower, horizon, size) for size in sizes]
         if rounds == 1:
             batch = parts[0]
         else:
@@ -160,10 +163,13 @@ class Sampler:
         return seed
 
     @torch.no_grad()
-    def _rollout(self, leader, follower, horizon: int) -> Batch:
-        n = self.env.num_envs
+    def _rollout(self, leader, follower, horizon: int, n: int) -> Batch:
+        """``n`` trajectories: the first ``n`` copies of a native env, all copies of another."""
+        copies = None  # the copies still stepped: all, or (native envs) the indices of those still alive
         if self.native:
-            s = self.env.unwrapped.reset_torch(seed=self._reset_seed())
+            s = self.env.unwrapped.reset_torch(seed=self._reset_seed(), num_copies=n)
+            if n < self.env.num_envs:
+                copies = torch.arange(n, device=self.device)
         else:
             obs, _ = self.env.reset(seed=self._reset_seed())
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
@@ -196,7 +202,6 @@ class Sampler:
         last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
         all_lengths = lengths
         final_states = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        copies = None  # the copies still stepped: all, or (native envs) the indices of those still alive
 
         def record(buffer: torch.Tensor, t: int, x: torch.Tensor) -> None:
             if copies is None:

@@ -10,6 +10,7 @@ noise of a follower learned from samples fade.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -32,6 +33,14 @@ class StepSize:
 
     def __call__(self, t: int) -> float:
         return self.lr if self.power == 0 else self.lr * (self.t0 / (t + self.t0)) ** self.power
+
+
+def growing_batch(batch_size: int, growth: float, leader_step: StepSize, t: int) -> int:
+    """Trajectories sampled for leader update ``t``: ``batch_size (alpha_0 / alpha_t)^growth``,
+    rounded up. With ``growth = 1`` the batch grows as the leader's step shrinks, so the noise a
+    sampled direction puts into the leader's logits shrinks with the step while early updates,
+    which only need a rough direction, stay cheap; ``growth = 0`` keeps ``batch_size``."""
+    return math.ceil(batch_size * (leader_step(0) / leader_step(t)) ** growth - 1e-9)
 
 
 def check_two_timescales(leader: StepSize, follower: StepSize) -> None:

@@ -25,6 +25,9 @@ from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 # and 0.50 of its own single-copy rate with 8, 32, 128 and 512 copies, a costly one at 0.74 to 0.94;
 # async (one subprocess per copy) was 5 to 50 times slower than sync whatever the copies
 PYTHON_ENV_COPIES = 512
+# copies of a native tabular env (at least; more when a batch is larger): each round of the sampler
+# steps only as many as its batch needs, so spare copies cost memory, not samples
+NATIVE_COPIES = 512
 
 
 def python_env_copies(vectorization: str, batch_size: int) -> int:
@@ -123,7 +126,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
     """The env of ``cfg.env`` (native for the tabular games, else Gymnasium's sync/async vectoriser)
     and its model, discount and spaces; bad settings are a :class:`SetupError`."""
     env_cfg = cfg.env
-    native_copies = env_cfg.num_envs or cfg.trainer.batch_size
+    native_copies = env_cfg.num_envs or max(cfg.trainer.batch_size, NATIVE_COPIES)  # each update steps those its batch needs
     try:
         if env_cfg.kind == "file":
             if not env_cfg.path:

@@ -40,6 +40,7 @@ from spg.logger import RunLogger
 from spg.objectives import ExactObjectives, SampledObjectives
 from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
+from spg.schedules import growing_batch
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ def _train_one(
         if exact_source is not None:
             return exact_source
         try:
-            batch = last_batch = sampler.collect(leader, follower, cfg.trainer.batch_size, horizon)
+            batch = last_batch = sampler.collect(leader, follower, growing_batch(cfg.trainer.batch_size, cfg.trainer.batch_growth, algorithm.leader_lr, algorithm.leader_updates), horizon)
         except ContractError as error:  # a user env that breaks the contract after its first step
             raise SetupError(f"env.id = {cfg.env.id} broke the two-player contract mid-rollout: {error}") from None
         env_steps += batch.env_steps
@@ -377,6 +378,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "follower_power": cfg.algo.follower.power,
         "follower_t0": cfg.algo.follower.t0,
         "batch_size": cfg.trainer.batch_size,
+        "batch_growth": cfg.trainer.batch_growth,
         "seed": cfg.seed,
         "env": str(cfg.env.path) if cfg.env.kind == "file" else cfg.env.id,
     }

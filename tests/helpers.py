@@ -2,6 +2,7 @@
 means, first and second derivatives of two objectives, Gymnasium's vector API check, the shipped
 config and learners built from it. The fixtures are in ``tests/conftest.py``."""
 
+import math
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,6 +29,15 @@ TINY = [
     "trainer.eval_episodes=50",
     "trainer.progress=false",
 ]
+
+
+def sampled_trajectories(cfg, updates: int) -> int:
+    """Trajectories a sampled run draws: ``follower_warmup`` batches of ``batch_size``, then
+    ``batch_size (1 + t / t0)^batch_growth`` (rounded up) for leader update ``t`` (the leader's
+    step ``lr t0 / (t + t0)`` with power 1)."""
+    b, g, t0 = cfg.trainer.batch_size, cfg.trainer.batch_growth, cfg.algo.leader.t0
+    assert cfg.algo.leader.power == 1.0
+    return cfg.algo.follower_warmup * b + sum(math.ceil(b * (1 + t / t0) ** g) for t in range(updates))
 
 
 def seeded_logits(S: int, A: int, seed: int, scale: float = 1.0) -> torch.Tensor:

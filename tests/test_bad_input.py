@@ -5,6 +5,7 @@ the setting or file at fault, and leave the run directory it was pointed at as i
 Kill/resume trials: SIGKILL during checkpoint writes, then ``resume=auto``, bit for bit."""
 
 import io
+import math
 import os
 import runpy
 import re
@@ -310,9 +311,14 @@ def test_a_run_directory_in_use_is_refused(files, tmp_path):
 def test_warnings_for_legal_but_likely_wrong_values():
     cfg = config(*TINY)
     assert config_warnings(cfg, gamma=0.8, horizon=12, max_abs_reward=1.0, native=True) == []
-    slow = config_warnings(config("trainer.batch_size=100000", "trainer.horizon=2000"), gamma=0.999, horizon=2000, max_abs_reward=1.0, native=True)
+    slow = config_warnings(config("trainer.batch_size=100000", "trainer.batch_growth=0", "trainer.horizon=2000"), gamma=0.999, horizon=2000, max_abs_reward=1.0, native=True)
     assert len(slow) == 1 and "2e+08 env steps" in slow[0] and "trainer.horizon" in slow[0]
-    python_env = config_warnings(config("trainer.batch_size=10000", "env.gamma=0.99"), gamma=0.99, horizon=1000, max_abs_reward=None, native=False)
+    # a growing batch is judged by its last update's: 10000 (1 + 399 / t0)^growth trajectories
+    grown = config("algo=spg", "trainer.batch_size=10000", "trainer.horizon=2000", "trainer.iterations=400")
+    last = math.ceil(10000 * (1 + 399 / grown.algo.leader.t0) ** grown.trainer.batch_growth)
+    growing = config_warnings(grown, gamma=0.999, horizon=2000, max_abs_reward=1.0, native=True)
+    assert len(growing) == 1 and f"samples {last} trajectories" in growing[0] and "trainer.batch_growth" in growing[0]
+    python_env = config_warnings(config("trainer.batch_size=10000", "trainer.batch_growth=0", "env.gamma=0.99"), gamma=0.99, horizon=1000, max_abs_reward=None, native=False)
     assert len(python_env) == 1 and "1e+07 env steps" in python_env[0]
     long = config_warnings(config("trainer.horizon=200"), gamma=0.8, horizon=200, max_abs_reward=1.0, native=True)
     assert len(long) == 1 and "0.8^200" in long[0] and "trainer.horizon=null" in long[0]

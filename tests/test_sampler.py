@@ -9,7 +9,7 @@ import envs  # noqa: F401
 from envs import TabularVectorEnv
 from envs.contract import ContractError, make_vector_env
 from spg import exact
-from spg.game import random_game
+from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from spg.task import GEOMETRIC_TAIL, Rollouts, auto_horizon, plan_rollouts
@@ -78,6 +78,24 @@ def test_sampler_is_reproducible_from_its_seed():
     assert not torch.equal(a.states, c.states)
 
 
+@pytest.mark.parametrize("episodic", [False, True])
+def test_a_native_env_steps_only_the_copies_a_batch_needs(episodic):
+    """A batch of 40 from 512 native copies is the batch a 40-copy env gives from the same seed,
+    bit for bit; a batch of 600 takes a full round of 512 and one of 88."""
+    game = random_game(5, 2, 3, seed=4, gamma=0.8)
+    if episodic:
+        terminal = torch.tensor([0, 0, 0, 0, 1], dtype=torch.bool)
+        R1, R2 = (R.masked_fill(terminal[:, None, None], 0.0) for R in (game.R1, game.R2))  # never collected there
+        game = TabularGame(game.P, R1, R2, game.gamma, game.rho, terminal=terminal)
+    leader, follower = TabularSoftmaxPolicy(5, 2, logits=seeded_logits(5, 2, 0)), TabularSoftmaxPolicy(5, 3, logits=seeded_logits(5, 3, 1))
+    small, large = Sampler(TabularVectorEnv(game, 40), seed=2), Sampler(TabularVectorEnv(game, 512), seed=2)
+    for _ in range(2):  # the second batch continues both streams
+        a, b = small.collect(leader, follower, 40, 9), large.collect(leader, follower, 40, 9)
+        for name in ("states", "leader_actions", "follower_actions", "leader_rewards", "mask", "final_states"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert large.collect(leader, follower, 600, 9).num_trajectories == 600
+
+
 def test_episodes_that_end_early_are_masked():
     env = make_vector_env("test/EndsAfterThreeSteps-v0", 4)
     policy = TabularSoftmaxPolicy(2, 2)
@@ -115,7 +133,7 @@ def test_bad_batch_size_is_rejected():
 
 
 def test_sampler_state_dict_restores_the_rollout_stream():
-    from spg.game import random_game
+    from spg.game import TabularGame, random_game
 
     game = random_game(4, 2, 3, seed=1)
     leader, follower = TabularSoftmaxPolicy(4, 2), TabularSoftmaxPolicy(4, 3)

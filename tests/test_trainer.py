@@ -20,7 +20,7 @@ from spg.evaluation import equilibrium_problems
 from spg.game import TabularGame, random_game
 from spg.logger import policy_figure
 from spg.trainer import SetupError, train
-from tests.helpers import TINY, config
+from tests.helpers import TINY, config, sampled_trajectories
 
 
 @pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
@@ -89,7 +89,8 @@ def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     pi1, pi2 = (torch.softmax(state[p]["logits"], -1) for p in ("leader", "follower"))
     J = exact.stackelberg_objective(model, state["leader"]["logits"], 0.1)
-    transitions = (6 + 10) * 32 * 11  # 10 follower warm-up batches and 6 updates; every step but a rollout's last
+    cfg = config(*overrides, *TINY[3:])
+    transitions = sampled_trajectories(cfg, 6) * 11  # 10 follower warm-up batches and 6 updates; every step but a rollout's last
     assert final["empirical/transitions"] == transitions and final["empirical/visited_pairs"] == 8
     # ~290 transitions a pair: P within ~0.03, so J and the gap within a few hundredths of the value scale (2)
     assert abs(final["empirical/J"] - J) < 0.05
@@ -252,6 +253,6 @@ def test_geometric_rollouts_train_and_cost_fewer_env_steps(tmp_path):
     fixed = train(config(*TINY, "trainer.rollouts=fixed"), run_dir=tmp_path / "fixed")
     geometric = train(config(*TINY, "trainer.rollouts=geometric"), run_dir=tmp_path / "geometric")
     assert (fixed["rollouts"], geometric["rollouts"]) == ("fixed", "geometric")
-    # 16 batches of 32 trajectories: fixed ones take 12 steps each, geometric ones 1 / (1 - 0.8) = 5 on average
-    assert fixed["env_steps"] == 16 * 32 * 12 and geometric["env_steps"] < 0.6 * fixed["env_steps"]
+    # 10 warm-up batches and 6 growing ones: fixed trajectories take 12 steps each, geometric ones 1 / (1 - 0.8) = 5 on average
+    assert fixed["env_steps"] == sampled_trajectories(config(*TINY), 6) * 12 and geometric["env_steps"] < 0.6 * fixed["env_steps"]
     assert np.isfinite(geometric["game/J"]) and np.isfinite(geometric["leader/return"])
