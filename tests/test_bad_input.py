@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from envs.contract import ContractError
 from spg.checkpoint import load_checkpoint
-from spg.config import config_warnings
+from spg.config import config_warnings, unknown_keys
 from spg.game import random_game
 from spg.rundir import claim
 from spg.sparse_game import random_sparse_game
@@ -193,6 +193,9 @@ SETUP_CASES = [
     ("config-cg-damping", _random("algo.cg.damping=-1"), "algo.cg.damping = -1.0"),
     ("config-sub-batches", _random("algo.sub_batches=4"), "algo.sub_batches = 4"),
     ("config-estimator", _random("algo.estimator=dice"), "algo.estimator = 'dice': choose pooled or reinforce"),
+    ("config-appended-typo", _random("+trainer.batchsize=3"), "trainer.batchsize is not a setting: did you mean trainer.batch_size? Set trainer.batch_size=3"),
+    ("config-appended-nested-typo", _random("+algo.follower.kapa=0.5"), "did you mean algo.follower.kappa? Set algo.follower.kappa=0.5"),
+    ("config-appended-unknown", _random("+colour=1"), "colour is not a setting: the settings there are algo, device, env, seed, threads, trainer"),
     ("config-fresh-run-over-a-finished-one", _random(), "already holds a run"),
     ("config-resume-missing", _random("trainer.resume=/nonexistent/last.pt"), "trainer.resume = /nonexistent/last.pt"),
     ("env-unknown-module", lambda d: ["env=gym", "env.id=no_such_module:X-v0", "env.gamma=0.5"], "cannot import module 'no_such_module'"),
@@ -305,6 +308,12 @@ def test_a_run_directory_in_use_is_refused(files, tmp_path):
         message = _refused(run_dir, [*TINY[:3], "trainer.resume=auto", "trainer.iterations=8"], "is in use by another run")
     assert f"pid {os.getpid()}" in message
     train(config(*TINY, "trainer.resume=auto", "trainer.iterations=8"), run_dir=run_dir)  # released with the block
+
+
+@pytest.mark.parametrize("group", ["algo", "env"])
+def test_every_shipped_config_file_holds_only_settings_of_the_schema(group):
+    for option in sorted((ROOT / "configs" / group).glob("*.yaml")):
+        assert unknown_keys(config(f"{group}={option.stem}")) == [], option
 
 
 def test_warnings_for_legal_but_likely_wrong_values():
