@@ -51,11 +51,12 @@ def test_tensorboard_event_files_hold_the_main_tags(tiny_run):
     assert {"leader/policy", "follower/policy"} <= set(events.Tags()["images"])
 
 
-def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(generator):
-    figure = policy_figure(torch.softmax(torch.randn(7, 3, generator=generator), -1), "leader")
+@pytest.mark.parametrize("states, actions", [(7, 3), (1, 2), (2, 2)])
+def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(states, actions, generator):
+    figure = policy_figure(torch.softmax(torch.randn(states, actions, generator=generator), -1), "leader")
     heatmap, colour_bar = figure.axes
     assert (heatmap.get_xlabel(), heatmap.get_ylabel(), colour_bar.get_ylabel()) == ("leader action", "state", "probability")
-    for ticks, count in ((heatmap.get_xticks(), 3), (heatmap.get_yticks(), 7)):
+    for ticks, count in ((heatmap.get_xticks(), actions), (heatmap.get_yticks(), states)):
         shown = [t for t in ticks if -0.5 <= t <= count - 0.5]
         assert shown and all(float(t).is_integer() for t in shown), ticks
     plt.close(figure)
