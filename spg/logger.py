@@ -27,8 +27,8 @@ class RunLogger:
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
 
-    def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text)
+    def text(self, tag: str, text: str, step: int | None = None) -> None:
+        self.writer.add_text(tag, text, step)
 
     def policy_heatmaps(self, leader_probs: torch.Tensor, follower_probs: torch.Tensor, step: int) -> None:
         """State x action probability images of both players."""

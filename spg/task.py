@@ -13,7 +13,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from envs.contract import ContractError, check_first_step, find_spec, make_vector_env
+from envs.contract import ContractError, ModuleNotFound, check_first_step, find_spec, make_vector_env
 from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
 from spg.config import SetupError
@@ -153,6 +153,8 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
         else:
             raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
+    except ModuleNotFound as error:  # not a wrong id or kwargs: where Python looks for the module
+        raise SetupError(f"env.id = {env_cfg.id}: {error}") from error
     except (ContractError, gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:
