@@ -425,8 +425,11 @@ def test_train_script_cases_end_with_one_line_and_exit_code_1(files, scripts, tm
     shutil.copytree(files / "finished", held)
     cases = {  # run directory, overrides, expected text (the other cases run the same code in-process, above)
         "gamma-1-never-hangs": (tmp_path / "a", ["env=gym", "env.id=bad_env_module:Bad-v0", "env.gamma=1.0", "trainer.horizon=null"], "env.gamma = 1.0"),
+        "appended-typo": (tmp_path / "b", ["+trainer.batchsize=3"], "did you mean trainer.batch_size? Set trainer.batch_size=3"),
         "directory-in-use": (held, [*TINY[:3], "trainer.resume=auto"], "is in use by another run"),
+        "fresh-run-over-a-finished-one": (tmp_path / "finished", TINY[:3], "already holds a run"),
     }
+    shutil.copytree(files / "finished", tmp_path / "finished")
     before = {name: _snapshot(run_dir) for name, (run_dir, _, _) in cases.items()}
     with claim(held):
         runs = {
@@ -440,6 +443,9 @@ def test_train_script_cases_end_with_one_line_and_exit_code_1(files, scripts, tm
         lines = [line for line in output.splitlines() if line.strip() and "[INFO]" not in line]
         assert code == 1 and len(lines) == 1 and "Traceback" not in output, (name, output)
         assert "[ERROR]" in lines[0] and expected in lines[0], (name, output)
+        if not before[name]:  # a directory the failed setup made: it leaves none behind (its log was printed)
+            assert not run_dir.exists(), (name, sorted(p.name for p in run_dir.iterdir()))
+            continue
         after = _snapshot(run_dir)  # nothing written but the error, in a train.log of its own
         log_then, log_now = before[name].pop("train.log", b""), after.pop("train.log", b"")
         assert log_now == log_then if name == "directory-in-use" else log_now.startswith(log_then), name
