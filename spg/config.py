@@ -149,7 +149,7 @@ def register_configs() -> None:
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 MAX_SEED = 2**63 - 1
 # env steps per second assumed when estimating how long one iteration takes (measured on 2 cores,
-# README, Performance: the native tabular envs 1.5 to 6 M/s, Python envs through SyncVectorEnv ~0.1 M/s)
+# docs/performance.md: the native tabular envs 1.5 to 6 M/s, Python envs through SyncVectorEnv ~0.1 M/s)
 NATIVE_STEPS_PER_SECOND, PYTHON_STEPS_PER_SECOND = 1e6, 1e5
 SLOW_ITERATION_SECONDS = 60.0
 NEGLIGIBLE_DISCOUNT = 1e-12  # gamma^T below this: later steps carry no weight in any estimate

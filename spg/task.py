@@ -21,7 +21,7 @@ from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 
 # copies of a Python env stepped at once by default, by `python scripts/benchmark.py --only python_env`
-# (README, Performance): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
+# (docs/performance.md): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
 # and 0.50 of its own single-copy rate with 8, 32, 128 and 512 copies, a costly one at 0.74 to 0.94;
 # async (one subprocess per copy) was 5 to 50 times slower than sync whatever the copies
 PYTHON_ENV_COPIES = 512

@@ -426,7 +426,7 @@ def _summary(cfg: DictConfig, final: dict[str, Any], advice: str | None = None, 
     rows.append(("wall time [s]", wall))
     log.info("final results\n" + format_table(rows + metric_rows(final)))
     if not final["equilibrium"].startswith(("ok", "not checked")):
-        log.warning("not at a Stackelberg equilibrium yet: %s (%s; see docs/convergence.md, When a run does not reach the equilibrium)",
+        log.warning("not at a Stackelberg equilibrium yet: %s (%s; see docs/results.md, When a run does not reach the equilibrium)",
                     final["equilibrium"], advice or "more trainer.iterations")
 
 
