@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import ListConfig, OmegaConf  # noqa: E402
@@ -132,8 +133,8 @@ def short_titles(games: list[str]) -> dict[str, str]:
     return {game: game if len(same) > 1 else game.split(" ", 1)[0] for same in names.values() for game in same}
 
 
-def draw(curves: list[Curve], out: Path) -> int:
-    """One panel per (game, axis); one line per label and tag. Returns the number of lines."""
+def draw(curves: list[Curve]) -> tuple[Figure, int]:
+    """One panel per (game, axis); one line per label and tag, with the number of lines."""
     panels: dict[tuple[str, str], dict[tuple[str, str], list[Curve]]] = defaultdict(lambda: defaultdict(list))
     for curve in curves:
         panels[curve.game, curve.axis][curve.label, curve.tag].append(curve)
@@ -157,9 +158,7 @@ def draw(curves: list[Curve], out: Path) -> int:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return lines
+    return fig, lines
 
 
 def main() -> int:
@@ -193,7 +192,8 @@ def main() -> int:
         fail(error)
     if not curves:
         fail(f"no run logged {' or '.join(repr(t) for t in tags)}; choose a scalar with --tag, e.g. --tag leader/return")
-    lines = draw(curves, out)
+    fig, lines = draw(curves)
+    fig.savefig(out, dpi=120)
     panels = len({(c.game, c.axis) for c in curves})
     print(f"wrote {out}: {len(curves)} of {len(runs)} runs, {lines} curve{'s' if lines > 1 else ''} "
           f"in {panels} panel{'s' if panels > 1 else ''}")
