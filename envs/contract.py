@@ -15,6 +15,8 @@ import dataclasses
 import importlib
 from functools import partial
 import math
+import os
+from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
@@ -119,15 +121,35 @@ class RewardPairInInfo(gym.Wrapper):
         return obs, float(pair[0]), terminated, truncated, {**info, "reward_pair": pair.astype(np.float32)}
 
 
+class ModuleNotFound(ContractError):
+    """A user's env module that Python cannot find: neither in the directory the command runs
+    from (which ``scripts/`` put on ``sys.path``) nor on ``PYTHONPATH``."""
+
+
+def import_user_module(module: str, of: str) -> ModuleType:
+    """Import ``module``, named in ``of`` (the env id or factory, for the message). A module that
+    is not found at all is a :class:`ModuleNotFound` naming where Python looked; any other import
+    failure (the module itself raising, a package it imports missing) a :class:`ContractError`."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        top = module.split(".")[0]
+        if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
+            raise ModuleNotFound(
+                f"cannot import module {module!r} of {of}: no {top!r} in the directory this command runs from ({os.getcwd()}) "
+                f"nor on PYTHONPATH; run it from the directory that holds {top}, or add that directory to PYTHONPATH"
+            ) from error
+        raise ContractError(f"cannot import module {module!r} of {of}: {error}") from error
+    except ImportError as error:
+        raise ContractError(f"cannot import module {module!r} of {of}: {error}") from error
+
+
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The spec of ``env_id``; the ``"module:Name-v0"`` form imports ``module`` first (which
     registers ``Name-v0``). Unknown ids and modules are a :class:`ContractError`."""
     module, _, name = env_id.rpartition(":")
     if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ContractError(f"cannot import module {module!r} of env id {env_id!r}: {error}") from error
+        import_user_module(module, f"env id {env_id!r}")
     try:
         return gym.spec(name)
     except gym.error.Error as error:

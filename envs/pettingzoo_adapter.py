@@ -15,13 +15,12 @@ PettingZoo's ``classic/rps-v2`` under :class:`LastJointActionState`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
-from envs.contract import ContractError
+from envs.contract import ContractError, import_user_module
 
 PETTINGZOO_ID = "spg/PettingZoo-v0"
 AGENTS = ("leader", "follower")
@@ -101,10 +100,7 @@ def load_factory(factory: str) -> Callable[..., Any]:
     module, _, name = factory.partition(":")
     if not module or not name:
         raise ContractError(f"PettingZoo factory {factory!r}: give it as 'module:function' (a function returning a ParallelEnv)")
-    try:
-        function = getattr(importlib.import_module(module), name, None)
-    except ImportError as error:
-        raise ContractError(f"cannot import module {module!r} of PettingZoo factory {factory!r}: {error}") from error
+    function = getattr(import_user_module(module, f"PettingZoo factory {factory!r}"), name, None)
     if not callable(function):
         raise ContractError(f"PettingZoo factory {factory!r}: module {module!r} has no function {name!r}")
     return function

@@ -2,7 +2,7 @@
 ``sync`` vectorisation of user envs.
 
 Gymnasium's ``SyncVectorEnv`` (merging each copy's ``info``, a wrapper carrying the reward pair)
-costs about 2.6 times the step of a cheap Python env such as the README's example besides the
+costs about 2.6 times the step of a cheap Python env such as the Inspection example of docs/custom_envs.md besides the
 step itself; this loop costs about 0.4 times (``scripts/benchmark.py --only python_env``).
 It keeps Gymnasium's vector API: batched spaces, next-step autoreset, per-copy seeds ``seed + i``,
 the leader's rewards ``[N]`` and ``info["reward_pair"]`` ``[N, 2]``.

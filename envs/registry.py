@@ -121,5 +121,5 @@ def default_kwargs(env_id: str) -> dict[str, Any]:
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
-# the games with reference solutions (scripts/reference.py, README results table)
+# the games with reference solutions (scripts/reference.py, docs/games.md, reference table)
 BENCHMARK_GAMES = [f"spg/{name}-v0" for name in MATRIX_GAMES] + ["spg/Patrolling-v0", "spg/EpidemicTesting-v0"]

@@ -13,7 +13,7 @@ Sections (default: all):
   the same batch (N = 1024, T = 100, 50 states), k in {1, 5, 10, 20}; the budget is ``2 + 1.5 k``.
 - ``throughput``: sampling plus one spg update (N = 1024, T = 100, 50 states), iterations/s.
 - ``threads``: the sampler with 1 and 2 torch threads.
-- ``python_env``: env steps/s of a pure-Python user env (the README's Inspection game, cheap, and
+- ``python_env``: env steps/s of a pure-Python user env (the Inspection game of docs/custom_envs.md, cheap, and
   the same with ~100 us of Python work per step, a costlier simulator) through the sampler with
   ``sync`` and ``async`` vectorisation at several copy counts, as ratios to the env's own
   single-copy step rate (a loop calling ``step`` on one instance) measured right before each run
@@ -208,7 +208,7 @@ def bench_threads(repeats: int) -> list[dict]:
 
 
 class Inspection(gym.Env):
-    """The README's example of a user env (the leader inspects, the follower cheats), in pure
+    """The example of a user env in docs/custom_envs.md (the leader inspects, the follower cheats), in pure
     Python; ``work`` adds that many Python loop iterations to each step (a costlier simulator)."""
 
     observation_space = gym.spaces.Discrete(2)

@@ -1,7 +1,9 @@
 """Evaluate a trained run: ``python scripts/evaluate.py RUN_DIR_OR_CHECKPOINT [--episodes N] [--json]``.
 
-Prints the exact J, both values and the follower's best-response gap where the game has a model,
-Monte Carlo returns with standard errors (episodes from rho), and both policies per state.
+Prints the exact J, both values and the follower's best-response gap where the game has a model;
+for an env without one, the same quantities estimated from the empirical game of the run's saved
+rollout counts, with the equilibrium check on them; Monte Carlo returns with standard errors
+(episodes from rho, or from the env's reset), and both policies per state.
 """
 
 import json

@@ -4,11 +4,16 @@
     python scripts/export_game.py spg/Patrolling-v0 patrol.npz num_nodes=6 graph=line
 """
 
+import os
 import sys
 from pathlib import Path
 
 import gymnasium as gym
 import yaml
+
+# like `python -m`: a user's env module ("my_module:Name-v0") is found in the directory the command
+# runs from (and on PYTHONPATH)
+sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 import envs  # noqa: F401  (registers the spg/ ids)
 from envs.contract import find_spec

@@ -11,8 +11,10 @@ Examples::
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 # like `python -m`: a user's env module (env.id="my_module:Name-v0") is found in the directory the
@@ -21,7 +23,7 @@ sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 from envs.contract import ContractError
 from spg.config import register_configs
-from spg.rundir import RunDirectoryInUse
+from spg.rundir import RunDirectoryInUse, holds_only_a_failed_setup, remove_failed_setup
 from spg.trainer import SetupError, train
 
 register_configs()
@@ -34,10 +36,16 @@ def main(cfg: DictConfig) -> float | None:
         return train(cfg).get("game/J")
     except (SetupError, ContractError, FloatingPointError) as error:
         # bad input, an env breaking the two-player contract mid-rollout, a diverging step: one line
-        if isinstance(error, RunDirectoryInUse):  # that directory's train.log belongs to the other run
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        in_use = isinstance(error, RunDirectoryInUse)  # that directory's train.log belongs to the other run
+        failed_setup = not in_use and holds_only_a_failed_setup(run_dir)  # nothing to keep: the log went to the console too
+        if in_use or failed_setup:
             root = logging.getLogger()
             for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
                 root.removeHandler(handler)
+                handler.close()
+        if failed_setup:
+            remove_failed_setup(run_dir)
         log.error("%s", " ".join(str(error).split()))
         sys.exit(1)
 

@@ -4,10 +4,11 @@ mistyped key or a wrongly typed value is rejected before anything runs."""
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -152,7 +153,7 @@ def register_configs() -> None:
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 MAX_SEED = 2**63 - 1
 # env steps per second assumed when estimating how long one iteration takes (measured on 2 cores,
-# README, Performance: the native tabular envs 1.5 to 6 M/s, Python envs through SyncVectorEnv ~0.1 M/s)
+# docs/performance.md: the native tabular envs 1.5 to 6 M/s, Python envs through SyncVectorEnv ~0.1 M/s)
 NATIVE_STEPS_PER_SECOND, PYTHON_STEPS_PER_SECOND = 1e6, 1e5
 SLOW_ITERATION_SECONDS = 60.0
 NEGLIGIBLE_DISCOUNT = 1e-12  # gamma^T below this: later steps carry no weight in any estimate
@@ -174,9 +175,39 @@ def _check_finite_floats(node: DictConfig, prefix: str = "") -> None:
             raise _fail(name, value, "must be a finite number")
 
 
+def unknown_keys(node: DictConfig, schema: type | None = None, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Keys of ``node`` that the schema (a dataclass of this module) does not define, each with
+    the schema's keys at its level: Hydra's ``+key=value`` appends keys the schema never checks.
+    Free-form dicts (``env.kwargs``, which belong to the env) hold any key."""
+    types = get_type_hints(schema or Config)
+    found = []
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if key not in types:
+            found.append((name, sorted(types)))
+        elif is_dataclass(types[key]):
+            found += unknown_keys(node[key], types[key], name + ".")
+    return found
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    for name, siblings in unknown_keys(cfg):
+        parent, _, key = name.rpartition(".")
+        scope = f"{parent}." if parent else ""
+        close = difflib.get_close_matches(key, siblings, n=1)
+        if close:
+            value = OmegaConf.select(cfg, name)
+            hint = f"did you mean {scope}{close[0]}? Set {scope}{close[0]}={value} (without +)"
+        else:
+            hint = f"the settings there are {', '.join(scope + s for s in siblings)}; remove +{name}"
+        raise SetupError(f"{name} is not a setting: {hint}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Reject every value the schema's types cannot, before anything runs: each error names the
-    setting, its value and the allowed range (:class:`SetupError`)."""
+    setting, its value and the allowed range (:class:`SetupError`); and every key the schema does
+    not know (:func:`unknown_keys`)."""
+    _check_known_keys(cfg)
     _check_finite_floats(cfg)
     if not 0 <= cfg.seed <= MAX_SEED:
         raise _fail("seed", cfg.seed, f"must lie in [0, {MAX_SEED}]")

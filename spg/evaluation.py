@@ -30,6 +30,9 @@ EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |va
 # the convergence suite: it flags 6 of the 8 spg runs that ended between 69% and 94% of the gap to J*,
 # and 5 of 43 runs past 99% (their J still moving near a sharp optimum)
 RISE_TOLERANCE = 0.001
+# J over the last quarter "still rising" when the least-squares trend's rise exceeds this share of J's
+# spread (max - min) there; a spread above RISE_TOLERANCE without such a trend is an oscillation
+TREND_SHARE = 0.5
 # the local-ascent probe at a run's end: exact Adam steps on J from the final leader, and the share of
 # the climb from the uniform leader's J to the best J they meet that the run must have made
 # (and by more than PROBE_FLOOR of the value scale: 1% of the smallest gap of the convergence suite is 5e-5 of it)
@@ -138,8 +141,40 @@ def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIB
         problems.append(f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise")
     rise = metrics.get(f"{family}/J_rise_last_quarter")
     if rise is not None and rise > RISE_TOLERANCE * scale:
-        problems.append(f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale): it is still climbing")
+        motion = j_motion(metrics, scale, family)
+        problems.append(f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale)" + (f": it is {motion[0]}" if motion else ""))
     return problems
+
+
+def last_quarter(history: list[tuple[int, float]], iterations: int) -> dict[str, float]:
+    """How ``J`` moved over the last quarter of a run, from ``history`` ``[(iteration, J), ...]``
+    of its evaluations (from the last one at or before 3/4 of ``iterations`` to the end): its
+    ``rise`` (last minus first), the ``trend`` (the least-squares line's rise over the span) and
+    the ``spread`` (max - min). Empty with fewer than two such evaluations."""
+    before = [i for i, _ in history if i <= 0.75 * iterations]
+    points = [(i, J) for i, J in history if before and i >= before[-1]]
+    if len(points) < 2:
+        return {}
+    x = torch.tensor([float(i) for i, _ in points], dtype=torch.float64)
+    y = torch.tensor([J for _, J in points], dtype=torch.float64)
+    centred = x - x.mean()
+    slope = float((centred * (y - y.mean())).sum() / (centred**2).sum())
+    return {"J_rise_last_quarter": float(y[-1] - y[0]), "J_trend_last_quarter": slope * float(x[-1] - x[0]),
+            "J_spread_last_quarter": float(y.max() - y.min())}
+
+
+def j_motion(metrics: dict, scale: float, family: str = "game") -> tuple[str, str] | None:
+    """What ``J`` did over the last quarter (:func:`last_quarter`) and what to change, or ``None``
+    where it moved by at most ``RISE_TOLERANCE`` of the value scale (or was not recorded):
+    "still rising" (a trend that carries most of the spread: the run stopped too early) or
+    "oscillating" (a spread without such a trend: the leader's steps, or its noise, are too large)."""
+    trend, spread = (metrics.get(f"{family}/J_{key}_last_quarter") for key in ("trend", "spread"))
+    if trend is None or spread is None or spread <= RISE_TOLERANCE * scale:
+        return None
+    if trend > TREND_SHARE * spread:
+        return f"still rising (trend {trend:+.3g}, spread {spread:.3g})", "more trainer.iterations"
+    return (f"oscillating (spread {spread:.3g} without a trend: {trend:+.3g})",
+            "a smaller leader step (algo.leader.lr), more averaging of the iterates (algo.averaging) or larger batches (trainer.batch_size)")
 
 
 def monte_carlo_returns(
@@ -182,6 +217,8 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
         if family == "empirical":
             rows.append(("coverage: visited states, pairs, fewest visits", "{:.0f}, {:.0f}, {:.0f}".format(
                 *(metrics[f"empirical/{key}"] for key in ("visited_states", "visited_pairs", "fewest_visits")))))
+    if "J_last_quarter" in metrics:
+        rows.append(("J over the last quarter of the run", metrics["J_last_quarter"]))
     if "equilibrium" in metrics:
         rows.append(("equilibrium check", metrics["equilibrium"]))
     for player in ("leader", "follower"):
@@ -216,9 +253,31 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
     return cfg, state
 
 
+def empirical_check(
+    counts: dict[str, torch.Tensor], gamma: float, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float
+) -> dict[str, Any]:
+    """The estimates of a run without a model from the empirical game of its saved ``counts``
+    (:meth:`EmpiricalGame.state_dict`): :func:`empirical_metrics` with the local-ascent probe, and
+    the equilibrium check on them, as the run's final table gives them."""
+    (S, A1), A2 = leader.logits.shape, follower.logits.shape[1]
+    empirical = EmpiricalGame(S, (A1, A2), gamma, counts["transitions"].device)
+    empirical.load_state_dict(counts)
+    metrics = empirical_metrics(empirical, leader, follower, lam, probe=True)
+    metrics["equilibrium"] = empirical_verdict(metrics)
+    return metrics
+
+
+def empirical_verdict(metrics: dict) -> str:
+    """The equilibrium check on the estimates of the empirical game (tags ``empirical/``)."""
+    problems = equilibrium_problems(metrics, metrics["empirical/value_scale"], family="empirical")
+    verdict = "; ".join(problems) if problems else "ok"
+    return f"{verdict} (estimated from the empirical game of {metrics['empirical/transitions']:.0f} sampled transitions)"
+
+
 def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, device: str = "cpu") -> dict:
-    """Exact ``J``, values and best-response gap where the run's game has a model; Monte Carlo
-    returns with standard errors; both policies per state."""
+    """Exact ``J``, values and best-response gap where the run's game has a model, else their
+    estimates from the run's empirical game with the equilibrium check (:func:`empirical_check`);
+    Monte Carlo returns with standard errors; both policies per state."""
     cfg, state = load_run(path)
     task = make_task(cfg, resolve_device(device))
     S, (A1, A2) = task.num_states, task.num_actions
@@ -232,6 +291,8 @@ def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, d
         result.update(exact_metrics(task.game, leader, follower, lam))
         sampler = evaluation_sampler(task.game, episodes, seed, rollouts)
     else:
+        if state.get("empirical") is not None:  # the counts of every rollout the run sampled
+            result.update(empirical_check(state["empirical"], task.gamma, leader, follower, lam))
         sampler = Sampler(task.env, seed=seed, geometric_discount=task.gamma if rollouts.geometric else None)
     result.update(monte_carlo_returns(sampler, leader, follower, episodes, rollouts, task.gamma))
     result["leader_policy"] = leader.probs().detach().cpu().tolist()

@@ -27,8 +27,8 @@ class RunLogger:
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
 
-    def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text)
+    def text(self, tag: str, text: str, step: int | None = None) -> None:
+        self.writer.add_text(tag, text, step)
 
     def policy_heatmaps(self, leader_probs: torch.Tensor, follower_probs: torch.Tensor, step: int) -> None:
         """State x action probability images of both players."""
@@ -52,8 +52,8 @@ def policy_figure(probs: torch.Tensor, player: str) -> Figure:
     image = ax.imshow(probs.numpy(), aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
     ax.set_xlabel(f"{player} action")
     ax.set_ylabel("state")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # actions and states are indices
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for axis in (ax.xaxis, ax.yaxis):  # actions and states are indices: integer ticks, even for one state
+        axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.colorbar(image, ax=ax, fraction=0.08, label="probability")
     fig.tight_layout()
     return fig

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,7 @@ from spg.checkpoint import remove_temp_files
 from spg.config import SetupError
 
 LOCK_NAME = ".lock"
+LOG_NAME = "train.log"  # Hydra's log file of the run (configs/config.yaml)
 
 
 class RunDirectoryInUse(SetupError):
@@ -61,3 +63,14 @@ def write_hydra_config(run_dir: Path, cfg: DictConfig) -> None:
     (record / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     (record / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra_cfg}))
     (record / "overrides.yaml").write_text(OmegaConf.to_yaml(hydra_cfg.overrides.task))
+
+
+def holds_only_a_failed_setup(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds nothing but its lock and its log: what a run whose setup failed
+    leaves (it writes ``.hydra/``, events and checkpoints only once its checks passed)."""
+    return run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_NAME, LOG_NAME}
+
+
+def remove_failed_setup(run_dir: Path) -> None:
+    """Remove a run directory that :func:`holds_only_a_failed_setup` (its log was also printed)."""
+    shutil.rmtree(run_dir, ignore_errors=True)

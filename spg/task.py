@@ -13,7 +13,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from envs.contract import ContractError, check_first_step, find_spec, make_vector_env
+from envs.contract import ContractError, ModuleNotFound, check_first_step, find_spec, make_vector_env
 from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
 from spg.config import SetupError
@@ -21,7 +21,7 @@ from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 
 # copies of a Python env stepped at once by default, by `python scripts/benchmark.py --only python_env`
-# (README, Performance): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
+# (docs/performance.md): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
 # and 0.50 of its own single-copy rate with 8, 32, 128 and 512 copies, a costly one at 0.74 to 0.94;
 # async (one subprocess per copy) was 5 to 50 times slower than sync whatever the copies
 PYTHON_ENV_COPIES = 512
@@ -156,6 +156,8 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
         else:
             raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
+    except ModuleNotFound as error:  # not a wrong id or kwargs: where Python looks for the module
+        raise SetupError(f"env.id = {env_cfg.id}: {error}") from error
     except (ContractError, gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:

@@ -25,10 +25,13 @@ from spg.checkpoint import atomic_write, check_game, load_checkpoint, save_check
 from spg.empirical import COUNT_LIMIT, EmpiricalGame
 from spg.evaluation import (
     empirical_metrics,
+    empirical_verdict,
     equilibrium_problems,
     evaluation_sampler,
     exact_metrics,
     format_table,
+    j_motion,
+    last_quarter,
     local_ascent_metrics,
     metric_rows,
     monte_carlo_returns,
@@ -195,6 +198,12 @@ def _train_one(
         _restore(cfg, task, state, resume_from, leader, follower, algorithm, sampler, empirical)
         start, env_steps = int(state["iteration"]), int(state["env_steps"])
         log.info("resumed from %s at iteration %d", resume_from, start)
+        if start >= cfg.trainer.iterations:
+            log.info("the run was already complete (iteration %d of trainer.iterations=%d): nothing to train, its final "
+                     "policies are evaluated again; raise trainer.iterations to train on", start, cfg.trainer.iterations)
+    elif cfg.trainer.resume == "auto":
+        log.info("trainer.resume=auto: no checkpoint to resume in %s (checkpoints/last.pt), so this is a fresh run", run_dir)
+    already_complete = start >= cfg.trainer.iterations and resume_from is not None
     started()
     # the checkpoint holds iteration `start` and everything logged up to it; a killed run's later events go
     logger = RunLogger(run_dir, purge_step=start + 1 if resume_from is not None else None)
@@ -239,8 +248,10 @@ def _train_one(
     if start == 0:
         if task.game is not None:  # where the run starts, for the dashboards
             initial = exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam)
-            initial["game/equilibrium"] = float(not equilibrium_problems(initial, game_scale))
+            problems = equilibrium_problems(initial, game_scale)
+            initial["game/equilibrium"] = float(not problems)
             logger.scalars(initial, 0)
+            logger.text("game/equilibrium_check", _verdict(problems, 0), 0)
             logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), 0)
             J_history.append((0, initial["game/J"]))
         for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
@@ -277,7 +288,9 @@ def _train_one(
                 metrics.update(empirical_metrics(empirical, returned.leader, returned.follower, cfg.algo.lam, probe=final_evaluation and task.game is None))
             if f"{judged}/J" in metrics:
                 scale = game_scale if task.game is not None else metrics["empirical/value_scale"]
-                metrics[f"{judged}/equilibrium"] = float(not equilibrium_problems(metrics, scale, family=judged))
+                problems = equilibrium_problems(metrics, scale, family=judged)
+                metrics[f"{judged}/equilibrium"] = float(not problems)
+                logger.text(f"{judged}/equilibrium_check", _verdict(problems, iteration + 1), iteration + 1)
                 J_history.append((iteration + 1, metrics[f"{judged}/J"]))
             logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), iteration + 1)
             if not show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
@@ -292,16 +305,26 @@ def _train_one(
     bar.close()
 
     exact_now = {k: v for k, v in metrics.items() if k.startswith(f"{judged}/")}  # the last iteration's evaluation
-    quarter = [J for i, J in J_history if i <= 0.75 * iterations]
-    if J_history and quarter and f"{judged}/J" in exact_now:
-        exact_now[f"{judged}/J_rise_last_quarter"] = exact_now[f"{judged}/J"] - quarter[-1]
+    moved = last_quarter(J_history, iterations) if f"{judged}/J" in exact_now else {}
+    exact_now.update({f"{judged}/{key}": value for key, value in moved.items()})
     final = _final_metrics(cfg, task, returned.leader, returned.follower, rollouts, env_steps, time.perf_counter() - began, exact_now, game_scale)
+    motion = None
+    if moved:
+        motion = j_motion(final, game_scale if task.game is not None else final["empirical/value_scale"], judged)
+        spread = final[f"{judged}/J_spread_last_quarter"]
+        final["J_last_quarter"] = f"{motion[0]}: {motion[1]}" if motion else f"settled (spread {spread:.3g})"
     save_json(run_dir / "metrics.json", final)
-    logger.hparams(_hparams(cfg), [tag for tag in ("game/J", "game/best_response_gap", "leader/return", "follower/return") if tag in metrics])
+    metric_tags = ("game/J", "game/best_response_gap", "empirical/J", "empirical/best_response_gap", "leader/return", "follower/return")
+    logger.hparams(_hparams(cfg), [tag for tag in metric_tags if tag in metrics])
     logger.close()
     task.env.close()
-    _summary(cfg, final)
+    _summary(cfg, final, advice=f"J over the last quarter {motion[0]}: {motion[1]}" if motion else None, already_complete=already_complete)
     return final
+
+
+def _verdict(problems: list[str], iteration: int) -> str:
+    """The equilibrium check at an evaluation, as the dashboard's Text tab shows it."""
+    return f"iteration {iteration}: " + ("ok (1)" if not problems else "not yet (0): " + "; ".join(problems))
 
 
 def _empirical_game(cfg: DictConfig, task: Task, device: torch.device) -> EmpiricalGame | None:
@@ -358,9 +381,7 @@ def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, s
         final.update(exact_now)
         final.pop("empirical/equilibrium", None)
         if "empirical/J" in final:
-            problems = equilibrium_problems(final, final["empirical/value_scale"], family="empirical")
-            verdict = "; ".join(problems) if problems else "ok"
-            final["equilibrium"] = f"{verdict} (estimated from the empirical game of {final['empirical/transitions']:.0f} sampled transitions)"
+            final["equilibrium"] = empirical_verdict(final)
         else:
             final["equilibrium"] = "not checked: the env has no model (env.unwrapped.game) and none was estimated"
         sampler = Sampler(task.env, seed=cfg.seed + 1, geometric_discount=task.gamma if rollouts.geometric else None)
@@ -399,12 +420,16 @@ def _describe(cfg: DictConfig, task: Task, rollouts: Rollouts, run_dir: Path) ->
         log.info("training rollouts start from %s; J is judged at rho; truncation bias <= %.2e", mu, task.game.truncation_bias(horizon))
 
 
-def _summary(cfg: DictConfig, final: dict[str, Any]) -> None:
+def _summary(cfg: DictConfig, final: dict[str, Any], advice: str | None = None, already_complete: bool = False) -> None:
+    """The final table, and a warning when the equilibrium check failed, with ``advice`` (what
+    to change, from how ``J`` moved over the last quarter) where there is any."""
     rows = [("algorithm", final["algorithm"]), ("iterations", final["iterations"]), ("env steps", final["env_steps"])]
-    rows.append(("wall time [s]", f"{final['seconds']:.1f}"))
+    wall = f"{final['seconds']:.1f}" + (" (the run was already complete: nothing was trained)" if already_complete else "")
+    rows.append(("wall time [s]", wall))
     log.info("final results\n" + format_table(rows + metric_rows(final)))
     if not final["equilibrium"].startswith(("ok", "not checked")):
-        log.warning("not at a Stackelberg equilibrium yet: %s (more trainer.iterations, or see README, Convergence)", final["equilibrium"])
+        log.warning("not at a Stackelberg equilibrium yet: %s (%s; see docs/results.md, When a run does not reach the equilibrium)",
+                    final["equilibrium"], advice or "more trainer.iterations")
 
 
 def _hydra_output_dir() -> Path:

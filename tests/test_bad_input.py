@@ -24,7 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from envs.contract import ContractError
 from spg.checkpoint import load_checkpoint
-from spg.config import config_warnings
+from spg.config import config_warnings, unknown_keys
 from spg.game import random_game
 from spg.rundir import claim
 from spg.sparse_game import random_sparse_game
@@ -194,6 +194,9 @@ SETUP_CASES = [
     ("config-cg-damping", _random("algo.cg.damping=-1"), "algo.cg.damping = -1.0"),
     ("config-sub-batches", _random("algo.sub_batches=4"), "algo.sub_batches = 4"),
     ("config-estimator", _random("algo.estimator=dice"), "algo.estimator = 'dice': choose pooled or reinforce"),
+    ("config-appended-typo", _random("+trainer.batchsize=3"), "trainer.batchsize is not a setting: did you mean trainer.batch_size? Set trainer.batch_size=3"),
+    ("config-appended-nested-typo", _random("+algo.follower.kapa=0.5"), "did you mean algo.follower.kappa? Set algo.follower.kappa=0.5"),
+    ("config-appended-unknown", _random("+colour=1"), "colour is not a setting: the settings there are algo, device, env, seed, threads, trainer"),
     ("config-fresh-run-over-a-finished-one", _random(), "already holds a run"),
     ("config-resume-missing", _random("trainer.resume=/nonexistent/last.pt"), "trainer.resume = /nonexistent/last.pt"),
     ("env-unknown-module", lambda d: ["env=gym", "env.id=no_such_module:X-v0", "env.gamma=0.5"], "cannot import module 'no_such_module'"),
@@ -306,6 +309,12 @@ def test_a_run_directory_in_use_is_refused(files, tmp_path):
         message = _refused(run_dir, [*TINY[:3], "trainer.resume=auto", "trainer.iterations=8"], "is in use by another run")
     assert f"pid {os.getpid()}" in message
     train(config(*TINY, "trainer.resume=auto", "trainer.iterations=8"), run_dir=run_dir)  # released with the block
+
+
+@pytest.mark.parametrize("group", ["algo", "env"])
+def test_every_shipped_config_file_holds_only_settings_of_the_schema(group):
+    for option in sorted((ROOT / "configs" / group).glob("*.yaml")):
+        assert unknown_keys(config(f"{group}={option.stem}")) == [], option
 
 
 def test_warnings_for_legal_but_likely_wrong_values():
@@ -422,8 +431,11 @@ def test_train_script_cases_end_with_one_line_and_exit_code_1(files, scripts, tm
     shutil.copytree(files / "finished", held)
     cases = {  # run directory, overrides, expected text (the other cases run the same code in-process, above)
         "gamma-1-never-hangs": (tmp_path / "a", ["env=gym", "env.id=bad_env_module:Bad-v0", "env.gamma=1.0", "trainer.horizon=null"], "env.gamma = 1.0"),
+        "appended-typo": (tmp_path / "b", ["+trainer.batchsize=3"], "did you mean trainer.batch_size? Set trainer.batch_size=3"),
         "directory-in-use": (held, [*TINY[:3], "trainer.resume=auto"], "is in use by another run"),
+        "fresh-run-over-a-finished-one": (tmp_path / "finished", TINY[:3], "already holds a run"),
     }
+    shutil.copytree(files / "finished", tmp_path / "finished")
     before = {name: _snapshot(run_dir) for name, (run_dir, _, _) in cases.items()}
     with claim(held):
         runs = {
@@ -437,6 +449,9 @@ def test_train_script_cases_end_with_one_line_and_exit_code_1(files, scripts, tm
         lines = [line for line in output.splitlines() if line.strip() and "[INFO]" not in line]
         assert code == 1 and len(lines) == 1 and "Traceback" not in output, (name, output)
         assert "[ERROR]" in lines[0] and expected in lines[0], (name, output)
+        if not before[name]:  # a directory the failed setup made: it leaves none behind (its log was printed)
+            assert not run_dir.exists(), (name, sorted(p.name for p in run_dir.iterdir()))
+            continue
         after = _snapshot(run_dir)  # nothing written but the error, in a train.log of its own
         log_then, log_now = before[name].pop("train.log", b""), after.pop("train.log", b"")
         assert log_now == log_then if name == "directory-in-use" else log_now.startswith(log_then), name

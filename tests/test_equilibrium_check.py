@@ -1,11 +1,12 @@
 """The equilibrium check's local-ascent probe (``spg.evaluation.local_ascent_metrics``): a leader
 on a plateau of ``J`` passes the gradient test yet is flagged; a leader at a local maximum passes."""
 
+import pytest
 import torch
 
 from envs.matrix_games import MATRIX_GAMES
 from spg import exact
-from spg.evaluation import PROBE_SHARE, equilibrium_problems, exact_metrics, local_ascent_metrics, value_scale
+from spg.evaluation import PROBE_SHARE, equilibrium_problems, exact_metrics, j_motion, last_quarter, local_ascent_metrics, value_scale
 from spg.game import matrix_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.reference import ascend, quantal_stackelberg
@@ -43,3 +44,47 @@ def test_a_leader_at_the_stackelberg_value_passes_the_probe():
     assert abs(metrics["game/J"] - J_star) < 1e-4 and problems == [], problems
     shortfall = (1 - PROBE_SHARE) * (metrics["game/J_local_ascent"] - metrics["game/J_uniform"])
     assert metrics["game/J_local_ascent"] - metrics["game/J"] < shortfall
+
+
+# J over the last quarter of a 300-iteration run, from evaluations every 25 iterations: the quarter
+# starts at the evaluation at iteration 225 (the last one at or before 3/4 of the run)
+EARLY = [(0, -1.52), (100, -1.50), (200, -1.45)]
+RISING = EARLY + [(225, -1.60), (250, -1.55), (275, -1.50), (300, -1.45)]  # up 0.05 per evaluation
+SWINGING = EARLY + [(225, -1.43), (250, -1.63), (275, -1.63), (300, -1.43)]  # the Inspection swing, ending where it began
+SCALE = 2.0  # a value scale: 0.1% of it is 0.002
+
+
+def quarter(history):
+    return {f"game/{key}": value for key, value in last_quarter(history, 300).items()}
+
+
+def test_a_climb_over_the_last_quarter_is_still_rising_and_asks_for_more_iterations():
+    moved = quarter(RISING)
+    # a straight line: the least-squares trend is the whole rise, which is the whole spread
+    assert moved["game/J_rise_last_quarter"] == pytest.approx(0.15)
+    assert moved["game/J_trend_last_quarter"] == pytest.approx(0.15) and moved["game/J_spread_last_quarter"] == pytest.approx(0.15)
+    state, advice = j_motion(moved, SCALE)
+    assert state.startswith("still rising (trend +0.15") and advice == "more trainer.iterations"
+    assert "it is still rising" in equilibrium_problems(moved, SCALE)[0]
+
+
+def test_a_swing_without_trend_over_the_last_quarter_is_an_oscillation_and_asks_for_smaller_steps():
+    moved = quarter(SWINGING)
+    # x centred at -1.5, -0.5, 0.5, 1.5 (in evaluations) and J - mean = +0.1, -0.1, -0.1, +0.1: no trend at all
+    assert moved["game/J_rise_last_quarter"] == pytest.approx(0.0, abs=1e-12)
+    assert moved["game/J_trend_last_quarter"] == pytest.approx(0.0, abs=1e-12)
+    assert moved["game/J_spread_last_quarter"] == pytest.approx(0.2)
+    state, advice = j_motion(moved, SCALE)
+    assert state.startswith("oscillating (spread 0.2") and "more trainer.iterations" not in advice
+    assert all(setting in advice for setting in ("algo.leader.lr", "algo.averaging", "trainer.batch_size"))
+    assert equilibrium_problems(moved, SCALE) == []  # it ends where it began: no rise to flag
+    moved["game/J_rise_last_quarter"] = 0.01  # a swing that happens to end higher is still called what it is
+    assert "it is oscillating" in equilibrium_problems(moved, SCALE)[0]
+
+
+def test_a_settled_J_and_too_few_evaluations_give_no_diagnosis():
+    settled = EARLY + [(225, -1.4281), (250, -1.4282), (275, -1.4280), (300, -1.4281)]
+    assert j_motion(quarter(settled), SCALE) is None  # a spread of 2e-4 < 0.1% of the scale
+    assert last_quarter(EARLY + [(300, -1.43)], 300) == {"J_rise_last_quarter": pytest.approx(0.02), "J_trend_last_quarter": pytest.approx(0.02),
+                                                        "J_spread_last_quarter": pytest.approx(0.02)}
+    assert last_quarter([(300, -1.43)], 300) == {}

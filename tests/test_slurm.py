@@ -79,4 +79,4 @@ def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(scr
     assert seeds[0] != seeds[1]
     plot = scripts.run("plot.py", tmp_path, "--out", tmp_path / "c.png", timeout=120)
     assert plot.returncode == 0, plot.stderr
-    assert "(2 runs, 1 curves)" in plot.stdout  # the two seeds form one curve
+    assert "2 of 2 runs, 1 curve in 1 panel" in plot.stdout  # the two seeds form one curve

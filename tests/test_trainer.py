@@ -2,6 +2,7 @@
 directory, TensorBoard tags, custom envs, resume, crashes, sweeps and bad input."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 from spg import exact
 from spg.evaluation import equilibrium_problems
@@ -51,11 +53,36 @@ def test_tensorboard_event_files_hold_the_main_tags(tiny_run):
     assert {"leader/policy", "follower/policy"} <= set(events.Tags()["images"])
 
 
-def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(generator):
-    figure = policy_figure(torch.softmax(torch.randn(7, 3, generator=generator), -1), "leader")
+def test_equilibrium_flag_is_also_logged_as_text_at_every_evaluation(tiny_run):
+    events = EventAccumulator(str(tiny_run), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    flags = {e.step: e.value for e in events.Scalars("game/equilibrium")}
+    texts = {e.step: tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in events.Tensors("game/equilibrium_check/text_summary")}
+    assert sorted(texts) == sorted(flags) == [0, 3, 6]
+    for step, text in texts.items():
+        verdict = "ok (1)" if flags[step] == 1.0 else "not yet (0): "
+        assert text.startswith(f"iteration {step}: {verdict}"), text
+
+
+def test_resume_says_when_it_starts_fresh_and_when_the_run_was_already_complete(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="spg.trainer")
+    train(config(*TINY, "trainer.resume=auto"), run_dir=tmp_path)
+    assert f"trainer.resume=auto: no checkpoint to resume in {tmp_path} (checkpoints/last.pt), so this is a fresh run" in caplog.text
+    caplog.clear()
+    train(config(*TINY, "trainer.resume=auto"), run_dir=tmp_path)
+    assert "the run was already complete (iteration 6 of trainer.iterations=6): nothing to train" in caplog.text
+    assert "wall time [s]" in caplog.text and "(the run was already complete: nothing was trained)" in caplog.text
+    caplog.clear()
+    train(config(*[o for o in TINY if not o.startswith("trainer.iterations")], "trainer.iterations=8", "trainer.resume=auto"), run_dir=tmp_path)
+    assert "resumed from" in caplog.text and "already complete" not in caplog.text and "fresh run" not in caplog.text
+
+
+@pytest.mark.parametrize("states, actions", [(7, 3), (1, 2), (2, 2)])
+def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(states, actions, generator):
+    figure = policy_figure(torch.softmax(torch.randn(states, actions, generator=generator), -1), "leader")
     heatmap, colour_bar = figure.axes
     assert (heatmap.get_xlabel(), heatmap.get_ylabel(), colour_bar.get_ylabel()) == ("leader action", "state", "probability")
-    for ticks, count in ((heatmap.get_xticks(), 3), (heatmap.get_yticks(), 7)):
+    for ticks, count in ((heatmap.get_xticks(), actions), (heatmap.get_yticks(), states)):
         shown = [t for t in ticks if -0.5 <= t <= count - 0.5]
         assert shown and all(float(t).is_integer() for t in shown), ticks
     plt.close(figure)
@@ -246,7 +273,9 @@ def test_final_table_says_when_J_is_still_rising(tmp_path):
     done = train(config("algo=exact_spg", "trainer.progress=false"), run_dir=tmp_path / "done")
     assert done["equilibrium"].startswith("ok"), done["equilibrium"]
     # without the probe (a leader too large for exact ascent), the rise over the last quarter decides
-    assert "still climbing" in equilibrium_problems({"game/J_rise_last_quarter": early["game/J_rise_last_quarter"]}, 1.0 / (1 - 0.8))[0]
+    moved = {key: early[key] for key in ("game/J_rise_last_quarter", "game/J_trend_last_quarter", "game/J_spread_last_quarter")}
+    assert "it is still rising" in equilibrium_problems(moved, 1.0 / (1 - 0.8))[0]
+    assert early["J_last_quarter"].startswith("still rising") and early["J_last_quarter"].endswith("more trainer.iterations")
 
 
 def test_geometric_rollouts_train_and_cost_fewer_env_steps(tmp_path):

@@ -1,5 +1,5 @@
-"""The README's custom-environment example, run exactly as written: ``my_games.py`` (taken from the
-README's code block) in a fresh directory and the README's command from that directory. The learned
+"""The custom-environment example of ``docs/custom_envs.md``, run exactly as written: ``my_games.py``
+(taken from the page's code block) in a fresh directory and the page's command from that directory. The learned
 pair is judged with the Inspection game's model, built here by hand from the env's rules."""
 
 import re
@@ -12,7 +12,7 @@ from spg import exact
 from spg.game import TabularGame
 from tests.helpers import ROOT
 
-README = (ROOT / "README.md").read_text()
+PAGE = (ROOT / "docs" / "custom_envs.md").read_text()
 
 
 def inspection_model(gamma: float) -> TabularGame:
@@ -32,8 +32,8 @@ def inspection_model(gamma: float) -> TabularGame:
 
 @pytest.mark.slow
 def test_readme_inspection_example_reaches_the_follower_best_response(scripts, tmp_path):
-    code = re.search(r"```python\n(import gymnasium as gym\n.*?class Inspection.*?)```", README, re.S).group(1)
-    command = re.search(r"```bash\n(python scripts/train.py env=gym env.id=my_games:Inspection-v0[^\n]*)\n```", README).group(1)
+    code = re.search(r"```python\n(import gymnasium as gym\n.*?class Inspection.*?)```", PAGE, re.S).group(1)
+    command = re.search(r"```bash\n(python scripts/train.py env=gym env.id=my_games:Inspection-v0[^\n]*)\n```", PAGE).group(1)
     (tmp_path / "my_games.py").write_text(code)
     arguments = command.split()[2:] + [f"hydra.run.dir={tmp_path / 'run'}", "trainer.progress=false"]
     done = scripts.run("train.py", *arguments, cwd=tmp_path, timeout=600)  # this checkout's script, from the user's directory
