@@ -1,5 +1,5 @@
-"""The two-player Gymnasium contract, checked before training and on every step, and vector envs
-that keep it.
+"""The two-player Gymnasium contract, checked before training and on every step (the vector envs
+that keep it are made by :func:`envs.vectorize.make_vector_env`).
 
 Contract (docs/formats.md): observation ``Discrete(S)``, action ``MultiDiscrete([A1, A2])``,
 and the rewards ``[r_leader, r_follower]`` either as the reward itself (the MO-Gymnasium
@@ -11,9 +11,7 @@ brings the first form to the second.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from functools import partial
 import math
 import os
 from types import ModuleType
@@ -154,41 +152,3 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         return gym.spec(name)
     except gym.error.Error as error:
         raise ContractError(f"unknown environment id {env_id!r}: {error}") from error
-
-
-def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
-    """A vector env for a registered id (``"module:Name-v0"`` imports ``module`` first).
-
-    ``vectorization``: ``native`` (the id's own vector entry point, e.g. the tabular games),
-    ``sync`` (:class:`~envs.python_vector.PythonVectorEnv`: copies stepped in a loop in this
-    process), ``async`` (Gymnasium's ``AsyncVectorEnv`` over :class:`RewardPairInInfo`-wrapped
-    copies, one subprocess each), or ``auto`` (native when the id has one, else sync).
-    """
-    spec = find_spec(env_id)
-    env_id = spec.id
-    if vectorization == "auto":
-        vectorization = "native" if spec.vector_entry_point is not None else "sync"
-    if vectorization == "native":
-        if spec.vector_entry_point is None:
-            raise ContractError(f"{env_id} has no native vector env; use vectorization=sync or async")
-        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
-    elif vectorization == "sync":
-        from envs.python_vector import PythonVectorEnv
-
-        # no OrderEnforcing wrapper (about 1 us a step): the vectoriser always resets before stepping
-        unordered = dataclasses.replace(spec, order_enforce=False)
-        env = PythonVectorEnv([partial(gym.make, unordered, disable_env_checker=True, **kwargs)] * num_envs)
-    elif vectorization == "async":
-        # the contract is checked here; Gymnasium's passive checker would only warn about the reward pair
-        env = gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode=vectorization,
-            wrappers=[partial(RewardPairInInfo, defer_errors=True)],
-            disable_env_checker=True,
-            **kwargs,
-        )
-    else:
-        raise ValueError(f"vectorization = {vectorization!r}: choose auto, native, sync or async")
-    check_spaces(env.single_observation_space, env.single_action_space, env_id)
-    return env

@@ -278,7 +278,7 @@ def sampler_steps_per_second(env: gym.vector.VectorEnv, steps: int) -> float:
 
 
 def bench_python_env(repeats: int) -> list[dict]:
-    from envs.contract import make_vector_env
+    from envs.vectorize import make_vector_env
 
     if "bench/Inspection-v0" not in gym.registry:
         gym.register("bench/Inspection-v0", entry_point=Inspection)

@@ -275,22 +275,6 @@ def joint_q_estimates(
     return sums[..., 0] / counts.clamp_min(1.0), sums[..., 1] / counts.clamp_min(1.0), counts
 
 
-@torch.no_grad()
-def q_estimates(
-    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, returns: Returns | None = None, horizon_fraction: float = 0.5,
-    bootstrap: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Q functions of both players over the follower's actions (the leader's action averaged
-    under ``pi1``, as in the averaged MDP of eqs. 13-14): the leader's ``Q1(s, a2)``, the follower's
-    soft ``Q2(s, a2)``, and the sample counts ``[S, A2]``: the samples of :func:`joint_q_estimates`
-    (bootstrapped, or whole returns-to-go) grouped by ``(s, a2)``."""
-    A1 = int(batch.leader_actions.max()) + 1 if batch.leader_actions.numel() else 1  # any A1 past the largest action groups alike
-    q1, q2, counts = joint_q_estimates(
-        batch, follower_logits, A1, gamma=gamma, lam=lam, returns=returns, horizon_fraction=horizon_fraction, bootstrap=bootstrap
-    )
-    return over_leader_actions(q1, counts), over_leader_actions(q2, counts), counts.sum(1)
-
-
 def over_leader_actions(q: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """``q [S, A1, A2]``'s samples pooled over the leader's actions, as sampled: ``[S, A2]``."""
     return (counts * q).sum(1) / counts.sum(1).clamp_min(1.0)

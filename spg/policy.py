@@ -38,11 +38,6 @@ class TabularSoftmaxPolicy(nn.Module):
         logits = self.logits if states is None else self.logits[states]
         return torch.softmax(logits, dim=-1)
 
-    def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``log pi(a|s)`` for matching batches of states and actions."""
-        log_probs = torch.log_softmax(self.logits, dim=-1)
-        return log_probs[states, actions]
-
     def entropy(self, states: torch.Tensor | None = None) -> torch.Tensor:
         """``H(pi(.|s)) = -sum_a pi(a|s) log pi(a|s)`` for a batch of states (all when None)."""
         logits = self.logits if states is None else self.logits[states]

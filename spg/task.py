@@ -13,7 +13,8 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from envs.contract import ContractError, ModuleNotFound, check_first_step, find_spec, make_vector_env
+from envs.contract import ContractError, ModuleNotFound, check_first_step, find_spec
+from envs.vectorize import make_vector_env
 from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
 from spg.config import SetupError

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from spg.algorithms import make_learner
 from spg.config import register_configs
+from spg.estimators import joint_q_estimates, over_leader_actions
 
 ROOT = Path(__file__).resolve().parents[1]
 # a 3-state random game and a run of a few seconds
@@ -38,6 +39,13 @@ def sampled_trajectories(cfg, updates: int) -> int:
     b, g, t0 = cfg.trainer.batch_size, cfg.trainer.batch_growth, cfg.algo.leader.t0
     assert cfg.algo.leader.power == 1.0
     return cfg.algo.follower_warmup * b + sum(math.ceil(b * (1 + t / t0) ** g) for t in range(updates))
+
+
+def follower_q_estimates(batch, follower_logits: torch.Tensor, num_leader_actions: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's Q estimates of both players over the follower's actions ``[S, A2]`` (the
+    leader's actions pooled as sampled) and their sample counts."""
+    q1, q2, counts = joint_q_estimates(batch, follower_logits, num_leader_actions, **kwargs)
+    return over_leader_actions(q1, counts), over_leader_actions(q2, counts), counts.sum(1)
 
 
 def seeded_logits(S: int, A: int, seed: int, scale: float = 1.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ from envs import StochasticGameEnv, TabularVectorEnv
 from envs.contract import RewardPairInInfo
 from envs.soccer import soccer_game
 from spg import exact
-from spg.estimators import implicit_surrogate, q_estimates, surrogate_objectives
+from spg.estimators import implicit_surrogate, surrogate_objectives
 from spg.evaluation import evaluation_sampler
 from spg.game import TabularGame, random_game
 from spg.objectives import ExactObjectives, SampledObjectives
@@ -24,7 +24,7 @@ from spg.reference import quantal_stackelberg
 from spg.sampler import Sampler
 from spg.sparse_game import SparseTabularGame, load_game
 from spg.task import Rollouts, start_weights
-from tests.helpers import derivatives, seeded_logits, z_scores
+from tests.helpers import derivatives, follower_q_estimates, seeded_logits, z_scores
 
 LAM, HORIZON = 0.3, 60
 
@@ -300,7 +300,7 @@ def test_implicit_surrogate_and_q_estimates_are_unbiased_with_terminal_states():
         surrogate = implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=game.gamma, lam=LAM, start_weights=rho_over_mu[batch.states[:, 0]])
         (g,) = torch.autograd.grad(surrogate, leader.logits)
         implicit.append(g.flatten())
-        q1, q2, counts = q_estimates(batch, follower.logits, gamma=game.gamma, lam=LAM)
+        q1, q2, counts = follower_q_estimates(batch, follower.logits, leader.num_actions, gamma=game.gamma, lam=LAM)
         assert (counts[:3] > 0).all() and (counts[3] == 0).all()
         q.append(torch.cat([q1[:3].flatten(), q2[:3].flatten()]))
     for samples, exact_value in ((torch.stack(implicit), expected.flatten()), (torch.stack(q), expected_q)):

@@ -7,13 +7,13 @@ import torch
 
 from envs import TabularVectorEnv
 from spg import exact
-from spg.estimators import implicit_surrogate, leave_one_out_baseline, q_estimates, returns_to_go, surrogate_objectives, weighted_returns
+from spg.estimators import implicit_surrogate, leave_one_out_baseline, returns_to_go, surrogate_objectives, weighted_returns
 from spg.objectives import ExactObjectives, SampledObjectives
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from spg.task import start_weights
-from tests.helpers import derivatives, seeded_logits, z_scores
+from tests.helpers import derivatives, follower_q_estimates, seeded_logits, z_scores
 
 LAM, GAMMA, HORIZON = 0.3, 0.6, 40  # 0.6^40 ~ 1e-9: the truncated and infinite values coincide
 
@@ -136,7 +136,7 @@ def test_q_estimates_match_both_players_q_functions():
     sampler = Sampler(TabularVectorEnv(game, 500), seed=4, probe_discount=GAMMA)
     estimates = []
     for _ in range(60):
-        q1, q2, counts = q_estimates(sampler.collect(leader, follower, 500, 2 * HORIZON), follower.logits, gamma=GAMMA, lam=LAM)
+        q1, q2, counts = follower_q_estimates(sampler.collect(leader, follower, 500, 2 * HORIZON), follower.logits, leader.num_actions, gamma=GAMMA, lam=LAM)
         assert (counts > 0).all()
         estimates.append(torch.cat([q1.flatten(), q2.flatten()]))
     z = z_scores(torch.stack(estimates), expected)
@@ -159,7 +159,7 @@ def test_q_advantages_from_geometric_rollouts_with_centred_rewards():
     for _ in range(60):
         batch = sampler.collect(leader, follower, 500, HORIZON)
         returns = weighted_returns(batch, follower.logits, gamma=1.0, lam=LAM, baseline=False, center=True)
-        q1, q2, _ = q_estimates(batch, follower.logits, gamma=1.0, lam=LAM, returns=returns)
+        q1, q2, _ = follower_q_estimates(batch, follower.logits, leader.num_actions, gamma=1.0, lam=LAM, returns=returns)
         estimates.append(torch.cat([advantage(q1), advantage(q2)]))
     z = z_scores(torch.stack(estimates), expected)
     assert z.abs().max() < 4.0, z
@@ -203,7 +203,7 @@ def test_probes_of_actions_with_probability_zero_keep_every_estimate_finite():
     grads = torch.autograd.grad(F1 + F2, (leader.logits, follower.logits))
     w = seeded_logits(3, 3, 5)
     (implicit,) = torch.autograd.grad(implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=GAMMA, lam=LAM), leader.logits)
-    q1, q2, counts = q_estimates(batch, follower.logits, gamma=GAMMA, lam=LAM)
+    q1, q2, counts = follower_q_estimates(batch, follower.logits, leader.num_actions, gamma=GAMMA, lam=LAM)
     assert all(torch.isfinite(x).all() for x in (F1, F2, *grads, implicit, q1, q2))
     assert (counts[:, 0] > 0).all()
 

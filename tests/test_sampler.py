@@ -7,7 +7,8 @@ import torch
 
 import envs  # noqa: F401
 from envs import TabularVectorEnv
-from envs.contract import ContractError, make_vector_env
+from envs.contract import ContractError
+from envs.vectorize import make_vector_env
 from spg import exact
 from spg.game import TabularGame, random_game
 from spg.policy import TabularSoftmaxPolicy
