@@ -37,14 +37,27 @@ from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
 from spg.stackelberg import closed_form_solution, leader_direction
 
-# name -> (the leader follows eq. 19, where its objectives come from: the game's ``model``, the
-# ``samples`` of each batch, or the ``empirical`` game estimated from all batches so far)
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """What an algorithm is: whether its leader follows eq. (19) (``stackelberg``; else the
+    direct gradient ``grad_1 V1``), and where its objectives come from (``source``): the game's
+    ``model``, the ``samples`` of each batch alone, or the ``empirical`` game estimated from every
+    batch so far."""
+
+    name: str
+    stackelberg: bool
+    source: str
+
+
 ALGORITHMS = {
-    "spg": (True, "samples"),
-    "pg": (False, "samples"),
-    "exact_spg": (True, "model"),
-    "exact_pg": (False, "model"),
-    "model_spg": (True, "empirical"),
+    spec.name: spec
+    for spec in (
+        AlgorithmSpec("spg", stackelberg=True, source="samples"),
+        AlgorithmSpec("pg", stackelberg=False, source="samples"),
+        AlgorithmSpec("exact_spg", stackelberg=True, source="model"),
+        AlgorithmSpec("exact_pg", stackelberg=False, source="model"),
+        AlgorithmSpec("model_spg", stackelberg=True, source="empirical"),
+    )
 }
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 FOLLOWER_UPDATES = ("npg", "gradient")
@@ -122,7 +135,7 @@ class TwoTimescalePolicyGradient:
             raise ValueError(f"optimizer {leader_optimizer!r} is unknown: choose one of {', '.join(OPTIMIZERS)}")
         if solve not in SOLVERS:
             raise ValueError(f"solve = {solve!r}: choose one of {', '.join(SOLVERS)}")
-        if solve == "closed_form" and lam <= 0 and ALGORITHMS[name][0]:
+        if solve == "closed_form" and lam <= 0 and ALGORITHMS[name].stackelberg:
             raise ValueError("the closed-form solve of eq. (19) divides by lam: set lam > 0 or solve with cg")
         if sub_batches not in (1, 2, 3):
             raise ValueError(f"sub_batches = {sub_batches}: use 1 (one batch), 2 (leader | follower) or 3 (+ mixed)")
@@ -138,8 +151,8 @@ class TwoTimescalePolicyGradient:
             raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0, power >= 0, t0 > 0")
         self.follower_decay = StepSize(1.0, f.power, f.t0)  # the factor on kappa (or lr) after t leader updates
         self.name = name
-        self.stackelberg, self.data = ALGORITHMS[name]
-        self.needs_model = self.data == "model"
+        self.spec = ALGORITHMS[name]
+        self.stackelberg = self.spec.stackelberg
         if self.stackelberg and lam <= 0:
             warnings.warn(
                 f"{name} with lam = {lam}: without entropy regularisation the follower Hessian may be singular "

@@ -280,9 +280,9 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise _fail("algo.follower.tol", f.tol, "must be >= 0")
     if a.solve not in SOLVERS:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
-    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name][0]:
+    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name].stackelberg:
         raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
-    if a.solve == "cg" and not ALGORITHMS[a.name][0]:
+    if a.solve == "cg" and not ALGORITHMS[a.name].stackelberg:
         raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
     if a.estimator not in ESTIMATORS:
         raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
@@ -320,7 +320,7 @@ def config_warnings(
     game's model overrides, an entropy weight that makes the follower's best response uniform."""
     t, a = cfg.trainer, cfg.algo
     found = []
-    if ALGORITHMS[a.name][1] != "model":  # sampled algorithms: batch_size x (mean) trajectory length per update
+    if ALGORITHMS[a.name].source != "model":  # sampled algorithms: batch_size x (mean) trajectory length per update
         length = min(horizon, 1.0 / (1.0 - gamma)) if geometric else horizon
         largest = largest_batch(cfg)
         steps = largest * length * a.follower.steps

@@ -161,7 +161,7 @@ def _train_one(
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     task = make_task(cfg, device)
-    if ALGORITHMS[cfg.algo.name][1] == "model" and not has_derivatives(task):
+    if ALGORITHMS[cfg.algo.name].source == "model" and not has_derivatives(task):
         raise SetupError(
             f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
             f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg, algo=model_spg or algo=pg"
@@ -213,8 +213,8 @@ def _train_one(
 
     checkpoints = run_dir / "checkpoints"
     iterations = cfg.trainer.iterations
-    uses_samples = algorithm.data == "samples"
-    exact_source = ExactObjectives(task.game) if algorithm.needs_model else None
+    uses_samples = algorithm.spec.source == "samples"
+    exact_source = ExactObjectives(task.game) if algorithm.spec.source == "model" else None
     judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
     game_scale = value_scale(task.game) if task.game is not None else None  # the equilibrium check's unit
     bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc=cfg.algo.name)
@@ -234,7 +234,7 @@ def _train_one(
         env_steps += batch.env_steps
         if empirical is not None:
             empirical.update(batch, task.start_weights)
-        if algorithm.data == "empirical":
+        if algorithm.spec.source == "empirical":
             return ExactObjectives(empirical.model())
         return SampledObjectives(
             batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric, start_weights=task.start_weights, estimator=cfg.algo.estimator
@@ -264,7 +264,7 @@ def _train_one(
                 algorithm.follower_step(source())
         objectives = source()
         evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
-        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and not algorithm.needs_model and has_derivatives(task) else None
+        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and algorithm.spec.source != "model" and has_derivatives(task) else None
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
         if last_batch is not None:
@@ -331,7 +331,7 @@ def _empirical_game(cfg: DictConfig, task: Task, device: torch.device) -> Empiri
     """The empirical game the run counts into: for ``model_spg`` (which learns on it) and for envs
     without a model (whose estimates of ``J`` and the gap it gives); none where the counts would
     not fit (``model_spg`` then cannot run)."""
-    learns_on_it = ALGORITHMS[cfg.algo.name][1] == "empirical"
+    learns_on_it = ALGORITHMS[cfg.algo.name].source == "empirical"
     if task.game is not None and not learns_on_it:
         return None
     if EmpiricalGame.fits(task.num_states, task.num_actions):

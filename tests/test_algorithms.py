@@ -26,7 +26,7 @@ from tests.helpers import learner, seeded_logits
 
 def train(game, name, lam, iterations, *overrides, N=512, T=60, seed=0):
     leader, follower, algo = learner(game, name, f"algo.lam={lam}", *overrides)
-    if algo.needs_model:
+    if algo.spec.source == "model":
         source = ExactObjectives(game)
         for _ in range(iterations):
             algo.step(source)
