@@ -18,9 +18,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from envs.contract import ContractError
 from envs.tabular_vector import TabularVectorEnv
 from spg.algorithms import ALGORITHMS, make_learner
+from spg.collector import Collector
 from spg.checkpoint import atomic_write, check_game, load_checkpoint, save_checkpoint, save_json
 from spg.empirical import COUNT_LIMIT, EmpiricalGame
 from spg.evaluation import (
@@ -40,10 +40,9 @@ from spg.evaluation import (
 from spg.sparse_game import DENSIFY_LIMIT
 from spg.config import SetupError, check_config, config_warnings
 from spg.logger import RunLogger
-from spg.objectives import ExactObjectives, SampledObjectives
+from spg.objectives import ExactObjectives
 from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
-from spg.schedules import growing_batch
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)
@@ -157,169 +156,215 @@ def _train_one(
     """One training run into ``run_dir`` (``restart``: its index and the generator of its random
     initial leader logits; index 0 starts uniform). Every check runs before the run writes
     anything; ``started`` is called once they passed."""
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    task = make_task(cfg, device)
-    if ALGORITHMS[cfg.algo.name].source == "model" and not has_derivatives(task):
-        raise SetupError(
-            f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
-            f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg, algo=model_spg or algo=pg"
+    return Experiment(cfg, run_dir, started, restart).run()
+
+
+class Experiment:
+    """One run, in the order it happens: the task (env and model), the learner, the collector of
+    objectives, the resume point, the logger; then the loop of updates with their evaluations and
+    checkpoints; then the final table."""
+
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None
+    ) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self._setup_task()
+        self._setup_learner(restart)
+        self._setup_collector()
+        self._setup_resume()
+        started()
+        self._setup_logger()
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _setup_task(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        self.task = task = make_task(cfg, self.device)
+        if ALGORITHMS[cfg.algo.name].source == "model" and not has_derivatives(task):
+            raise SetupError(
+                f"algo={cfg.algo.name} needs exact derivatives from the game's model, and this env has none "
+                f"(no env.unwrapped.game, or a sparse game over {DENSIFY_LIMIT} states): use algo=spg, algo=model_spg or algo=pg"
+            )
+        self.empirical = _empirical_game(cfg, task, self.device)
+        self.rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
+        native = isinstance(task.env.unwrapped, TabularVectorEnv)
+        for warning in config_warnings(cfg, gamma=task.gamma, horizon=self.rollouts.horizon, geometric=self.rollouts.geometric, native=native,
+                                       max_abs_reward=task.game.max_abs_reward() if task.game is not None else None):
+            log.warning("%s", warning)
+        self.judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
+        self.game_scale = value_scale(task.game) if task.game is not None else None  # the equilibrium check's unit
+
+    def _setup_learner(self, restart: tuple[int, torch.Generator] | None) -> None:
+        cfg = self.cfg
+        self.leader, self.follower, self.algorithm = make_learner(cfg.algo, self.task.num_states, self.task.num_actions, self.device)
+        if restart is not None and restart[0] > 0:
+            with torch.no_grad():
+                self.leader.logits.copy_(cfg.trainer.restart_scale * torch.randn(self.leader.logits.shape, generator=restart[1], dtype=self.leader.logits.dtype))
+            self.algorithm.average.update(0)  # the average starts where the iterates do
+        self.returned = self.algorithm.average  # what evaluations judge and the run returns (spg.averaging)
+
+    def _setup_collector(self) -> None:
+        cfg, task = self.cfg, self.task
+        self.sampler = Sampler(
+            task.env,
+            seed=cfg.seed,
+            probe_discount=task.gamma if cfg.algo.probes else None,
+            geometric_discount=task.gamma if self.rollouts.geometric else None,
         )
-    empirical = _empirical_game(cfg, task, device)
-    rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
-    horizon, discount = rollouts.horizon, rollouts.discount(task.gamma)
-    native = isinstance(task.env.unwrapped, TabularVectorEnv)
-    for warning in config_warnings(cfg, gamma=task.gamma, horizon=horizon, geometric=rollouts.geometric, native=native,
-                                   max_abs_reward=task.game.max_abs_reward() if task.game is not None else None):
-        log.warning("%s", warning)
-    leader, follower, algorithm = make_learner(cfg.algo, task.num_states, task.num_actions, device)
-    if restart is not None and restart[0] > 0:
-        with torch.no_grad():
-            leader.logits.copy_(cfg.trainer.restart_scale * torch.randn(leader.logits.shape, generator=restart[1], dtype=leader.logits.dtype))
-        algorithm.average.update(0)  # the average starts where the iterates do
-    sampler = Sampler(
-        task.env,
-        seed=cfg.seed,
-        probe_discount=task.gamma if cfg.algo.probes else None,
-        geometric_discount=task.gamma if rollouts.geometric else None,
-    )
+        self.collector = Collector(cfg, task, self.algorithm, self.sampler, self.empirical, self.rollouts)
 
-    start, env_steps = 0, 0
-    resume_from = _resume_path(cfg, run_dir)
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.is_file() and (resume_from is None or resume_from.resolve() != last.resolve()):
-        raise SetupError(
-            f"run directory {run_dir} already holds a run ({last}): continue it with trainer.resume=auto, "
-            "or choose another hydra.run.dir"
-        )
-    if resume_from is not None:
-        state = _load_resume(resume_from, run_dir)
-        _restore(cfg, task, state, resume_from, leader, follower, algorithm, sampler, empirical)
-        start, env_steps = int(state["iteration"]), int(state["env_steps"])
-        log.info("resumed from %s at iteration %d", resume_from, start)
-        if start >= cfg.trainer.iterations:
-            log.info("the run was already complete (iteration %d of trainer.iterations=%d): nothing to train, its final "
-                     "policies are evaluated again; raise trainer.iterations to train on", start, cfg.trainer.iterations)
-    elif cfg.trainer.resume == "auto":
-        log.info("trainer.resume=auto: no checkpoint to resume in %s (checkpoints/last.pt), so this is a fresh run", run_dir)
-    already_complete = start >= cfg.trainer.iterations and resume_from is not None
-    started()
-    # the checkpoint holds iteration `start` and everything logged up to it; a killed run's later events go
-    logger = RunLogger(run_dir, purge_step=start + 1 if resume_from is not None else None)
-    if start == 0:
-        logger.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
-    _describe(cfg, task, rollouts, run_dir)
+    def _setup_resume(self) -> None:
+        """The iteration to start from: 0, or a checkpoint's (restored into the run)."""
+        cfg, run_dir = self.cfg, self.run_dir
+        self.start = 0
+        self.resume_from = _resume_path(cfg, run_dir)
+        last = run_dir / "checkpoints" / "last.pt"
+        if last.is_file() and (self.resume_from is None or self.resume_from.resolve() != last.resolve()):
+            raise SetupError(
+                f"run directory {run_dir} already holds a run ({last}): continue it with trainer.resume=auto, "
+                "or choose another hydra.run.dir"
+            )
+        if self.resume_from is not None:
+            state = _load_resume(self.resume_from, run_dir)
+            _restore(cfg, self.task, state, self.resume_from, self.leader, self.follower, self.algorithm, self.sampler, self.empirical)
+            self.start, self.collector.env_steps = int(state["iteration"]), int(state["env_steps"])
+            log.info("resumed from %s at iteration %d", self.resume_from, self.start)
+            if self.start >= cfg.trainer.iterations:
+                log.info("the run was already complete (iteration %d of trainer.iterations=%d): nothing to train, its final "
+                         "policies are evaluated again; raise trainer.iterations to train on", self.start, cfg.trainer.iterations)
+        elif cfg.trainer.resume == "auto":
+            log.info("trainer.resume=auto: no checkpoint to resume in %s (checkpoints/last.pt), so this is a fresh run", run_dir)
+        self.already_complete = self.start >= cfg.trainer.iterations and self.resume_from is not None
 
-    checkpoints = run_dir / "checkpoints"
-    iterations = cfg.trainer.iterations
-    uses_samples = algorithm.spec.source == "samples"
-    exact_source = ExactObjectives(task.game) if algorithm.spec.source == "model" else None
-    judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
-    game_scale = value_scale(task.game) if task.game is not None else None  # the equilibrium check's unit
-    bar = tqdm(total=iterations, initial=start, disable=not (cfg.trainer.progress and sys.stderr.isatty()), desc=cfg.algo.name)
-    began = time.perf_counter()
-    metrics: dict[str, float] = {}
+    def _setup_logger(self) -> None:
+        cfg = self.cfg
+        # the checkpoint holds iteration `start` and everything logged up to it; a killed run's later events go
+        self.logger = RunLogger(self.run_dir, purge_step=self.start + 1 if self.resume_from is not None else None)
+        if self.start == 0:
+            self.logger.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
+        _describe(cfg, self.task, self.rollouts, self.run_dir)
+        self.show_bar = cfg.trainer.progress and sys.stderr.isatty()
+        self.J_history: list[tuple[int, float]] = []  # (iteration, J) at this process's evaluations
 
-    def source():
-        """The objectives of this update: the model, or a fresh batch of rollouts (alone, or
-        added to the empirical game)."""
-        nonlocal env_steps, last_batch
-        if exact_source is not None:
-            return exact_source
-        try:
-            batch = last_batch = sampler.collect(leader, follower, growing_batch(cfg.trainer.batch_size, cfg.trainer.batch_growth, algorithm.leader_lr, algorithm.leader_updates), horizon)
-        except ContractError as error:  # a user env that breaks the contract after its first step
-            raise SetupError(f"env.id = {cfg.env.id} broke the two-player contract mid-rollout: {error}") from None
-        env_steps += batch.env_steps
-        if empirical is not None:
-            empirical.update(batch, task.start_weights)
-        if algorithm.spec.source == "empirical":
-            return ExactObjectives(empirical.model())
-        return SampledObjectives(
-            batch, discount, baseline=cfg.algo.baseline, center=rollouts.geometric, start_weights=task.start_weights, estimator=cfg.algo.estimator
-        )
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        cfg, iterations = self.cfg, self.cfg.trainer.iterations
+        bar = tqdm(total=iterations, initial=self.start, disable=not self.show_bar, desc=cfg.algo.name)
+        began = time.perf_counter()
+        metrics: dict[str, float] = {}
+        if self.start == 0:
+            self._evaluate_start()
+            for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
+                self.algorithm.follower_step(self._objectives())
+        for iteration in range(self.start, iterations):
+            evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
+            metrics = self._update(evaluating)
+            if evaluating:
+                self._evaluate(iteration + 1, metrics)
+            self.logger.scalars(metrics, iteration + 1)
+            self._checkpoint(iteration + 1)
+            bar.update(1)
+            bar.set_postfix(_postfix(metrics), refresh=False)
+        bar.close()
+        return self._finish(metrics, time.perf_counter() - began)
 
-    last_batch = None
+    def _objectives(self):
+        return self.collector.objectives(self.leader, self.follower)
 
-    show_bar = cfg.trainer.progress and sys.stderr.isatty()
-    returned = algorithm.average  # what evaluations judge and the run returns (spg.averaging)
-    J_history: list[tuple[int, float]] = []  # (iteration, exact J) at this process's evaluations
-    if start == 0:
-        if task.game is not None:  # where the run starts, for the dashboards
-            initial = exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam)
-            problems = equilibrium_problems(initial, game_scale)
-            initial["game/equilibrium"] = float(not problems)
-            logger.scalars(initial, 0)
-            logger.text("game/equilibrium_check", _verdict(problems, 0), 0)
-            logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), 0)
-            J_history.append((0, initial["game/J"]))
-        for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
-            algorithm.follower_step(source())
-    for iteration in range(start, iterations):
-        tick = time.perf_counter()
-        steps_before = env_steps
-        if uses_samples:
-            for _ in range(cfg.algo.follower.steps - 1):
-                algorithm.follower_step(source())
-        objectives = source()
-        evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
-        reference = algorithm.reference_direction(ExactObjectives(task.game)) if evaluating and algorithm.spec.source != "model" and has_derivatives(task) else None
+    def _update(self, evaluating: bool) -> dict[str, float]:
+        """One learner update (after ``follower.steps - 1`` follower-only ones on sampled sources)
+        and its metrics; at evaluations also the cosine of its direction to the exact one."""
+        tick, steps_before = time.perf_counter(), self.collector.env_steps
+        algorithm, task = self.algorithm, self.task
+        if algorithm.spec.source == "samples":
+            for _ in range(self.cfg.algo.follower.steps - 1):
+                algorithm.follower_step(self._objectives())
+        objectives = self._objectives()
+        compare = evaluating and algorithm.spec.source != "model" and has_derivatives(task)
+        reference = algorithm.reference_direction(ExactObjectives(task.game)) if compare else None
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
-        if last_batch is not None:
-            for name, returns in zip(("leader", "follower"), last_batch.discounted_returns(discount)):
+        if self.collector.last_batch is not None:
+            for name, returns in zip(("leader", "follower"), self.collector.last_batch.discounted_returns(self.collector.discount)):
                 metrics[f"{name}/return"] = float(returns.mean())
         elapsed = time.perf_counter() - tick
-        metrics["charts/env_steps"] = float(env_steps)
-        metrics["charts/env_steps_per_second"] = (env_steps - steps_before) / elapsed
+        metrics["charts/env_steps"] = float(self.collector.env_steps)
+        metrics["charts/env_steps_per_second"] = (self.collector.env_steps - steps_before) / elapsed
         metrics["charts/iterations_per_second"] = 1.0 / elapsed
-        if evaluating:
-            final_evaluation = iteration + 1 == iterations
-            if task.game is not None:
-                metrics.update(exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam))
-                if final_evaluation:
-                    metrics.update(local_ascent_metrics(task.game, returned.leader, cfg.algo.lam))
-            if reference is not None:
-                metrics["estimator/cosine_to_exact"] = float(
-                    torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0)
-                )
-            if empirical is not None:
-                metrics.update(empirical_metrics(empirical, returned.leader, returned.follower, cfg.algo.lam, probe=final_evaluation and task.game is None))
-            if f"{judged}/J" in metrics:
-                scale = game_scale if task.game is not None else metrics["empirical/value_scale"]
-                problems = equilibrium_problems(metrics, scale, family=judged)
-                metrics[f"{judged}/equilibrium"] = float(not problems)
-                logger.text(f"{judged}/equilibrium_check", _verdict(problems, iteration + 1), iteration + 1)
-                J_history.append((iteration + 1, metrics[f"{judged}/J"]))
-            logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), iteration + 1)
-            if not show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
-                log.info("iteration %d/%d: %s", iteration + 1, iterations, _progress_line(metrics))
-        logger.scalars(metrics, iteration + 1)
-        if (iteration + 1) % cfg.trainer.checkpoint_every == 0 or iteration + 1 == iterations:
-            state = _checkpoint_state(cfg, task, leader, follower, algorithm, sampler, empirical, iteration + 1, env_steps)
-            periodic = [checkpoints / f"iteration_{iteration + 1:06d}.pt"] if (iteration + 1) % cfg.trainer.checkpoint_every == 0 else []
-            save_checkpoint(state, *periodic, checkpoints / "last.pt")  # last.pt never moves past a missing periodic one
-        bar.update(1)
-        bar.set_postfix(_postfix(metrics), refresh=False)
-    bar.close()
+        if reference is not None:
+            metrics["estimator/cosine_to_exact"] = float(torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0))
+        return metrics
 
-    exact_now = {k: v for k, v in metrics.items() if k.startswith(f"{judged}/")}  # the last iteration's evaluation
-    moved = last_quarter(J_history, iterations) if f"{judged}/J" in exact_now else {}
-    exact_now.update({f"{judged}/{key}": value for key, value in moved.items()})
-    final = _final_metrics(cfg, task, returned.leader, returned.follower, rollouts, env_steps, time.perf_counter() - began, exact_now, game_scale)
-    motion = None
-    if moved:
-        motion = j_motion(final, game_scale if task.game is not None else final["empirical/value_scale"], judged)
-        spread = final[f"{judged}/J_spread_last_quarter"]
-        final["J_last_quarter"] = f"{motion[0]}: {motion[1]}" if motion else f"settled (spread {spread:.3g})"
-    save_json(run_dir / "metrics.json", final)
-    metric_tags = ("game/J", "game/best_response_gap", "empirical/J", "empirical/best_response_gap", "leader/return", "follower/return")
-    logger.hparams(_hparams(cfg), [tag for tag in metric_tags if tag in metrics])
-    logger.close()
-    task.env.close()
-    _summary(cfg, final, advice=f"J over the last quarter {motion[0]}: {motion[1]}" if motion else None, already_complete=already_complete)
-    return final
+    # -- evaluation --------------------------------------------------------------------------------
+    def _evaluate_start(self) -> None:
+        """Where the run starts, for the dashboards."""
+        task, returned = self.task, self.returned
+        if task.game is None:
+            return
+        initial = exact_metrics(task.game, returned.leader, returned.follower, self.cfg.algo.lam)
+        problems = equilibrium_problems(initial, self.game_scale)
+        initial["game/equilibrium"] = float(not problems)
+        self.logger.scalars(initial, 0)
+        self.logger.text("game/equilibrium_check", _verdict(problems, 0), 0)
+        self.logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), 0)
+        self.J_history.append((0, initial["game/J"]))
+
+    def _evaluate(self, iteration: int, metrics: dict[str, float]) -> None:
+        """Add the evaluation of the returned policies to ``metrics``: exact on the model (with the
+        local-ascent probe at the end), else estimated on the empirical game; the equilibrium check."""
+        cfg, task, returned, judged = self.cfg, self.task, self.returned, self.judged
+        final_evaluation = iteration == cfg.trainer.iterations
+        if task.game is not None:
+            metrics.update(exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam))
+            if final_evaluation:
+                metrics.update(local_ascent_metrics(task.game, returned.leader, cfg.algo.lam))
+        if self.empirical is not None:
+            metrics.update(empirical_metrics(self.empirical, returned.leader, returned.follower, cfg.algo.lam, probe=final_evaluation and task.game is None))
+        if f"{judged}/J" in metrics:
+            scale = self.game_scale if task.game is not None else metrics["empirical/value_scale"]
+            problems = equilibrium_problems(metrics, scale, family=judged)
+            metrics[f"{judged}/equilibrium"] = float(not problems)
+            self.logger.text(f"{judged}/equilibrium_check", _verdict(problems, iteration), iteration)
+            self.J_history.append((iteration, metrics[f"{judged}/J"]))
+        self.logger.policy_heatmaps(returned.leader.probs(), returned.follower.probs(), iteration)
+        if not self.show_bar:  # off a terminal (nohup, SLURM logs): one line per evaluation
+            log.info("iteration %d/%d: %s", iteration, cfg.trainer.iterations, _progress_line(metrics))
+
+    def _checkpoint(self, iteration: int) -> None:
+        """Every ``checkpoint_every`` iterations and at the end: the periodic checkpoint, then ``last.pt``."""
+        trainer = self.cfg.trainer
+        periodic = iteration % trainer.checkpoint_every == 0
+        if not periodic and iteration != trainer.iterations:
+            return
+        state = _checkpoint_state(self.cfg, self.task, self.leader, self.follower, self.algorithm, self.sampler, self.empirical,
+                                  iteration, self.collector.env_steps)
+        checkpoints = self.run_dir / "checkpoints"
+        extra = [checkpoints / f"iteration_{iteration:06d}.pt"] if periodic else []
+        save_checkpoint(state, *extra, checkpoints / "last.pt")  # last.pt never moves past a missing periodic one
+
+    # -- the end -----------------------------------------------------------------------------------
+    def _finish(self, metrics: dict[str, float], seconds: float) -> dict[str, float]:
+        """``metrics.json``, the HParams table and the final table, from the last evaluation."""
+        cfg, task, judged = self.cfg, self.task, self.judged
+        exact_now = {k: v for k, v in metrics.items() if k.startswith(f"{judged}/")}  # the last iteration's evaluation
+        moved = last_quarter(self.J_history, cfg.trainer.iterations) if f"{judged}/J" in exact_now else {}
+        exact_now.update({f"{judged}/{key}": value for key, value in moved.items()})
+        final = _final_metrics(cfg, task, self.returned.leader, self.returned.follower, self.rollouts, self.collector.env_steps, seconds,
+                               exact_now, self.game_scale)
+        motion = None
+        if moved:
+            motion = j_motion(final, self.game_scale if task.game is not None else final["empirical/value_scale"], judged)
+            spread = final[f"{judged}/J_spread_last_quarter"]
+            final["J_last_quarter"] = f"{motion[0]}: {motion[1]}" if motion else f"settled (spread {spread:.3g})"
+        save_json(self.run_dir / "metrics.json", final)
+        metric_tags = ("game/J", "game/best_response_gap", "empirical/J", "empirical/best_response_gap", "leader/return", "follower/return")
+        self.logger.hparams(_hparams(cfg), [tag for tag in metric_tags if tag in metrics])
+        self.logger.close()
+        task.env.close()
+        _summary(cfg, final, advice=f"J over the last quarter {motion[0]}: {motion[1]}" if motion else None, already_complete=self.already_complete)
+        return final
 
 
 def _verdict(problems: list[str], iteration: int) -> str:

@@ -134,7 +134,7 @@ def test_bad_batch_size_is_rejected():
 
 
 def test_sampler_state_dict_restores_the_rollout_stream():
-    from spg.game import TabularGame, random_game
+    from spg.game import random_game
 
     game = random_game(4, 2, 3, seed=1)
     leader, follower = TabularSoftmaxPolicy(4, 2), TabularSoftmaxPolicy(4, 3)
