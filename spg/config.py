@@ -152,8 +152,8 @@ def register_configs() -> None:
 
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 MAX_SEED = 2**63 - 1
-# env steps per second assumed when estimating how long one iteration takes (measured on 2 cores,
-# docs/performance.md: the native tabular envs 1.5 to 6 M/s, Python envs through SyncVectorEnv ~0.1 M/s)
+# env steps per second assumed when estimating how long one iteration takes (a low end of the rates
+# measured in docs/performance.md)
 NATIVE_STEPS_PER_SECOND, PYTHON_STEPS_PER_SECOND = 1e6, 1e5
 SLOW_ITERATION_SECONDS = 60.0
 NEGLIGIBLE_DISCOUNT = 1e-12  # gamma^T below this: later steps carry no weight in any estimate

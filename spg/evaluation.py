@@ -26,9 +26,8 @@ from spg.task import Rollouts, make_task, plan_rollouts, resolve_device
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
 EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |value| any pair of policies reaches)
-# J still rising: over the last quarter of a run, more than this share of the value scale. Measured on
-# the convergence suite: it flags 6 of the 8 spg runs that ended between 69% and 94% of the gap to J*,
-# and 5 of 43 runs past 99% (their J still moving near a sharp optimum)
+# J still rising: over the last quarter of a run, more than this share of the value scale (used where
+# the local-ascent probe cannot run; docs/results.md)
 RISE_TOLERANCE = 0.001
 # J over the last quarter "still rising" when the least-squares trend's rise exceeds this share of J's
 # spread (max - min) there; a spread above RISE_TOLERANCE without such a trend is an oscillation

@@ -187,9 +187,7 @@ class SampledObjectives:
 
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
         """The follower's ``Q2`` bootstrapped (:func:`spg.estimators.joint_q_estimates`), the
-        leader's ``Q1`` from whole returns-to-go: ``w`` from it gave ``spg`` higher ``J`` on
-        ``patrolling-line-4`` (200 updates of 512: 0.956 to 0.971 of the gap over four seeds, against 0.932 to 0.969
-        bootstrapped) although its squared error per batch is larger."""
+        leader's ``Q1`` from whole returns-to-go (the choice measured in docs/estimators.md)."""
         returns = self.returns(theta1, theta2, lam, baseline=False)
         q1, _, counts1 = joint_q_estimates(self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns, bootstrap=False)
         _, q2, counts2 = self.joint_q(theta1, theta2, lam)

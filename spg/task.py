@@ -21,10 +21,8 @@ from spg.config import SetupError
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game
 
-# copies of a Python env stepped at once by default, by `python scripts/benchmark.py --only python_env`
-# (docs/performance.md): in process (sync), a cheap env ran through the sampler at 0.15, 0.23, 0.47
-# and 0.50 of its own single-copy rate with 8, 32, 128 and 512 copies, a costly one at 0.74 to 0.94;
-# async (one subprocess per copy) was 5 to 50 times slower than sync whatever the copies
+# copies of a Python env stepped at once by default, chosen by `python scripts/benchmark.py --only python_env`
+# (docs/performance.md, Python envs)
 PYTHON_ENV_COPIES = 512
 # copies of a native tabular env (at least; more when a batch is larger): each round of the sampler
 # steps only as many as its batch needs, so spare copies cost memory, not samples
@@ -38,10 +36,7 @@ def python_env_copies(vectorization: str, batch_size: int) -> int:
 
 
 # fixed horizons longer than this give way to geometric lengths under trainer.rollouts=auto
-# (gamma above about 0.98). Measured: scripts/rollouts.py with the pooled estimators, at gamma 0.99
-# geometric lengths estimate eq. (19) 0.6-6.5x as precisely per env step as the fixed horizon (2221
-# steps) at 22x fewer env steps per batch; at gamma 0.9 a batch of 512 geometric trajectories is
-# 4-17x less precise (16x fewer env steps)
+# (gamma above about 0.98), chosen by scripts/rollouts.py (docs/how_it_learns.md, Budget)
 LONGEST_FIXED_HORIZON = 1000
 GEOMETRIC_TAIL = 1e-4  # the share of geometric trajectories the horizon may cut short
 
