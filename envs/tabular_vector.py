@@ -126,18 +126,20 @@ class TabularVectorEnv(VectorEnv):
             return self.states
         if not 1 <= num_copies <= self.num_envs:
             raise ValueError(f"num_copies = {num_copies}: reset between 1 and num_envs = {self.num_envs} copies")
-        self.states = self.states.clone()
-        self.states[:num_copies] = self._draw_starts(num_copies)
+        starts = self._draw_starts(num_copies)
+        self.states = self.states.clone()  # the states a caller holds stay as they were
+        self.states[:num_copies] = starts
         self._elapsed[:num_copies] = 0
         self._needs_reset[:num_copies] = False
-        return self.states[:num_copies]
+        return starts
 
-    def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor, copies: torch.Tensor | None = None):
+    def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor, copies: torch.Tensor | slice | None = None):
         """One batched step: ``(next_states, rewards [n, 2] float32, terminated, truncated)``. With
-        ``copies`` (indices), only those copies step (the actions are theirs; the others stay as
-        they are): a sampler stops stepping copies whose episodes have ended."""
+        ``copies`` (indices, or a slice of the first copies), only those copies step (the actions
+        are theirs; the others stay as they are): a sampler stops stepping copies whose episodes
+        have ended, and steps only as many as its batch needs."""
         A1, A2 = self.game.num_actions
-        states = self.states if copies is None else self.states.index_select(0, copies)
+        states = self._select(self.states, copies)
         row = (states * A1 + leader_actions) * A2 + follower_actions
         n = row.shape[0]
         u = self._uniform(n)
@@ -152,8 +154,7 @@ class TabularVectorEnv(VectorEnv):
         if self.max_episode_steps is None and self.terminal is None:  # episodes never end: no autoreset bookkeeping
             self._store(copies, next_states)
             return next_states, rewards, never, never
-        restarting = self._needs_reset if copies is None else self._needs_reset.index_select(0, copies)
-        elapsed = self._elapsed if copies is None else self._elapsed.index_select(0, copies)
+        restarting, elapsed = self._select(self._needs_reset, copies), self._select(self._elapsed, copies)
         if self.terminal is not None:  # a copy that started in a terminal state stays there, collecting nothing
             stuck = self.terminal.index_select(0, states) & ~restarting
             next_states = torch.where(stuck, states, next_states)
@@ -168,9 +169,20 @@ class TabularVectorEnv(VectorEnv):
         self._store(copies, next_states, elapsed, terminated | truncated)
         return next_states, rewards, terminated, truncated
 
-    def _store(self, copies: torch.Tensor | None, states: torch.Tensor, elapsed=None, needs_reset=None) -> None:
+    @staticmethod
+    def _select(values: torch.Tensor, copies: torch.Tensor | slice | None) -> torch.Tensor:
+        if copies is None:
+            return values
+        return values[copies] if isinstance(copies, slice) else values.index_select(0, copies)
+
+    def _store(self, copies: torch.Tensor | slice | None, states: torch.Tensor, elapsed=None, needs_reset=None) -> None:
         """Write the stepped copies' states (and autoreset bookkeeping) back."""
-        put = (lambda old, new: new) if copies is None else (lambda old, new: old.index_copy(0, copies, new))  # noqa: E731
+        if copies is None:
+            put = lambda old, new: new  # noqa: E731
+        elif isinstance(copies, slice):  # in place: a partial reset gave this env its own buffers
+            put = lambda old, new: old.__setitem__(copies, new) or old  # noqa: E731
+        else:
+            put = lambda old, new: old.index_copy(0, copies, new)  # noqa: E731
         self.states = put(self.states, states)
         if elapsed is not None:
             self._elapsed, self._needs_reset = put(self._elapsed, elapsed), put(self._needs_reset, needs_reset)

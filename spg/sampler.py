@@ -166,10 +166,9 @@ class Sampler:
     def _rollout(self, leader, follower, horizon: int, n: int) -> Batch:
         """``n`` trajectories: the first ``n`` copies of a native env, all copies of another."""
         copies = None  # the copies still stepped: all, or (native envs) the indices of those still alive
+        first = slice(0, n) if self.native and n < self.env.num_envs else None  # the env copies this round steps
         if self.native:
             s = self.env.unwrapped.reset_torch(seed=self._reset_seed(), num_copies=n)
-            if n < self.env.num_envs:
-                copies = torch.arange(n, device=self.device)
         else:
             obs, _ = self.env.reset(seed=self._reset_seed())
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
@@ -224,7 +223,7 @@ class Sampler:
             if episodes_can_end:
                 record(mask, t, alive)
             if self.native:
-                s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2, copies)
+                s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2, copies if copies is not None else first)
             else:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
             record(rewards, t, r.to(self.dtype))
