@@ -4,6 +4,7 @@ stationary point of J, spg from samples ends near it, no single step saturates a
 matrix game where commitment pays spg beats simultaneous gradient play. Learners are built from
 the shipped config, so these are tests of the defaults."""
 
+import math
 import warnings
 
 import pytest
@@ -19,7 +20,7 @@ from spg.objectives import ExactObjectives, SampledObjectives
 from spg.policy import TabularSoftmaxPolicy
 from spg.reference import ascend
 from spg.sampler import Sampler
-from spg.schedules import StepSize
+from spg.schedules import StepSize, growing_batch
 from spg.stackelberg import leader_direction
 from tests.helpers import learner, seeded_logits
 
@@ -133,6 +134,15 @@ def test_decaying_schedule_and_its_assumption_1_check():
     assert schedule(0) == 2.0 and schedule(30) == pytest.approx(2.0 * (10 / 40) ** 0.6)
     with pytest.warns(UserWarning, match="Assumption 1"):
         TwoTimescalePolicyGradient("spg", TabularSoftmaxPolicy(3, 2), TabularSoftmaxPolicy(3, 2), lam=0.1, leader_step=StepSize(1.0, power=0.4))
+
+
+def test_the_batch_grows_as_the_leader_step_shrinks():
+    """``batch (lr_0 / lr_t)^g`` rounded up: with ``lr (t0 / (t + t0))`` that is ``batch (1 + t / t0)^g``."""
+    step = StepSize(0.1, power=1.0, t0=50.0)
+    assert [growing_batch(32, 1.25, step, t) for t in (0, 50, 150)] == [32, math.ceil(32 * 2**1.25), math.ceil(32 * 4**1.25)]
+    assert growing_batch(32, 1.25, step, 399) == 498  # the last of 400 updates at the shipped defaults
+    assert {growing_batch(64, 0.0, step, t) for t in range(0, 400, 37)} == {64}  # no growth
+    assert {growing_batch(32, 1.25, StepSize(0.1), t) for t in range(0, 400, 37)} == {32}  # a constant step: no growth
 
 
 def test_follower_step_decays_more_slowly_than_the_leaders():
