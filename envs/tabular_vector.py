@@ -177,12 +177,14 @@ class TabularVectorEnv(VectorEnv):
 
     def _store(self, copies: torch.Tensor | slice | None, states: torch.Tensor, elapsed=None, needs_reset=None) -> None:
         """Write the stepped copies' states (and autoreset bookkeeping) back."""
-        if copies is None:
-            put = lambda old, new: new  # noqa: E731
-        elif isinstance(copies, slice):  # in place: a partial reset gave this env its own buffers
-            put = lambda old, new: old.__setitem__(copies, new) or old  # noqa: E731
-        else:
-            put = lambda old, new: old.index_copy(0, copies, new)  # noqa: E731
+        def put(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            if copies is None:
+                return new
+            if isinstance(copies, slice):  # in place: a partial reset gave this env its own buffers
+                old[copies] = new
+                return old
+            return old.index_copy(0, copies, new)
+
         self.states = put(self.states, states)
         if elapsed is not None:
             self._elapsed, self._needs_reset = put(self._elapsed, elapsed), put(self._needs_reset, needs_reset)

@@ -32,6 +32,27 @@ TINY = [
 ]
 
 
+def coordination_env_source(name: str) -> str:
+    """A module registering ``name``, a two-state env without a model: the leader earns 1 when the
+    actions match, the follower 1 for its action 1; the next state is uniform, the first one 0."""
+    return (
+        "import gymnasium as gym, numpy as np\n"
+        "class Coordination(gym.Env):\n"
+        "    observation_space = gym.spaces.Discrete(2)\n"
+        "    action_space = gym.spaces.MultiDiscrete([2, 2])\n"
+        "    def reset(self, *, seed=None, options=None):\n"
+        "        super().reset(seed=seed)\n"
+        "        self.s = 0\n"
+        "        return self.s, {}\n"
+        "    def step(self, action):\n"
+        "        a1, a2 = int(action[0]), int(action[1])\n"
+        "        self.s = int(self.np_random.integers(2))\n"
+        "        return self.s, np.array([a1 == a2, a2], dtype=np.float32), False, False, {}\n"
+        f"if {name!r} not in gym.registry:\n"
+        f"    gym.register({name!r}, entry_point=Coordination)\n"
+    )
+
+
 def sampled_trajectories(cfg, updates: int) -> int:
     """Trajectories a sampled run draws: ``follower_warmup`` batches of ``batch_size``, then
     ``batch_size (1 + t / t0)^batch_growth`` (rounded up) for leader update ``t`` (the leader's

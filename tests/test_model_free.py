@@ -15,26 +15,11 @@ from spg import exact
 from spg.evaluation import evaluate_run
 from spg.game import TabularGame
 from spg.trainer import SetupError, train
-from tests.helpers import TINY, config
+from tests.helpers import TINY, config, coordination_env_source
 
 MODULE = "nc_coordination"
 ENV = [f"env.id={MODULE}:ModelFreeCoordination-v0", "env=gym", "env.gamma=0.5", "env.num_envs=4"]
-SOURCE = (
-    "import gymnasium as gym, numpy as np\n"
-    "class Coordination(gym.Env):\n"
-    "    observation_space = gym.spaces.Discrete(2)\n"
-    "    action_space = gym.spaces.MultiDiscrete([2, 2])\n"
-    "    def reset(self, *, seed=None, options=None):\n"
-    "        super().reset(seed=seed)\n"
-    "        self.s = 0\n"
-    "        return self.s, {}\n"
-    "    def step(self, action):\n"
-    "        a1, a2 = int(action[0]), int(action[1])\n"
-    "        self.s = int(self.np_random.integers(2))\n"
-    "        return self.s, np.array([a1 == a2, a2], dtype=np.float32), False, False, {}\n"
-    "if 'ModelFreeCoordination-v0' not in gym.registry:\n"
-    "    gym.register('ModelFreeCoordination-v0', entry_point=Coordination)\n"
-)
+SOURCE = coordination_env_source("ModelFreeCoordination-v0")
 # the game the env plays, written from its rules: the leader earns 1 when the actions match, the
 # follower 1 for its action 1; the next state is uniform, the first one 0
 MODEL = TabularGame(np.full((2, 2, 2, 2), 0.5), np.broadcast_to(np.eye(2), (2, 2, 2)),

@@ -22,7 +22,7 @@ from spg.evaluation import equilibrium_problems
 from spg.game import TabularGame, random_game
 from spg.logger import policy_figure
 from spg.trainer import SetupError, train
-from tests.helpers import TINY, config, sampled_trajectories
+from tests.helpers import TINY, config, coordination_env_source, sampled_trajectories
 
 
 @pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
@@ -89,21 +89,7 @@ def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(states, acti
 
 
 def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
-    (tmp_path / "my_game_module.py").write_text(
-        "import gymnasium as gym, numpy as np\n"
-        "class Coordination(gym.Env):\n"
-        "    observation_space = gym.spaces.Discrete(2)\n"
-        "    action_space = gym.spaces.MultiDiscrete([2, 2])\n"
-        "    def reset(self, *, seed=None, options=None):\n"
-        "        super().reset(seed=seed)\n"
-        "        self.s = 0\n"
-        "        return self.s, {}\n"
-        "    def step(self, action):\n"
-        "        a1, a2 = int(action[0]), int(action[1])\n"
-        "        self.s = int(self.np_random.integers(2))\n"
-        "        return self.s, np.array([a1 == a2, a2], dtype=np.float32), False, False, {}\n"
-        "gym.register('Coordination-v0', entry_point=Coordination)\n"
-    )
+    (tmp_path / "my_game_module.py").write_text(coordination_env_source("Coordination-v0"))
     monkeypatch.syspath_prepend(str(tmp_path))
     overrides = ["env=gym", "env.id=my_game_module:Coordination-v0", "env.gamma=0.5", "env.num_envs=4"]
     final = train(config(*overrides, *TINY[3:]), run_dir=tmp_path / "run")
