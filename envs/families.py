@@ -132,3 +132,36 @@ def holdout_games() -> list[tuple[str, str, TabularGame | SparseTabularGame, flo
     games.append(("random-50-states", "large random game", random_game(50, 3, 3, gamma=0.8, seed=86), 0.1))
     games.append(("sparse-100-states", "large random game", random_sparse_game(100, 3, 3, 4, gamma=0.9, seed=87), 0.05))
     return games
+
+
+def drawn_games(count: int = 16, *, seed: int = 2026) -> list[tuple[str, str, TabularGame | SparseTabularGame, float]]:
+    """``count`` games drawn at random from the families above (``scripts/convergence.py --suite
+    drawn``), for judging defaults on games nobody looked at first: dense random stochastic games of
+    4 to 40 states, sparse ones of 10 to 60, security games of 2 to 8 targets (one-shot or
+    repeated), repeated random bimatrix games and delayed-payoff games, with 2 to 5 actions a
+    player, ``gamma`` in {0.8, 0.9} and ``lam`` in {0.02, 0.05, 0.1, 0.3}. Same ``seed``, same games."""
+    rng = np.random.default_rng(seed)
+    families = ("random stochastic game", "random sparse game", "security game", "repeated matrix game", "delayed payoff")
+    games = []
+    for k in range(count):
+        family = families[k % len(families)]
+        s = int(rng.integers(1_000_000))
+        A1, A2 = (int(a) for a in rng.integers(2, 6, size=2))
+        gamma = float(rng.choice([0.8, 0.9]))
+        lam = float(rng.choice([0.02, 0.05, 0.1, 0.3]))
+        if family == "random stochastic game":
+            S = int(rng.integers(4, 41))
+            name, game = f"drawn-{k}-random-{S}-states-{A1}x{A2}", random_game(S, A1, A2, gamma=gamma, seed=s)
+        elif family == "random sparse game":
+            S = int(rng.integers(10, 61))
+            name, game = f"drawn-{k}-sparse-{S}-states-{A1}x{A2}", random_sparse_game(S, A1, A2, int(rng.integers(2, 5)), gamma=gamma, seed=s)
+        elif family == "security game":
+            n, repeated = int(rng.integers(2, 9)), bool(rng.integers(2))
+            name, game = f"drawn-{k}-security-{n}-targets{'-repeated' if repeated else ''}", security_game(n, seed=s, gamma=0.5 if repeated else 0.0)
+        elif family == "repeated matrix game":
+            name, game = f"drawn-{k}-random-{A1}x{A2}-repeated-g{gamma}", random_matrix_game(A1, A2, seed=s, gamma=gamma)
+        else:
+            delay = int(rng.integers(1, 4))
+            name, game = f"drawn-{k}-delayed-{A1}-actions-delay-{delay}", delayed_payoff_game(A1, delay, seed=s, gamma=gamma)
+        games.append((name, family, game, lam))
+    return games

@@ -37,12 +37,12 @@ from joblib import Parallel, delayed
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envs.families import convergence_games, holdout_games  # noqa: E402
+from envs.families import convergence_games, drawn_games, holdout_games  # noqa: E402
 from spg import exact  # noqa: E402
 from spg.reference import ascend, quantal_stackelberg  # noqa: E402
 
 REACHED = 0.95  # the share of the gap whose env steps are reported
-SUITES = {"convergence": convergence_games, "holdout": holdout_games}
+SUITES = {"convergence": convergence_games, "holdout": holdout_games, "drawn": drawn_games}
 
 
 def reference(name: str, game, lam: float) -> dict:
@@ -233,7 +233,7 @@ def main() -> int:
     parser.add_argument("--algos", nargs="+", default=["exact_spg", "spg", "model_spg", "pg"])
     parser.add_argument("--games", nargs="+", help="only these games (names as in the table)")
     parser.add_argument("--suite", choices=SUITES, default="convergence",
-                        help="convergence: the 41 games the defaults were chosen on; holdout: 9 games they were not (envs/families.py)")
+                        help="convergence: the 41 games the defaults were chosen on; holdout: 9 games they were not; drawn: 16 games drawn at random from the families (envs/families.py)")
     parser.add_argument("--override", nargs="*", default=[], help="key=value overrides for every run (studies only)")
     parser.add_argument("--restarts", type=int, default=4, help="trainer.restarts of the extra runs on games where ascent from the uniform leader misses J*")
     args = parser.parse_args()
