@@ -31,6 +31,15 @@ class ContractError(ValueError):
     """An environment that breaks the two-player contract."""
 
 
+def contract_problem(error: ContractError) -> str:
+    """What the env did, from a contract error: the message without the env's wrapper chain and
+    the whole contract (which the run's log keeps)."""
+    text = str(error)
+    if CONTRACT in text:
+        text = text.split(CONTRACT, 1)[1].lstrip(";, ") or "its spaces or rewards are not those of the contract"
+    return " ".join(text.split())
+
+
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: str = "env") -> tuple[int, int, int]:
     """``(S, A1, A2)`` of an env that follows the contract; :class:`ContractError` otherwise."""
     if not isinstance(observation_space, gym.spaces.Discrete):

@@ -22,7 +22,9 @@ from omegaconf import DictConfig
 sys.path.append(os.getcwd())  # last: it never shadows an installed package
 
 from envs.contract import ContractError
+from spg.cli import DETAIL, console_skips_details
 from spg.config import register_configs
+from spg.faults import RunFault
 from spg.rundir import RunDirectoryInUse, holds_only_a_failed_setup, remove_failed_setup
 from spg.trainer import SetupError, train
 
@@ -32,13 +34,16 @@ log = logging.getLogger("spg")
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    console_skips_details()
     try:
         return train(cfg).get("game/J")
-    except (SetupError, ContractError, FloatingPointError) as error:
-        # bad input, an env breaking the two-player contract mid-rollout, a diverging step: one line
+    except (SetupError, ContractError, FloatingPointError, RunFault) as error:
+        # bad input, an env failing mid-run, a diverging step, a refused write, a stop signal: one line
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        detail = getattr(error, "detail", None)  # for train.log only
         in_use = isinstance(error, RunDirectoryInUse)  # that directory's train.log belongs to the other run
-        failed_setup = not in_use and holds_only_a_failed_setup(run_dir)  # nothing to keep: the log went to the console too
+        # nothing to keep: the log went to the console too (unless it holds the details the line leaves out)
+        failed_setup = not in_use and detail is None and holds_only_a_failed_setup(run_dir)
         if in_use or failed_setup:
             root = logging.getLogger()
             for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
@@ -46,8 +51,10 @@ def main(cfg: DictConfig) -> float | None:
                 handler.close()
         if failed_setup:
             remove_failed_setup(run_dir)
+        if detail is not None:
+            log.error("details: %s", detail, extra={DETAIL: True})
         log.error("%s", " ".join(str(error).split()))
-        sys.exit(1)
+        sys.exit(getattr(error, "exit_code", 1))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ gradient`` is plain eq. (9) instead.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ import torch
 
 from spg import exact
 from spg.averaging import IterateAverage
+from spg.cg import CGResult
 from spg.objectives import ObjectiveSource
 from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
@@ -110,6 +112,17 @@ def _check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+CG_DIVERGED_RESIDUAL = 1e6  # a relative residual this large: the solve blew up (a sound one stays near or below 1)
+
+
+def cg_diverged(cg: CGResult, implicit: torch.Tensor) -> bool:
+    """A CG solve not to be trusted: a non-finite solution, residual or implicit term, or a
+    relative residual above ``CG_DIVERGED_RESIDUAL``."""
+    residual = cg.residual
+    finite = math.isfinite(residual) and bool(torch.isfinite(cg.solution).all()) and bool(torch.isfinite(implicit).all())
+    return not (finite and residual <= CG_DIVERGED_RESIDUAL)
+
+
 class TwoTimescalePolicyGradient:
     """``spg``, ``pg``, ``exact_spg`` or ``exact_pg`` on a leader and a follower policy."""
 
@@ -172,6 +185,7 @@ class TwoTimescalePolicyGradient:
         self.leader_updates = 0
         self.follower_updates = 0
         self._cg_solution: torch.Tensor | None = None
+        self.cg_fallbacks = 0  # updates whose CG solve diverged and took the closed form instead
         self.average = IterateAverage(leader, follower, averaging)  # the policies a run returns
 
     # -- the follower ---------------------------------------------------------------------------
@@ -249,7 +263,21 @@ class TwoTimescalePolicyGradient:
             (direct,) = torch.autograd.grad(source.leader_objective(theta1, theta2, self.lam), theta1)
             return direct, torch.zeros_like(direct), None
         if self.solve == "cg":
-            return *self._cg_direction(source, metrics), None
+            solved = self._cg_direction(source, metrics)
+            if solved is not None:
+                return *solved, None
+            if self.lam <= 0:  # no closed form to fall back to
+                raise FloatingPointError(
+                    "conjugate gradient diverged (non-finite or growing residual) and algo.lam = 0 leaves no closed-form "
+                    "solve to fall back to: raise algo.cg.damping or set algo.lam > 0"
+                )
+            self.cg_fallbacks += 1
+            metrics["cg/fallbacks"] = float(self.cg_fallbacks)
+        return self._closed_form_direction(source)
+
+    def _closed_form_direction(self, source: ObjectiveSource) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """Eq. (19) with the closed-form ``w`` at the follower's soft best response."""
+        theta1, theta2 = self.leader.logits, self.follower.logits
         # closed form: w from the first part's Q estimates, the implicit term from the last part
         parts = source.split(min(self.sub_batches, 2))
         q = parts[0].q_functions(theta1, theta2, self.lam)
@@ -267,9 +295,10 @@ class TwoTimescalePolicyGradient:
         direct, implicit, _ = self._direction(source, {})
         return direct + implicit
 
-    def _cg_direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cg_direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Eq. (19) with ``w`` from conjugate gradient on the (sampled) follower Hessian; with
-        sub-batches the factors come from independent parts."""
+        sub-batches the factors come from independent parts. ``None`` when the solve diverged
+        (:func:`cg_diverged`): the caller falls back to the closed form for this update."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         parts = source.split(self.sub_batches)
         v1, v2, mixed_v2 = parts[0].curvature_objectives(theta1, theta2, self.lam)
@@ -288,6 +317,10 @@ class TwoTimescalePolicyGradient:
             warm_start=self._cg_solution if self.cg.warm_start else None,
             v2_mixed=mixed_v2,
         )
+        if cg_diverged(result.cg, result.implicit):
+            self._cg_solution = None  # no warm start from a diverged solve
+            metrics.update({"cg/diverged": 1.0, "cg/fallbacks": float(self.cg_fallbacks), "cg/damping": self.cg.damping})
+            return None
         solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
         self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
         metrics.update(
@@ -297,6 +330,8 @@ class TwoTimescalePolicyGradient:
                 "cg/nonpositive_curvature": float(result.cg.nonpositive_curvature),
                 "cg/hit_radius": float(result.cg.hit_radius),
                 "cg/damping": self.cg.damping,
+                "cg/diverged": 0.0,
+                "cg/fallbacks": float(self.cg_fallbacks),
             }
         )
         return result.direct, result.implicit
@@ -315,6 +350,7 @@ class TwoTimescalePolicyGradient:
             "leader_updates": self.leader_updates,
             "follower_updates": self.follower_updates,
             "cg_solution": self._cg_solution,
+            "cg_fallbacks": self.cg_fallbacks,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -325,6 +361,7 @@ class TwoTimescalePolicyGradient:
         self.leader_updates = int(state["leader_updates"])
         self.follower_updates = int(state["follower_updates"])
         self._cg_solution = state["cg_solution"]
+        self.cg_fallbacks = int(state.get("cg_fallbacks", 0))  # checkpoints written before the count hold none
 
 
 def make_learner(

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from spg.config import SetupError
+from spg.faults import writing
 
 TEMP_SUFFIX = ".tmp"  # `.NAME.tmp` beside NAME while it is written
 
@@ -77,15 +78,18 @@ def _feed(digest, value: Any) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], *paths: Path) -> None:
-    """Write ``state`` with its checksum to each of ``paths``, in order (the same bytes)."""
+    """Write ``state`` with its checksum to each of ``paths``, in order (the same bytes); a write
+    the file system refuses is a :class:`spg.faults.StorageError`, and leaves the file as it was."""
     buffer = io.BytesIO()
     torch.save({**state, "checksum": state_digest(state)}, buffer)
     for path in paths:
-        atomic_write(path, buffer.getvalue())
+        with writing("checkpoint", path):  # a refused write is a StorageError naming the file; the old one stays
+            atomic_write(path, buffer.getvalue())
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    with writing("results", path):
+        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -4,6 +4,7 @@ line naming the problem and exit code 1."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, NoReturn
 
@@ -34,3 +35,14 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+DETAIL = "spg_detail"  # a log record with this attribute set goes to log files only (``extra={DETAIL: True}``)
+
+
+def console_skips_details() -> None:
+    """Keep the records marked :data:`DETAIL` (tracebacks, wrapper chains, whole contracts) off the
+    root logger's console handlers: they go to the run's ``train.log`` alone."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.addFilter(lambda record: not getattr(record, DETAIL, False))

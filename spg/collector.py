@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from envs.contract import ContractError
+from envs.contract import ContractError, contract_problem
 from spg.algorithms import TwoTimescalePolicyGradient
-from spg.config import SetupError
 from spg.empirical import EmpiricalGame
+from spg.faults import EnvFault
 from spg.objectives import ExactObjectives, ObjectiveSource, SampledObjectives
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Batch, Sampler
@@ -41,10 +41,14 @@ class Collector:
             return self.model
         trainer, algo = self.cfg.trainer, self.cfg.algo
         size = growing_batch(trainer.batch_size, trainer.batch_growth, self.algorithm.leader_lr, self.algorithm.leader_updates)
+        env, steps = self.cfg.env.id, self.env_steps
         try:
             batch = self.last_batch = self.sampler.collect(leader, follower, size, self.rollouts.horizon)
         except ContractError as error:  # a user env that breaks the contract after its first step
-            raise SetupError(f"env.id = {self.cfg.env.id} broke the two-player contract mid-rollout: {error}") from None
+            raise EnvFault(f"env {env} broke the two-player contract mid-rollout after {steps} env steps: {contract_problem(error)}",
+                           detail=str(error)) from None
+        except EnvFault as error:  # it raised, or took longer than env.step_timeout
+            raise EnvFault(f"env {env} {error} after {steps} env steps", detail=error.detail) from None
         self.env_steps += batch.env_steps
         if self.empirical is not None:
             self.empirical.update(batch, self.task.start_weights)

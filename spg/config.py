@@ -23,7 +23,12 @@ ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled 
 
 
 class SetupError(ValueError):
-    """A run that cannot start: the message names the problem and the setting to change."""
+    """A run that cannot start: the message names the problem and the setting to change;
+    ``detail``, what that one line leaves out, for the run's log."""
+
+    def __init__(self, message: str = "", detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass
@@ -34,6 +39,8 @@ class EnvConfig:
     ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
     ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
     size, at least 512, for native envs, which step only those a batch needs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model.
+    ``step_timeout``: seconds one step of a Python env (``sync`` or ``async``) may take before the
+    run ends with a message (``None``: no limit; native envs have none).
     No default ``id``: ``configs/env/*.yaml`` name the game (``env=gym`` leaves it to ``env.id``)."""
 
     kind: str = "gym"
@@ -43,6 +50,7 @@ class EnvConfig:
     vectorization: str = "auto"
     num_envs: Optional[int] = None
     gamma: Optional[float] = None
+    step_timeout: Optional[float] = None
 
 
 @dataclass
@@ -235,6 +243,8 @@ def _check_env(e: DictConfig) -> None:
         raise _fail("env.num_envs", e.num_envs, "must be >= 1 (or null for the default)")
     if e.gamma is not None and not 0.0 <= e.gamma < 1.0:
         raise _fail("env.gamma", e.gamma, "the discount must lie in [0, 1)")
+    if e.step_timeout is not None and not e.step_timeout > 0:
+        raise _fail("env.step_timeout", e.step_timeout, "seconds a step may take must be > 0 (or null for no limit)")
 
 
 def _check_trainer(t: DictConfig) -> None:
@@ -335,6 +345,8 @@ def config_warnings(
             f"trainer.horizon = {t.horizon}: gamma^T = {gamma:g}^{t.horizon} < {NEGLIGIBLE_DISCOUNT:g}, the later steps "
             "carry no weight and only cost time; set trainer.horizon=null (automatic)"
         )
+    if native and cfg.env.step_timeout is not None:
+        found.append(f"env.step_timeout = {cfg.env.step_timeout:g} is ignored: it limits the steps of Python envs, and this env is native; remove env.step_timeout")
     if cfg.env.gamma is not None and max_abs_reward is not None and cfg.env.gamma != gamma:
         found.append(f"env.gamma = {cfg.env.gamma} is ignored: the game's model has gamma = {gamma:g}; remove env.gamma")
     if max_abs_reward is not None and a.lam > 0 and max_abs_reward / ((1 - gamma) * a.lam) < 0.1:

@@ -15,34 +15,48 @@ import torch  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams as hparams_summary  # noqa: E402
 
+from spg.faults import writing  # noqa: E402
+
 
 class RunLogger:
     """One ``SummaryWriter`` per run; ``purge_step`` drops events a crashed run logged after its
-    last checkpoint, so a resumed run's curves continue without duplicates."""
+    last checkpoint, so a resumed run's curves continue without duplicates. A refused write
+    (a full or read-only disk) is a :class:`spg.faults.StorageError`."""
 
     def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self.run_dir = run_dir
+        with self._writing():
+            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    def _writing(self):
+        """A write the file system refuses is a :class:`spg.faults.StorageError` naming the run directory."""
+        return writing("TensorBoard events in", self.run_dir)
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
+        with self._writing():
+            for tag, value in metrics.items():
+                self.writer.add_scalar(tag, value, step)
 
     def text(self, tag: str, text: str, step: int | None = None) -> None:
-        self.writer.add_text(tag, text, step)
+        with self._writing():
+            self.writer.add_text(tag, text, step)
 
     def policy_heatmaps(self, leader_probs: torch.Tensor, follower_probs: torch.Tensor, step: int) -> None:
         """State x action probability images of both players."""
-        for tag, probs in (("leader/policy", leader_probs), ("follower/policy", follower_probs)):
-            self.writer.add_figure(tag, policy_figure(probs.detach().cpu(), tag.split("/")[0]), step)
+        with self._writing():
+            for tag, probs in (("leader/policy", leader_probs), ("follower/policy", follower_probs)):
+                self.writer.add_figure(tag, policy_figure(probs.detach().cpu(), tag.split("/")[0]), step)
 
     def hparams(self, hparams: dict, metric_tags: list[str]) -> None:
         """The HPARAMS view's row of this run: ``hparams`` and the last values of the already
         logged scalars ``metric_tags`` (no extra scalar cards)."""
-        for summary in hparams_summary(hparams, {tag: 0.0 for tag in metric_tags}):
-            self.writer._get_file_writer().add_summary(summary)
+        with self._writing():
+            for summary in hparams_summary(hparams, {tag: 0.0 for tag in metric_tags}):
+                self.writer._get_file_writer().add_summary(summary)
 
     def close(self) -> None:
-        self.writer.close()
+        with self._writing():
+            self.writer.close()
 
 
 def policy_figure(probs: torch.Tensor, player: str) -> Figure:

@@ -19,6 +19,7 @@ near-deterministic follower can still learn that another action became better (d
 from __future__ import annotations
 
 import math
+import traceback
 from dataclasses import dataclass, fields
 
 import gymnasium as gym
@@ -27,6 +28,8 @@ import torch
 
 from envs.contract import CONTRACT, ContractError, check_spaces
 from envs.tabular_vector import TabularVectorEnv
+from envs.timeout import StepTimedOut
+from spg.faults import EnvFault
 from spg.policy import TabularSoftmaxPolicy
 
 
@@ -170,7 +173,7 @@ class Sampler:
         if self.native:
             s = self.env.unwrapped.reset_torch(seed=self._reset_seed(), num_copies=n)
         else:
-            obs, _ = self.env.reset(seed=self._reset_seed())
+            obs, _ = self._env_call("reset", seed=self._reset_seed())
             s = torch.as_tensor(np.asarray(obs), dtype=torch.long)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
         # native episodes end only in terminal states, when the env truncates them, or at their geometric length
@@ -291,9 +294,24 @@ class Sampler:
         action = torch.randint(num_actions, (n,), generator=self.generator, device=self.device)
         return time, action
 
+    def _env_call(self, method: str, *args, **kwargs):
+        """``env.reset`` or ``env.step`` of a Python env: an exception of the env's own (a broken
+        contract aside) or a step over its time limit is an :class:`~spg.faults.EnvFault` saying
+        what happened, with the traceback as its detail."""
+        try:
+            return getattr(self.env, method)(*args, **kwargs)
+        except ContractError:
+            raise
+        except StepTimedOut as error:
+            raise EnvFault(str(error)) from error
+        except Exception as error:
+            said = (str(error).strip().splitlines() or [""])[0][:100]
+            raise EnvFault(f"raised {type(error).__name__} in {method}" + (f": {said}" if said else ""),
+                           detail=traceback.format_exc()) from error
+
     def _step_numpy(self, a1: torch.Tensor, a2: torch.Tensor):
         actions = torch.stack([a1, a2], dim=-1).cpu().numpy()
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        obs, reward, terminated, truncated, info = self._env_call("step", actions)
         if "contract_error" in info:  # found in a subprocess copy (envs.contract.RewardPairInInfo)
             raise ContractError(next(str(m) for m, found in zip(info["contract_error"], info["_contract_error"]) if found))
         pair = np.asarray(info.get("reward_pair", reward), dtype=np.float64)

@@ -13,7 +13,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from envs.contract import ContractError, ModuleNotFound, check_first_step, find_spec
+from envs.contract import CONTRACT, ContractError, ModuleNotFound, check_first_step, contract_problem, find_spec
 from envs.vectorize import make_vector_env
 from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
@@ -138,7 +138,7 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 env_id, kwargs = PETTINGZOO_ID, {"factory": env_cfg.id, **kwargs}
             native = find_spec(env_id).vector_entry_point is not None
             copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or python_env_copies(env_cfg.vectorization, cfg.trainer.batch_size))
-            env = make_vector_env(env_id, copies, env_cfg.vectorization, **kwargs)
+            env = make_vector_env(env_id, copies, env_cfg.vectorization, step_timeout=env_cfg.step_timeout, **kwargs)
             if isinstance(env, TabularVectorEnv):
                 game, start = env.game, env.start
                 if game.device != device:
@@ -154,7 +154,12 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
             raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
     except ModuleNotFound as error:  # not a wrong id or kwargs: where Python looks for the module
         raise SetupError(f"env.id = {env_cfg.id}: {error}") from error
-    except (ContractError, gym.error.Error, TypeError) as error:
+    except ContractError as error:
+        if CONTRACT not in str(error):  # an unknown id, a module that failed to import
+            raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
+        raise SetupError(f"env {env_cfg.id} breaks the two-player contract: {contract_problem(error)}; "
+                         "fix the env as docs/formats.md says (details in train.log)", detail=str(error)) from error
+    except (gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:
         raise

@@ -7,6 +7,7 @@ in-process. Everything a run writes goes under ``run_dir``: TensorBoard events,
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -39,10 +40,12 @@ from spg.evaluation import (
 )
 from spg.sparse_game import DENSIFY_LIMIT
 from spg.config import SetupError, check_config, config_warnings
+from spg.faults import EnvFault, RunFault, RunStopped, writing
 from spg.logger import RunLogger
 from spg.objectives import ExactObjectives
 from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
+from spg.signals import StopSignals, signal_name
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)
@@ -123,15 +126,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     ``checkpoints/last.pt`` and ``metrics.json``. Finished restarts are skipped on resume."""
     under_hydra = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
-    with claim(run_dir):
+    with claim(run_dir), StopSignals() as stop:
         check_config(cfg)
         started = (lambda: write_hydra_config(run_dir, cfg)) if under_hydra else (lambda: None)
-        return _train(cfg, run_dir, started)
+        return _train(cfg, run_dir, started, stop)
 
 
-def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None]) -> dict[str, float]:
+def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None], stop: StopSignals | None = None) -> dict[str, float]:
     if cfg.trainer.restarts == 1:
-        return _train_one(cfg, run_dir, started)
+        return _train_one(cfg, run_dir, started, stop=stop)
     finals = []
     for k in range(cfg.trainer.restarts):
         done = run_dir / f"restart_{k}" / "metrics.json"
@@ -139,10 +142,11 @@ def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None]) -> dict[
             finals.append(json.loads(done.read_text()))
             continue
         generator = torch.Generator().manual_seed(int(cfg.seed) * 100003 + k)
-        finals.append(_train_one(cfg, run_dir / f"restart_{k}", started, restart=(k, generator)))
+        finals.append(_train_one(cfg, run_dir / f"restart_{k}", started, restart=(k, generator), stop=stop))
     estimates = [final.get("game/J", final.get("empirical/J", final["leader/return"])) for final in finals]
     best = max(range(len(finals)), key=estimates.__getitem__)
-    atomic_write(run_dir / "checkpoints" / "last.pt", (run_dir / f"restart_{best}" / "checkpoints" / "last.pt").read_bytes())
+    with writing("checkpoint", run_dir / "checkpoints" / "last.pt"):
+        atomic_write(run_dir / "checkpoints" / "last.pt", (run_dir / f"restart_{best}" / "checkpoints" / "last.pt").read_bytes())
     final = {**finals[best], "restart": best, "restart_estimates": estimates}
     save_json(run_dir / "metrics.json", final)
     log.info("restarts: estimated J %s; kept restart %d, whose results are the run's:", ", ".join(f"{e:.5g}" for e in estimates), best)
@@ -151,12 +155,13 @@ def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None]) -> dict[
 
 
 def _train_one(
-    cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None
+    cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None,
+    stop: StopSignals | None = None,
 ) -> dict[str, float]:
     """One training run into ``run_dir`` (``restart``: its index and the generator of its random
     initial leader logits; index 0 starts uniform). Every check runs before the run writes
-    anything; ``started`` is called once they passed."""
-    return Experiment(cfg, run_dir, started, restart).run()
+    anything; ``started`` is called once they passed. ``stop``: the stop signals it obeys."""
+    return Experiment(cfg, run_dir, started, restart, stop).run()
 
 
 class Experiment:
@@ -165,9 +170,11 @@ class Experiment:
     checkpoints; then the final table."""
 
     def __init__(
-        self, cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None
+        self, cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None,
+        stop: StopSignals | None = None,
     ) -> None:
-        self.cfg, self.run_dir = cfg, run_dir
+        self.cfg, self.run_dir, self.stop = cfg, run_dir, stop
+        self.home = run_dir.parent if restart is not None else run_dir  # the hydra.run.dir that continues the run
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self._setup_task()
@@ -189,7 +196,7 @@ class Experiment:
             )
         self.empirical = _empirical_game(cfg, task, self.device)
         self.rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
-        native = isinstance(task.env.unwrapped, TabularVectorEnv)
+        self.native = native = isinstance(task.env.unwrapped, TabularVectorEnv)
         for warning in config_warnings(cfg, gamma=task.gamma, horizon=self.rollouts.horizon, geometric=self.rollouts.geometric, native=native,
                                        max_abs_reward=task.game.max_abs_reward() if task.game is not None else None):
             log.warning("%s", warning)
@@ -237,6 +244,8 @@ class Experiment:
         elif cfg.trainer.resume == "auto":
             log.info("trainer.resume=auto: no checkpoint to resume in %s (checkpoints/last.pt), so this is a fresh run", run_dir)
         self.already_complete = self.start >= cfg.trainer.iterations and self.resume_from is not None
+        self.written = self.start if self.resume_from is not None else None  # the iteration last.pt holds
+        self.last_good: tuple[int, dict[str, Any]] | None = None  # a user env's run: the state after its last update
 
     def _setup_logger(self) -> None:
         cfg = self.cfg
@@ -250,6 +259,21 @@ class Experiment:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
+        """The updates and the final table; a fault mid-run (:mod:`spg.faults`) ends it after what
+        can be saved is saved: the last good update of a failed env, the checkpoint of a stop."""
+        try:
+            return self._run()
+        except EnvFault as fault:
+            saved = self._save_last_good()
+            self._close()
+            where = f"checkpoints/last.pt holds update {saved}" if saved is not None else "no update finished, so there is no checkpoint"
+            then = "continue with trainer.resume=auto" if saved is not None else "run again"
+            raise EnvFault(f"{fault}; {where}: fix the env, then {then}", detail=fault.detail) from None
+        except RunFault:
+            self._close()
+            raise
+
+    def _run(self) -> dict[str, float]:
         cfg, iterations = self.cfg, self.cfg.trainer.iterations
         bar = tqdm(total=iterations, initial=self.start, disable=not self.show_bar, desc=cfg.algo.name)
         began = time.perf_counter()
@@ -265,9 +289,16 @@ class Experiment:
                 self._evaluate(iteration + 1, metrics)
             self.logger.scalars(metrics, iteration + 1)
             self._checkpoint(iteration + 1)
+            if not self.native:
+                self._keep_last_good(iteration + 1)
             bar.update(1)
             bar.set_postfix(_postfix(metrics), refresh=False)
+            if self.stop is not None and self.stop.received is not None:
+                bar.close()
+                self._stop(iteration + 1)
         bar.close()
+        if self.stop is not None and self.stop.received is not None and self.written == iterations:
+            self._stop(iterations)  # the run is trained; its final evaluation runs on resume
         return self._finish(metrics, time.perf_counter() - began)
 
     def _objectives(self):
@@ -343,6 +374,48 @@ class Experiment:
         checkpoints = self.run_dir / "checkpoints"
         extra = [checkpoints / f"iteration_{iteration:06d}.pt"] if periodic else []
         save_checkpoint(state, *extra, checkpoints / "last.pt")  # last.pt never moves past a missing periodic one
+        self.written = iteration
+
+    def _state(self, iteration: int) -> dict[str, Any]:
+        return _checkpoint_state(self.cfg, self.task, self.leader, self.follower, self.algorithm, self.sampler, self.empirical,
+                                 iteration, self.collector.env_steps)
+
+    def _keep_last_good(self, iteration: int) -> None:
+        """Keep a copy of the state after update ``iteration``: a user env that fails in the next
+        one leaves the updates it finished in a checkpoint (:meth:`_save_last_good`)."""
+        self.last_good = None if self.written == iteration else (iteration, copy.deepcopy(self._state(iteration)))
+
+    def _save_last_good(self) -> int | None:
+        """Write the kept state of the last finished update to ``last.pt`` (if newer than it); the
+        iteration ``last.pt`` now holds."""
+        if self.last_good is not None and self.last_good[0] != self.written:
+            iteration, state = self.last_good
+            save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
+            self.written = iteration
+        return self.written
+
+    def _stop(self, iteration: int) -> None:
+        """End the run for a stop signal after update ``iteration``: ``last.pt`` at it, then :class:`RunStopped`."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if self.written != iteration:
+            save_checkpoint(self._state(iteration), last)
+            self.written = iteration
+        self._close()
+        number = self.stop.received
+        log.info("%s: stopping after update %d", signal_name(number), iteration)
+        raise RunStopped(
+            f"stopped by {signal_name(number)} at update {iteration}: checkpoint written to {last}; "
+            f"continue with trainer.resume=auto hydra.run.dir={self.home}", number
+        )
+
+    def _close(self) -> None:
+        """Close the event files and the env of a run that ends early; they may fail in turn (a full disk)."""
+        for close in (getattr(self, "logger", None) and self.logger.close, self.task.env.close):
+            try:
+                if close:
+                    close()
+            except Exception:  # noqa: BLE001 - the fault being reported matters more
+                log.debug("closing after a fault failed", exc_info=True)
 
     # -- the end -----------------------------------------------------------------------------------
     def _finish(self, metrics: dict[str, float], seconds: float) -> dict[str, float]:
