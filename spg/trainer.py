@@ -226,6 +226,7 @@ class Experiment:
         """The iteration to start from: 0, or a checkpoint's (restored into the run)."""
         cfg, run_dir = self.cfg, self.run_dir
         self.start = 0
+        self.resumed_history: list[tuple[int, float]] = []
         self.resume_from = _resume_path(cfg, run_dir)
         last = run_dir / "checkpoints" / "last.pt"
         if last.is_file() and (self.resume_from is None or self.resume_from.resolve() != last.resolve()):
@@ -237,6 +238,7 @@ class Experiment:
             state = _load_resume(self.resume_from, run_dir)
             _restore(cfg, self.task, state, self.resume_from, self.leader, self.follower, self.algorithm, self.sampler, self.empirical)
             self.start, self.collector.env_steps = int(state["iteration"]), int(state["env_steps"])
+            self.resumed_history = [(int(i), float(J)) for i, J in state.get("J_history", [])]  # older checkpoints hold none
             log.info("resumed from %s at iteration %d", self.resume_from, self.start)
             if self.start >= cfg.trainer.iterations:
                 log.info("the run was already complete (iteration %d of trainer.iterations=%d): nothing to train, its final "
@@ -255,7 +257,7 @@ class Experiment:
             self.logger.text("config", "```\n" + OmegaConf.to_yaml(cfg) + "\n```")
         _describe(cfg, self.task, self.rollouts, self.run_dir)
         self.show_bar = cfg.trainer.progress and sys.stderr.isatty()
-        self.J_history: list[tuple[int, float]] = []  # (iteration, J) at this process's evaluations
+        self.J_history: list[tuple[int, float]] = list(self.resumed_history)  # (iteration, J) at the run's evaluations
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
@@ -369,16 +371,19 @@ class Experiment:
         periodic = iteration % trainer.checkpoint_every == 0
         if not periodic and iteration != trainer.iterations:
             return
-        state = _checkpoint_state(self.cfg, self.task, self.leader, self.follower, self.algorithm, self.sampler, self.empirical,
-                                  iteration, self.collector.env_steps)
+        state = self._state(iteration)
         checkpoints = self.run_dir / "checkpoints"
         extra = [checkpoints / f"iteration_{iteration:06d}.pt"] if periodic else []
         save_checkpoint(state, *extra, checkpoints / "last.pt")  # last.pt never moves past a missing periodic one
         self.written = iteration
 
     def _state(self, iteration: int) -> dict[str, Any]:
-        return _checkpoint_state(self.cfg, self.task, self.leader, self.follower, self.algorithm, self.sampler, self.empirical,
-                                 iteration, self.collector.env_steps)
+        """The checkpoint of the run after update ``iteration``, with the ``J`` of its evaluations
+        so far (the final table's last quarter then reads the same after a resume)."""
+        state = _checkpoint_state(self.cfg, self.task, self.leader, self.follower, self.algorithm, self.sampler, self.empirical,
+                                  iteration, self.collector.env_steps)
+        state["J_history"] = [[int(i), float(J)] for i, J in self.J_history]
+        return state
 
     def _keep_last_good(self, iteration: int) -> None:
         """Keep a copy of the state after update ``iteration``: a user env that fails in the next
@@ -400,7 +405,6 @@ class Experiment:
         if self.written != iteration:
             save_checkpoint(self._state(iteration), last)
             self.written = iteration
-        self._close()
         number = self.stop.received
         log.info("%s: stopping after update %d", signal_name(number), iteration)
         raise RunStopped(
