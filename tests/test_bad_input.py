@@ -25,6 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from envs.contract import ContractError
 from spg.checkpoint import load_checkpoint
 from spg.config import config_warnings, unknown_keys
+from spg.faults import EnvFault, RunFault
 from spg.game import random_game
 from spg.rundir import claim
 from spg.sparse_game import random_sparse_game
@@ -32,7 +33,7 @@ from spg.trainer import SetupError, train
 from tests.helpers import ROOT, TINY, config
 
 RUN = TINY[3:]  # iterations, batch, horizon, periods: the env settings are the case's own
-ONE_LINE_ERRORS = (SetupError, ContractError, FloatingPointError)  # what scripts/train.py prints as one line, exit 1
+ONE_LINE_ERRORS = (SetupError, ContractError, FloatingPointError, RunFault)  # what scripts/train.py prints as one line, exit 1
 
 ENV_MODULE = '''
 import gymnasium as gym, numpy as np
@@ -233,9 +234,9 @@ def _refused(run_dir, overrides, expected):
 @pytest.mark.parametrize("case, overrides, expected", SETUP_CASES, ids=[c[0] for c in SETUP_CASES])
 def test_bad_setup_is_one_line_and_leaves_the_run_directory(case, overrides, expected, files, user_envs, tmp_path):
     run_dir = tmp_path / "run"
-    if case.startswith("env-breaks-mid-rollout"):  # training had started: only its TensorBoard events were written
+    if case.startswith("env-breaks-mid-rollout"):  # training had started, no update finished: only its TensorBoard events were written
         run_dir.mkdir()
-        with warnings.catch_warnings(record=True) as echoed, pytest.raises(SetupError, match=re.escape(expected)):
+        with warnings.catch_warnings(record=True) as echoed, pytest.raises(EnvFault, match=re.escape(expected)):
             warnings.simplefilter("always")
             train(config(*RUN, *overrides(files)), run_dir=run_dir)
         assert not [w for w in echoed if "Traceback" in str(w.message)]  # no subprocess traceback echoed

@@ -283,15 +283,15 @@ def test_sigterm_to_the_script_checkpoints_exits_143_and_resumes(scripts, tmp_pa
     run_dir = tmp_path / "run"
     endless = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
     args = [*endless, "trainer.iterations=100000", "trainer.checkpoint_every=3", f"hydra.run.dir={run_dir}"]
-    process = scripts.start("train.py", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = scripts.start("train.py", *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = run_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while time.time() < deadline and not last.is_file():
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143, stderr[-3000:]
-    line = stderr.strip().splitlines()[-1]
+    output, _ = process.communicate(timeout=60)  # Hydra's console log is on stdout
+    assert process.returncode == 143, output[-3000:]
+    line = output.strip().splitlines()[-1]
     assert "stopped by SIGTERM at update" in line and f"continue with trainer.resume=auto hydra.run.dir={run_dir}" in line, line
     state = load_checkpoint(last)
     assert 3 <= state["iteration"] < 100000 and not list(run_dir.rglob(".*.tmp"))
