@@ -37,7 +37,7 @@ def contract_problem(error: ContractError) -> str:
     text = str(error)
     if CONTRACT in text:
         text = text.split(CONTRACT, 1)[1].lstrip(";, ") or "its spaces or rewards are not those of the contract"
-    return " ".join(text.split())
+    return text.replace("\n", " ")
 
 
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: str = "env") -> tuple[int, int, int]:

@@ -5,9 +5,9 @@ ending with what to do; ``exit_code`` is what ``scripts/train.py`` exits with.""
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 class RunFault(RuntimeError):

@@ -418,7 +418,7 @@ class Experiment:
             try:
                 if close:
                     close()
-            except Exception:  # noqa: BLE001 - the fault being reported matters more
+            except Exception:  # the fault being reported matters more
                 log.debug("closing after a fault failed", exc_info=True)
 
     # -- the end -----------------------------------------------------------------------------------

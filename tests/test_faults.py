@@ -159,7 +159,7 @@ FAULTS = [
     ("no-permission-events", [], lambda mp, env: at_update(mp, 3, refuse_events(mp, errno.EACCES)), StorageError, 1,
      "cannot write TensorBoard events in", "Permission denied (EACCES)", 2),
     ("env-nan-reward", ENV, lambda mp, env: env("nan", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
-     "env fault_env_module:Faulty-v0 broke the two-player contract mid-rollout after", "got the reward array([nan, 0.]", 3),
+     "env fault_env_module:Faulty-v0 broke the two-player contract mid-rollout after", "got the reward array([nan,", 3),
     ("env-raises", ENV, lambda mp, env: env("raise", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
      "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after", "holds update 3: fix the env", 3),
     ("env-step-timeout", [*ENV, "env.step_timeout=0.2"], lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
