@@ -14,11 +14,14 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import traceback
 from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from envs.timeout import StepTimedOut
 
 CONTRACT = (
     "a two-player env must have observation_space Discrete(S), action_space MultiDiscrete([A1, A2]) "
@@ -85,6 +88,15 @@ def check_observation(obs: Any, space: gym.spaces.Discrete, where: str = "env") 
         raise ContractError(f"{where}: {CONTRACT}; got the observation {_short(obs)} from Discrete({space.n})")
 
 
+def describe_failure(error: BaseException, method: str) -> str:
+    """What an env's exception in ``method`` (``step`` or ``reset``) says, in a few words:
+    ``raised ZeroDivisionError in step: division by zero``, or a time limit's own message."""
+    if isinstance(error, StepTimedOut):
+        return str(error)
+    said = (str(error).strip().splitlines() or [""])[0][:100]
+    return f"raised {type(error).__name__} in {method}" + (f": {said}" if said else "")
+
+
 def check_first_step(env: gym.Env) -> None:
     """Reset ``env`` and take one step with both players' first action: a contract broken on
     every step shows here, before any training."""
@@ -103,8 +115,10 @@ class RewardPairInInfo(gym.Wrapper):
     so Gymnasium's own vectorisers accept a two-player env (one that already does passes through).
 
     ``defer_errors`` (in ``AsyncVectorEnv``'s subprocesses): a step that breaks the contract ends the
-    episode and reports the break in ``info["contract_error"]``, for the main process to raise
-    (:class:`spg.sampler.Sampler` does); raised in the subprocess, Gymnasium would echo its traceback."""
+    episode and reports the break in ``info["contract_error"]``, and a step that raises (or takes
+    longer than its time limit) in ``info["env_error"]`` (with the traceback in
+    ``info["env_error_detail"]``), for the main process to raise (:class:`spg.sampler.Sampler`
+    does); raised in the subprocess, Gymnasium would echo its traceback."""
 
     def __init__(self, env: gym.Env, defer_errors: bool = False) -> None:
         super().__init__(env)
@@ -117,7 +131,13 @@ class RewardPairInInfo(gym.Wrapper):
         return obs, info
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._defer_errors:
+            try:
+                obs, reward, terminated, truncated, info = self.env.step(action)
+            except Exception as error:  # the env's own, or its time limit: reported like a broken contract
+                return 0, 0.0, True, False, {"env_error": describe_failure(error, "step"), "env_error_detail": traceback.format_exc()}
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(action)
         try:
             pair = check_reward_pair(info.get("reward_pair", reward), f"{self._name} (step)")
             check_observation(obs, self.observation_space, f"{self._name} (step)")

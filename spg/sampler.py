@@ -26,9 +26,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.contract import CONTRACT, ContractError, check_spaces
+from envs.contract import CONTRACT, ContractError, check_spaces, describe_failure
 from envs.tabular_vector import TabularVectorEnv
-from envs.timeout import StepTimedOut
 from spg.faults import EnvFault
 from spg.policy import TabularSoftmaxPolicy
 
@@ -302,16 +301,15 @@ class Sampler:
             return getattr(self.env, method)(*args, **kwargs)
         except ContractError:
             raise
-        except StepTimedOut as error:
-            raise EnvFault(str(error)) from error
         except Exception as error:
-            said = (str(error).strip().splitlines() or [""])[0][:100]
-            raise EnvFault(f"raised {type(error).__name__} in {method}" + (f": {said}" if said else ""),
-                           detail=traceback.format_exc()) from error
+            raise EnvFault(describe_failure(error, method), detail=traceback.format_exc()) from error
 
     def _step_numpy(self, a1: torch.Tensor, a2: torch.Tensor):
         actions = torch.stack([a1, a2], dim=-1).cpu().numpy()
         obs, reward, terminated, truncated, info = self._env_call("step", actions)
+        if "env_error" in info:  # a subprocess copy raised (envs.contract.RewardPairInInfo)
+            failed = int(np.flatnonzero(info["_env_error"])[0])
+            raise EnvFault(str(info["env_error"][failed]), detail=str(info["env_error_detail"][failed]))
         if "contract_error" in info:  # found in a subprocess copy (envs.contract.RewardPairInInfo)
             raise ContractError(next(str(m) for m, found in zip(info["contract_error"], info["_contract_error"]) if found))
         pair = np.asarray(info.get("reward_pair", reward), dtype=np.float64)

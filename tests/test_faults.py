@@ -164,6 +164,11 @@ FAULTS = [
      "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after", "holds update 3: fix the env", 3),
     ("env-step-timeout", [*ENV, "env.step_timeout=0.2"], lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
      "env fault_env_module:Faulty-v0 took longer than env.step_timeout = 0.2 s in one step after", "holds update 3", 3),
+    ("env-raises-async", [*ENV, "env.vectorization=async"], lambda mp, env: env("raise", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
+     "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after", "holds update 3", 3),
+    ("env-step-timeout-async", [*ENV, "env.vectorization=async", "env.step_timeout=0.2"],
+     lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
+     "env fault_env_module:Faulty-v0 took longer than env.step_timeout = 0.2 s in one step after", "holds update 3", 3),
 ]
 
 
