@@ -6,6 +6,7 @@ Examples::
     python scripts/train.py algo=pg env=matrix trainer.horizon=1
     python scripts/train.py env=file env.path=game.npz algo.lam=0.05
     python scripts/train.py -m seed=0,1,2 algo=spg,pg        # a sweep
+    python scripts/train.py --help-settings [algo=spg ...]   # every setting, its default and meaning
 """
 
 import logging
@@ -58,4 +59,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--help-settings" in sys.argv[1:]:  # before Hydra, which knows no such flag
+        from spg.settings_help import print_settings_help
+
+        print_settings_help(sys.argv[1:])
+    else:
+        main()

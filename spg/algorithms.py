@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -68,31 +68,28 @@ SOLVERS = ("closed_form", "cg")
 
 @dataclass
 class CGSettings:
-    """Conjugate gradient for ``(-H + damping I) w = grad_2 V1``: an iteration cap, a relative
-    tolerance, and the damping ``delta`` (small; scaled to the Hessian's spectrum)."""
+    """Conjugate gradient for ``(-H + damping I) w = grad_2 V1`` (``algo.solve=cg``), confined to
+    ``||w|| <= ||grad_2 V1|| / damping`` when ``damping > 0``."""
 
-    iters: int = 20
-    tol: float = 1e-3
-    damping: float = 1e-3
-    warm_start: bool = True
+    iters: int = field(default=20, metadata={"help": "with algo.solve=cg: the iteration cap of CG"})
+    tol: float = field(default=1e-3, metadata={"help": "with algo.solve=cg: CG's relative residual tolerance"})
+    damping: float = field(default=1e-3, metadata={"help": "with algo.solve=cg: the damping delta added to -H (small; scaled to the Hessian's spectrum)"})
+    warm_start: bool = field(default=True, metadata={"help": "with algo.solve=cg: start CG from the previous update's solution"})
 
 
 @dataclass
 class FollowerSettings:
-    """The follower's update: ``npg`` with ``kappa`` in (0, 1], or ``gradient`` (eq. 9) with ``lr``,
-    either decaying as ``(t0 / (t + t0))^power`` over the leader's updates ``t``: more slowly than
-    the leader's step (two timescales, Assumption 1), so the noise a sampled follower keeps around
-    its best response fades while it still tracks the leader. ``steps``: updates per leader update
-    on an exact source, stopped early once no logit moves more than ``tol`` (a sampled source gives
-    one update per batch)."""
+    """The follower's update, its step decaying more slowly than the leader's (two timescales,
+    Assumption 1), so the noise a sampled follower keeps around its best response fades while it
+    still tracks the leader."""
 
-    rule: str = "npg"
-    kappa: float = 0.3
-    power: float = 0.75
-    t0: float = 50.0
-    lr: float = 1.0
-    steps: int = 1
-    tol: float = 1e-8
+    rule: str = field(default="npg", metadata={"help": "npg (natural soft-Q update, step kappa) or gradient (plain eq. 9, step lr)"})
+    kappa: float = field(default=0.3, metadata={"help": "rule=npg: the fraction of the way to the soft-greedy policy, in (0, 1]"})
+    power: float = field(default=0.75, metadata={"help": "the follower's step (kappa or lr) decays as (t0 / (t + t0))^power over the leader's updates t; below the leader's power"})
+    t0: float = field(default=50.0, metadata={"help": "the t0 of the follower step's decay (t0 / (t + t0))^power"})
+    lr: float = field(default=1.0, metadata={"help": "rule=gradient: the follower's step at t = 0"})
+    steps: int = field(default=1, metadata={"help": "follower updates per leader update (on a model: until no logit moves more than tol; sampled: each on a fresh batch)"})
+    tol: float = field(default=1e-8, metadata={"help": "on a model: the follower's updates stop once no logit moves more than this"})
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional, get_type_hints
 
@@ -33,107 +33,96 @@ class SetupError(ValueError):
 
 @dataclass
 class EnvConfig:
-    """The game. ``kind: gym`` makes Gymnasium id ``id`` with ``kwargs`` (``"module:Name-v0"``
-    imports ``module`` first); ``kind: pettingzoo`` calls ``id = "module:function"`` with ``kwargs``
-    for a two-agent PettingZoo ParallelEnv; ``kind: file`` loads the ``.npz`` game file at ``path``.
-    ``vectorization``: ``auto`` (native when the id has a vector entry point, else sync),
-    ``native``, ``sync`` or ``async``. ``num_envs``: copies stepped at once (default: the batch
-    size, at least 512, for native envs, which step only those a batch needs; otherwise at most 512 with ``sync``, one per CPU core with ``async``). ``gamma``: the discount, needed only for envs without a model.
-    ``step_timeout``: seconds one step of a Python env (``sync`` or ``async``) may take before the
-    run ends with a message (``None``: no limit; native envs have none).
-    No default ``id``: ``configs/env/*.yaml`` name the game (``env=gym`` leaves it to ``env.id``)."""
+    """The game (``env``): ``configs/env/*.yaml`` pick its source and fill ``kind``, ``id`` and
+    ``kwargs``; there is no default ``id`` (``env=gym`` leaves it to ``env.id``)."""
 
-    kind: str = "gym"
-    id: Optional[str] = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    path: Optional[str] = None
-    vectorization: str = "auto"
-    num_envs: Optional[int] = None
-    gamma: Optional[float] = None
-    step_timeout: Optional[float] = None
+    kind: str = field(default="gym", metadata={"help": "the game's source: gym (a Gymnasium id), pettingzoo (a two-agent ParallelEnv factory) or file (a .npz game file)"})
+    id: Optional[str] = field(default=None, metadata={"help": "kind=gym: the Gymnasium id (\"module:Name-v0\" imports module first); kind=pettingzoo: \"module:function\""})
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments of the env's constructor (kind=pettingzoo: of the factory); env.kwargs.NAME=VALUE"})
+    path: Optional[str] = field(default=None, metadata={"help": "kind=file: the .npz game file (format in docs/formats.md)"})
+    vectorization: str = field(default="auto", metadata={"help": "native (batched torch env of the tabular games), sync (env copies in one loop), async (one subprocess per copy) or auto (native where it exists, else sync)"})
+    num_envs: Optional[int] = field(default=None, metadata={"help": "copies stepped at once; null: native max(batch_size, 512), sync min(batch_size, 512), async min(batch_size, CPU cores)"})
+    gamma: Optional[float] = field(default=None, metadata={"help": "the discount in [0, 1), needed only for envs without a tabular model (a model's own gamma wins)"})
+    step_timeout: Optional[float] = field(default=None, metadata={"help": "seconds one step of a Python env (sync or async) may take before the run ends with one line; null: no limit (native envs have none)"})
 
 
 @dataclass
 class LeaderConfig:
-    """The leader's optimiser (``adam`` or ``sgd``) on its direction, with step
-    ``lr (t0 / (t + t0))^power``; with Adam ``lr`` is roughly the largest logit change per update.
-    ``betas``: Adam's averaging of the direction and of its square. The square's memory is short
-    (0.9): as the leader's softmax approaches a deterministic optimum the gradient shrinks, and a
-    memory of the early, larger gradients would shrink every later step. The noise of sampled
-    directions is averaged by the iterate average instead (``AlgoConfig.averaging``)."""
+    """The leader's optimiser on its direction, with the decaying step ``lr (t0 / (t + t0))^power``.
+    Adam's square has a short memory (0.9): as the leader's softmax approaches a deterministic
+    optimum the gradient shrinks, and a memory of the early, larger gradients would shrink every
+    later step. The noise of sampled directions is averaged by the iterate average instead
+    (``AlgoConfig.averaging``)."""
 
-    optimizer: str = "adam"
-    lr: float = 0.1
-    power: float = 1.0
-    t0: float = 50.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.9])
+    optimizer: str = field(default="adam", metadata={"help": "adam, or sgd for plain ascent"})
+    lr: float = field(default=0.1, metadata={"help": "the leader's step at t = 0 (with Adam: roughly the largest logit change per update)"})
+    power: float = field(default=1.0, metadata={"help": "the leader's step decays as lr (t0 / (t + t0))^power over its updates t"})
+    t0: float = field(default=50.0, metadata={"help": "the updates over which the leader's step halves (with power 1)"})
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.9], metadata={"help": "Adam's averaging of the direction and of its square, two numbers in [0, 1)"})
 
 
 @dataclass
 class AlgoConfig:
-    """``name``: spg | pg | exact_spg | exact_pg. ``lam``: the follower's entropy weight.
-    ``follower_warmup``: follower-only updates (each on a fresh batch) before the leader's first
-    step. ``probes``: one uniformly random follower action per sampled trajectory (importance
-    weighted), so a near-deterministic follower still sees every action. ``solve``: eq. (19)'s
-    ``w = (-H)^-1 grad_2 V1`` in ``closed_form`` (exact at the follower's soft best response) or
-    by ``cg`` on the (sampled) Hessian with the ``cg`` settings. ``estimator``: from samples, the
-    factors of eq. (19) ``pooled``, Rao-Blackwellised from Q estimates pooled by state and joint
-    action (:mod:`spg.pooled`), or in ``reinforce`` form (Loaded-DiCE with the state
-    ``baseline``). ``averaging``: the weight ``eta`` of the polynomial-decay average of
-    both players' logits that a run evaluates, checkpoints and returns (:mod:`spg.averaging`);
-    0 returns the last iterates."""
+    """The algorithm (``algo``): ``configs/algo/*.yaml`` set ``name`` and what differs from these
+    defaults. Equation numbers are the paper's (eq. (19): the leader's Stackelberg gradient)."""
 
-    name: str = "spg"
-    lam: float = 0.1
+    name: str = field(default="spg", metadata={"help": "spg | pg | model_spg | exact_spg | exact_pg (pick it with algo=NAME, which also loads that algorithm's defaults)"})
+    lam: float = field(default=0.1, metadata={"help": "the follower's entropy weight lambda (eqs. 3-4)"})
     leader: LeaderConfig = field(default_factory=LeaderConfig)
     follower: FollowerSettings = field(default_factory=FollowerSettings)
-    follower_warmup: int = 10
-    solve: str = "closed_form"
+    follower_warmup: int = field(default=10, metadata={"help": "follower-only updates (each on a fresh batch) before the leader's first step"})
+    solve: str = field(default="closed_form", metadata={"help": "eq. (19)'s Hessian solve w = (-H)^-1 grad_2 V1: closed_form (exact at the follower's best response) or cg (algo.cg settings)"})
     cg: CGSettings = field(default_factory=CGSettings)
-    sub_batches: int = 1
-    estimator: str = "pooled"
-    baseline: bool = True
-    probes: bool = True
-    averaging: float = 3.0
+    sub_batches: int = field(default=1, metadata={"help": "1; 2 (or 3 with cg): independent sub-batches for the factors of eq. (19)"})
+    estimator: str = field(default="pooled", metadata={"help": "eq. (19)'s terms from samples: pooled (Rao-Blackwellised from Q estimates pooled over the batch) or reinforce (Loaded-DiCE)"})
+    baseline: bool = field(default=True, metadata={"help": "estimator=reinforce: leave-one-out state baselines"})
+    probes: bool = field(default=True, metadata={"help": "one importance-weighted uniform follower action per sampled trajectory, so every action is seen"})
+    averaging: float = field(default=3.0, metadata={"help": "eta of the polynomial-decay average of both players' logits that a run evaluates, checkpoints and returns; 0: the last iterates"})
 
 
 @dataclass
 class TrainerConfig:
-    """The experiment: iterations (leader updates), trajectories per update and their horizon
-    (``None``: automatic); sampled learners draw ``batch_size (lr_0 / lr_t)^batch_growth``
-    trajectories for leader update ``t`` (:func:`spg.schedules.growing_batch`: the batch grows as
-    the leader's step shrinks); ``rollouts``: ``fixed`` horizons, ``geometric`` lengths (mean
-    ``1 / (1 - gamma)``, ``horizon`` their cap) or ``auto`` (fixed up to gamma of about 0.98; see
-    :func:`spg.task.plan_rollouts`),
-    evaluation and checkpoint periods (in iterations), ``resume`` (a checkpoint path, or
-    ``auto`` for the run directory's ``checkpoints/last.pt`` when it exists; a checkpoint of
-    another game of the same shape is refused unless ``resume_any_game``), and ``restarts``:
-    independent runs from the uniform and from random leaders (logits of scale ``restart_scale``),
-    keeping the best (:func:`spg.trainer.train`)."""
+    """The experiment (``trainer``): how many updates, how much is sampled for each, how often the
+    run evaluates and checkpoints, and how it resumes or restarts (:func:`spg.trainer.train`)."""
 
-    iterations: int = 400
-    batch_size: int = 32
-    batch_growth: float = 1.25
-    horizon: Optional[int] = None
-    rollouts: str = "auto"
-    eval_every: int = 20
-    eval_episodes: int = 2000
-    checkpoint_every: int = 50
-    resume: Optional[str] = None
-    resume_any_game: bool = False
-    progress: bool = True
-    restarts: int = 1
-    restart_scale: float = 1.0
+    iterations: int = field(default=400, metadata={"help": "leader updates"})
+    batch_size: int = field(default=32, metadata={"help": "trajectories of the first update"})
+    batch_growth: float = field(default=1.25, metadata={"help": "update t samples batch_size (lr_0 / lr_t)^batch_growth trajectories (rounded up; the batch grows as the leader's step shrinks); 0 keeps batch_size"})
+    horizon: Optional[int] = field(default=None, metadata={"help": "rollout length; null: the smallest T with T^2 gamma^T < 1e-3 (geometric lengths: their cap, gamma^T <= 1e-4)"})
+    rollouts: str = field(default="auto", metadata={"help": "fixed horizons, geometric lengths (mean 1 / (1 - gamma), horizon their cap) or auto (fixed up to a horizon of 1000, geometric beyond)"})
+    eval_every: int = field(default=20, metadata={"help": "iterations between evaluations (also one at step 0)"})
+    eval_episodes: int = field(default=2000, metadata={"help": "Monte Carlo episodes of the final results' returns"})
+    checkpoint_every: int = field(default=50, metadata={"help": "iterations between checkpoints (checkpoints/last.pt)"})
+    resume: Optional[str] = field(default=None, metadata={"help": "a checkpoint path, or auto: the run directory's checkpoints/last.pt where it exists (else a fresh run)"})
+    resume_any_game: bool = field(default=False, metadata={"help": "resume a checkpoint of another game of the same shape (refused otherwise)"})
+    progress: bool = field(default=True, metadata={"help": "a progress bar on the console (when stderr is a terminal)"})
+    restarts: int = field(default=1, metadata={"help": "independent runs, from the uniform leader and from random ones, keeping the best"})
+    restart_scale: float = field(default=1.0, metadata={"help": "the scale of the random leader logits of restarts after the first"})
 
 
 @dataclass
 class Config:
+    """The whole run's settings: ``configs/config.yaml`` composes the groups over this schema."""
+
     env: EnvConfig = field(default_factory=EnvConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 1
+    seed: int = field(default=0, metadata={"help": "the run's random seed, in [0, 2^63 - 1]"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda[:N] or auto (CUDA where torch sees it)"})
+    threads: int = field(default=1, metadata={"help": "torch intra-op threads (1 is fastest for the sampler on small machines)"})
+
+
+def schema_leaves(schema: type = Config, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every leaf setting of the schema (a dataclass of this module), in order: its dotted key and
+    its ``dataclasses.Field``, whose ``metadata["help"]`` is the setting's one-line meaning."""
+    types = get_type_hints(schema)
+    found = []
+    for f in fields(schema):
+        if is_dataclass(types[f.name]):
+            found += schema_leaves(types[f.name], f"{prefix}{f.name}.")
+        else:
+            found.append((prefix + f.name, f))
+    return found
 
 
 def run_name(*, _root_) -> str:
