@@ -21,7 +21,8 @@
 
 import gymnasium
 
-from envs.pettingzoo_adapter import PETTINGZOO_ID, make_env as make_pettingzoo_env
+from envs.pettingzoo_adapter import PETTINGZOO_ID
+from envs.pettingzoo_adapter import make_env as make_pettingzoo_env
 from envs.registry import GAME_BUILDERS, single_entry_point, vector_entry_point
 from envs.stochastic_game import StochasticGameEnv
 from envs.tabular_vector import TabularVectorEnv

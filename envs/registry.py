@@ -6,12 +6,12 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from envs.stochastic_game import StochasticGameEnv
-from envs.tabular_vector import TabularVectorEnv
 from envs.epidemic import epidemic_game
 from envs.matrix_games import MATRIX_GAMES, MatrixGameSpec
 from envs.patrolling import patrolling_game
 from envs.soccer import soccer_game
+from envs.stochastic_game import StochasticGameEnv
+from envs.tabular_vector import TabularVectorEnv
 from spg.game import TabularGame, matrix_game, random_game
 from spg.sparse_game import SparseTabularGame, load_game, random_sparse_game
 

@@ -45,14 +45,14 @@ from omegaconf import OmegaConf
 
 import envs  # noqa: F401
 from envs import StochasticGameEnv, TabularVectorEnv
+from envs.soccer import soccer_game
 from spg import exact
 from spg.algorithms import make_learner
-from envs.soccer import soccer_game
 from spg.config import AlgoConfig
 from spg.estimators import surrogate_objectives
 from spg.game import random_game
-from spg.policy import TabularSoftmaxPolicy
 from spg.objectives import SampledObjectives
+from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from spg.sparse_game import random_sparse_game
 from spg.stackelberg import leader_direction

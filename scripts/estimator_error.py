@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from envs.families import convergence_games  # noqa: E402
 from envs.tabular_vector import TabularVectorEnv  # noqa: E402
 from spg import exact  # noqa: E402
-from spg.algorithms import make_learner  # noqa: E402
+from spg.algorithms import SOLVERS, make_learner  # noqa: E402
 from spg.config import AlgoConfig  # noqa: E402
-from spg.algorithms import SOLVERS  # noqa: E402
 from spg.objectives import ESTIMATORS, ExactObjectives, SampledObjectives  # noqa: E402
 from spg.reference import ascend  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402

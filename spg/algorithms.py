@@ -39,6 +39,7 @@ from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
 from spg.stackelberg import closed_form_solution, leader_direction
 
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
     """What an algorithm is: whether its leader follows eq. (19) (``stackelberg``; else the

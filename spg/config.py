@@ -18,7 +18,6 @@ from spg.env_configs import register_env_defaults
 from spg.objectives import ESTIMATORS
 from spg.schedules import StepSize, growing_batch
 
-
 ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled trajectories are (spg.task.plan_rollouts)
 
 

@@ -22,7 +22,14 @@ from typing import NamedTuple, Protocol
 import torch
 
 from spg import exact
-from spg.estimators import Returns, implicit_surrogate, joint_q_estimates, over_leader_actions, surrogate_objectives, weighted_returns
+from spg.estimators import (
+    Returns,
+    implicit_surrogate,
+    joint_q_estimates,
+    over_leader_actions,
+    surrogate_objectives,
+    weighted_returns,
+)
 from spg.game import GameModel
 from spg.pooled import PooledLeaderTerms
 from spg.sampler import Batch

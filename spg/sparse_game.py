@@ -17,20 +17,20 @@ import torch
 
 from spg.game import (
     DEFAULT_MU_EPSILON,
-    GameModel,
     REQUIRED_KEYS,
+    GameModel,
     TabularGame,
     _first_index,
     _fmt_index,
     _to_numpy,
     check_model_shapes,
-    real_array,
-    real_scalar,
     check_probability_rows,
     check_rewards_and_distributions,
     check_terminal,
     default_mu,
     read_npz,
+    real_array,
+    real_scalar,
 )
 
 SPARSE_KEYS = ("successors", "successor_probs", "R1", "R2", "gamma", "rho")

@@ -14,9 +14,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from envs.contract import CONTRACT, ContractError, ModuleNotFound, check_first_step, contract_problem, find_spec
-from envs.vectorize import make_vector_env
 from envs.pettingzoo_adapter import PETTINGZOO_ID
 from envs.tabular_vector import TabularVectorEnv
+from envs.vectorize import make_vector_env
 from spg.config import SetupError
 from spg.game import TabularGame
 from spg.sparse_game import DENSIFY_LIMIT, SparseTabularGame, load_game

@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from envs.tabular_vector import TabularVectorEnv
 from spg.algorithms import ALGORITHMS, make_learner
-from spg.collector import Collector
 from spg.checkpoint import atomic_write, check_game, load_checkpoint, save_checkpoint, save_json
+from spg.collector import Collector
+from spg.config import SetupError, check_config, config_warnings
 from spg.empirical import COUNT_LIMIT, EmpiricalGame
 from spg.evaluation import (
     empirical_metrics,
@@ -38,14 +39,13 @@ from spg.evaluation import (
     monte_carlo_returns,
     value_scale,
 )
-from spg.sparse_game import DENSIFY_LIMIT
-from spg.config import SetupError, check_config, config_warnings
 from spg.faults import EnvFault, RunFault, RunStopped, writing
 from spg.logger import RunLogger
 from spg.objectives import ExactObjectives
 from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
 from spg.signals import StopSignals, signal_name
+from spg.sparse_game import DENSIFY_LIMIT
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)

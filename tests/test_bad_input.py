@@ -7,14 +7,14 @@ Kill/resume trials: SIGKILL during checkpoint writes, then ``resume=auto``, bit 
 import io
 import math
 import os
-import runpy
 import re
+import runpy
 import shutil
 import signal
 import struct
-import warnings
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np

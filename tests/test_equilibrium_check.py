@@ -6,7 +6,15 @@ import torch
 
 from envs.matrix_games import MATRIX_GAMES
 from spg import exact
-from spg.evaluation import PROBE_SHARE, equilibrium_problems, exact_metrics, j_motion, last_quarter, local_ascent_metrics, value_scale
+from spg.evaluation import (
+    PROBE_SHARE,
+    equilibrium_problems,
+    exact_metrics,
+    j_motion,
+    last_quarter,
+    local_ascent_metrics,
+    value_scale,
+)
 from spg.game import matrix_game
 from spg.policy import TabularSoftmaxPolicy
 from spg.reference import ascend, quantal_stackelberg

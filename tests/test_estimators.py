@@ -7,9 +7,15 @@ import torch
 
 from envs import TabularVectorEnv
 from spg import exact
-from spg.estimators import implicit_surrogate, leave_one_out_baseline, returns_to_go, surrogate_objectives, weighted_returns
-from spg.objectives import ExactObjectives, SampledObjectives
+from spg.estimators import (
+    implicit_surrogate,
+    leave_one_out_baseline,
+    returns_to_go,
+    surrogate_objectives,
+    weighted_returns,
+)
 from spg.game import TabularGame, random_game
+from spg.objectives import ExactObjectives, SampledObjectives
 from spg.policy import TabularSoftmaxPolicy
 from spg.sampler import Sampler
 from spg.task import start_weights

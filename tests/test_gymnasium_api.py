@@ -12,8 +12,8 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector.utils import batch_space
 
 import envs  # noqa: F401  (registers spg/ ids)
-from envs.vectorize import make_vector_env
 from envs.registry import GAME_BUILDERS
+from envs.vectorize import make_vector_env
 from spg.game import random_game
 from tests.helpers import check_vector_env
 

@@ -14,8 +14,8 @@ pettingzoo = pytest.importorskip("pettingzoo", reason="pettingzoo is not install
 
 import envs  # noqa: E402,F401  (registers spg/PettingZoo-v0)
 from envs.contract import ContractError  # noqa: E402
-from envs.vectorize import make_vector_env  # noqa: E402
 from envs.pettingzoo_adapter import PETTINGZOO_ID  # noqa: E402
+from envs.vectorize import make_vector_env  # noqa: E402
 from spg import exact  # noqa: E402
 from spg.game import TabularGame, random_game  # noqa: E402
 from spg.policy import TabularSoftmaxPolicy  # noqa: E402
