@@ -110,6 +110,7 @@ class Sampler:
         seed: int,
         dtype: torch.dtype = torch.float64,
         probe_discount: float | None = None,
+        probe_share: float = 1.0,
         geometric_discount: float | None = None,
     ) -> None:
         self.num_states, self.num_leader_actions, self.num_follower_actions = check_spaces(
@@ -121,6 +122,9 @@ class Sampler:
         if probe_discount is not None and not 0.0 <= probe_discount < 1.0:
             raise ValueError(f"probe_discount = {probe_discount}: the probes' geometric time needs a discount in [0, 1)")
         self.probe_discount = probe_discount
+        if not 0.0 < probe_share <= 1.0:
+            raise ValueError(f"probe_share = {probe_share}: the uniform's share of the follower's probe step must be in (0, 1]")
+        self.probe_share = probe_share
         if geometric_discount is not None and not 0.0 <= geometric_discount < 1.0:
             raise ValueError(f"geometric_discount = {geometric_discount}: trajectories continue with a probability in [0, 1)")
         self.geometric_discount = geometric_discount
@@ -200,6 +204,7 @@ class Sampler:
         uniforms = torch.rand(horizon, 2, n, 1, generator=self.generator, dtype=leader_cdf.dtype, device=self.device)
         ratios = torch.ones((horizon, n), dtype=self.dtype, device=self.device)  # pi2 / behaviour, per step
         probe_time, probe_action = self._draw_probes(n, follower.num_actions)
+        share, uniform = self.probe_share, 1.0 / follower.num_actions
         last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
         all_lengths = lengths
         final_states = torch.full((n,), -1, dtype=torch.long, device=self.device)
@@ -216,8 +221,10 @@ class Sampler:
             a2 = _inverse_cdf(follower_cdf, s, u[1])
             if t <= last_probe:
                 probing = probe_time == t
-                a2 = torch.where(probing, probe_action, a2)
-                ratio = follower.num_actions * follower_probs[s, a2]  # pi2(a*|s*) / uniform(a*)
+                a2 = torch.where(probing & (probe_action >= 0), probe_action, a2)
+                pi = follower_probs[s, a2]
+                # pi2 / behaviour at the probe step, the behaviour being (1 - share) pi2 + share uniform
+                ratio = follower.num_actions * pi if share == 1.0 else pi / ((1.0 - share) * pi + share * uniform)
                 record(ratios, t, torch.where(probing, ratio.to(self.dtype), 1.0))
             record(states, t, s)
             record(leader_actions, t, a1)
@@ -291,6 +298,9 @@ class Sampler:
         else:
             time = torch.floor(torch.log1p(-u) / math.log(self.probe_discount)).long()
         action = torch.randint(num_actions, (n,), generator=self.generator, device=self.device)
+        if self.probe_share < 1.0:  # the probe step keeps the on-policy action unless the uniform is drawn
+            on_policy = torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device) >= self.probe_share
+            action = torch.where(on_policy, -1, action)
         return time, action
 
     def _env_call(self, method: str, *args, **kwargs):
