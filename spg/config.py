@@ -75,7 +75,7 @@ class AlgoConfig:
     sub_batches: int = field(default=1, metadata={"help": "1; 2 (or 3 with cg): independent sub-batches for the factors of eq. (19)"})
     estimator: str = field(default="pooled", metadata={"help": "eq. (19)'s terms from samples: pooled (Rao-Blackwellised from Q estimates pooled over the batch) or reinforce (Loaded-DiCE)"})
     baseline: bool = field(default=True, metadata={"help": "estimator=reinforce: leave-one-out state baselines"})
-    probes: float = field(default=1.0, metadata={"help": "the probability that a trajectory's follower acts uniformly at its probe step (importance-weighted), so every action is seen; 0: no probes"})
+    probes: float = field(default=0.25, metadata={"help": "the probability that a trajectory's follower acts uniformly at its probe step (importance-weighted), so every action is seen; 0: no probes (model_spg: 1)"})
     averaging: float = field(default=3.0, metadata={"help": "eta of the polynomial-decay average of both players' logits that a run evaluates, checkpoints and returns; 0: the last iterates"})
 
 
@@ -284,6 +284,8 @@ def _check_algo(a: DictConfig, t: DictConfig) -> None:
         raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
     if a.estimator not in ESTIMATORS:
         raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
+    if not 0 <= a.probes <= 1:
+        raise _fail("algo.probes", a.probes, "the probability of a uniform follower action at the probe step is in [0, 1] (0: no probes)")
     if a.averaging < 0:
         raise _fail("algo.averaging", a.averaging, "the iterate average's weight eta must be >= 0 (0: the last iterates)")
     if a.follower_warmup < 0:

@@ -8,12 +8,14 @@ Episodes that end before ``T`` (a terminal state entered, or the env's truncatio
 after their last step (next-step autoreset steps are never recorded); a rollout stops as soon
 as every episode has ended, and a batch holds only the steps up to its longest episode.
 
-Follower probes (``probe_discount``): in each trajectory the follower takes one uniformly random
-action at a time ``t* ~ Geometric(1 - gamma)`` (so probes land where the discounted occupancy
-does) and acts on-policy everywhere else. The path's importance weight ``w_t`` (1 before the
-probe, ``A2 pi2(a*|s*)`` from it on, at most ``A2``) keeps every estimator unbiased for the
-on-policy values, while every follower action of every visited state keeps being tried: a
-near-deterministic follower can still learn that another action became better (docs/estimators.md).
+Follower probes (``probe_discount``, ``probe_share = p``): each trajectory has one probe step
+``t* ~ Geometric(1 - gamma)`` (so probes land where the discounted occupancy does), at which the
+follower's action comes from the mixture ``(1 - p) pi2 + p uniform``; it acts on-policy
+everywhere else. The path's importance weight ``w_t`` (1 before the probe step,
+``pi2(a*|s*) / ((1 - p) pi2(a*|s*) + p / A2)`` from it on, at most ``1 / (1 - p + p / A2)``;
+``A2 pi2(a*|s*)`` when ``p = 1``) keeps every estimator unbiased for the on-policy values, while
+every follower action of every visited state keeps being tried: a near-deterministic follower can
+still learn that another action became better (docs/estimators.md).
 """
 
 from __future__ import annotations

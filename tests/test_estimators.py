@@ -28,10 +28,12 @@ def shifted(game: TabularGame, shift: float) -> TabularGame:
     return TabularGame(game.P, game.R1 + shift, game.R2 - shift, game.gamma, game.rho, game.mu)
 
 
-def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True, seed=1, probes=False, geometric=False):
-    """With ``geometric``: rollouts of geometric length, undiscounted, centred rewards."""
+def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True, seed=1, probes=0.0, geometric=False):
+    """``probes``: the probability of a uniform follower action at the probe step (0: no probes);
+    with ``geometric``: rollouts of geometric length, undiscounted, centred rewards."""
     sampler = Sampler(
-        TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma if probes else None, geometric_discount=game.gamma if geometric else None
+        TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma if probes else None, probe_share=float(probes) if probes else 1.0,
+        geometric_discount=game.gamma if geometric else None,
     )
     gamma = 1.0 if geometric else game.gamma
     out = []
@@ -44,8 +46,8 @@ def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True,
 
 @pytest.mark.parametrize(
     "shift, baseline, probes, geometric",
-    [(0.0, True, False, False), (5.0, True, False, False), (0.0, False, False, False), (0.0, True, True, False), (5.0, True, True, False),
-     (0.0, True, False, True), (5.0, True, True, True)],
+    [(0.0, True, 0.0, False), (5.0, True, 0.0, False), (0.0, False, 0.0, False), (0.0, True, 1.0, False), (5.0, True, 1.0, False),
+     (5.0, True, 0.25, False), (0.0, True, 0.0, True), (5.0, True, 1.0, True)],
 )
 def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, probes, geometric):
     base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
@@ -130,6 +132,28 @@ def test_probes_try_every_follower_action_and_weights_keep_returns_unbiased():
         V1, V2 = exact.objectives(game, leader.logits, follower.logits, 0.0)
     for value, returns in zip((V1, V2), probed.discounted_returns(game.gamma)):
         assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / 2000**0.5
+
+
+def test_mixed_probes_try_every_action_with_bounded_weights_and_unbiased_returns():
+    # at its probe step a trajectory's follower acts uniformly with probability p = 1/4, else
+    # on-policy; the weight pi2 / ((1 - p) pi2 + p / A2) from there on is at most 1 / (1 - p + p / A2)
+    # and has mean 1, so returns stay unbiased
+    share, N = 0.25, 4000
+    game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
+    leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
+    follower = TabularSoftmaxPolicy(3, 3, logits=torch.tensor([[12.0, 0.0, 0.0]] * 3, dtype=torch.float64))  # near-deterministic
+    probed = Sampler(TabularVectorEnv(game, N), seed=3, probe_discount=GAMMA, probe_share=share).collect(leader, follower, N, HORIZON)
+    others = torch.bincount(probed.follower_actions.flatten(), minlength=3)[1:]
+    # expected: N p / 3 = 333 of each other action (the probe step always lies within the horizon: 0.6^40 ~ 1e-9)
+    assert ((others - N * share / 3).abs() < 4 * (N * share / 3) ** 0.5).all(), others
+    changes = (probed.weights[:, 1:] != probed.weights[:, :-1]).sum(1) + (probed.weights[:, 0] != 1)
+    assert (changes <= 1).all() and probed.weights.max() <= 1 / (1 - share + share / 3) + 1e-12
+    final = probed.weights[:, -1]
+    assert abs(float(final.mean()) - 1.0) < 4 * float(final.std()) / N**0.5
+    with torch.no_grad():
+        V1, V2 = exact.objectives(game, leader.logits, follower.logits, 0.0)
+    for value, returns in zip((V1, V2), probed.discounted_returns(game.gamma)):
+        assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / N**0.5
 
 
 def test_q_estimates_match_both_players_q_functions():

@@ -78,8 +78,9 @@ def leader_terms(source, leader, follower, w):
     return torch.cat([direct.flatten(), implicit.flatten()])
 
 
-@pytest.mark.parametrize("probes, geometric, from_mu", [(False, False, False), (True, False, False), (True, True, False), (True, False, True)])
+@pytest.mark.parametrize("probes, geometric, from_mu", [(0.0, False, False), (1.0, False, False), (0.25, False, False), (1.0, True, False), (1.0, False, True)])
 def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
+    # probes: the probability of a uniform follower action at the probe step (0: none)
     # grad_1 V1(rho) and sum_s d(s) sum_a2 pi2 w grad_1 Q2^lam at any policies and any w
     base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
     rho, mu = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([0.2, 0.4, 0.4], dtype=torch.float64)
@@ -88,7 +89,8 @@ def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
     w = seeded_logits(3, 3, 5)
     expected = leader_terms(ExactObjectives(game), leader, follower, w)
     sampler = Sampler(
-        TabularVectorEnv(game, 2000), seed=6, probe_discount=GAMMA if probes else None, geometric_discount=GAMMA if geometric else None
+        TabularVectorEnv(game, 2000), seed=6, probe_discount=GAMMA if probes else None, probe_share=probes or 1.0,
+        geometric_discount=GAMMA if geometric else None,
     )
     weights = start_weights(game, "mu")
     samples = []
