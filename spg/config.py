@@ -75,7 +75,7 @@ class AlgoConfig:
     sub_batches: int = field(default=1, metadata={"help": "1; 2 (or 3 with cg): independent sub-batches for the factors of eq. (19)"})
     estimator: str = field(default="pooled", metadata={"help": "eq. (19)'s terms from samples: pooled (Rao-Blackwellised from Q estimates pooled over the batch) or reinforce (Loaded-DiCE)"})
     baseline: bool = field(default=True, metadata={"help": "estimator=reinforce: leave-one-out state baselines"})
-    probes: float = field(default=0.25, metadata={"help": "the probability that a trajectory's follower acts uniformly at its probe step (importance-weighted), so every action is seen; 0: no probes (model_spg: 1)"})
+    probes: float = field(default=1.0, metadata={"help": "the probability that a trajectory's follower acts uniformly at its probe step (importance-weighted), so every action is seen; 0: no probes (spg: 0.25)"})
     averaging: float = field(default=3.0, metadata={"help": "eta of the polynomial-decay average of both players' logits that a run evaluates, checkpoints and returns; 0: the last iterates"})
 
 
