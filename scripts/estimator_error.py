@@ -1,10 +1,10 @@
 """How precisely does each sampled estimator give the leader's direction (eq. 19)?
-``python scripts/estimator_error.py [--games patrolling-line-4 ...] [--batches 8]``.
+``python scripts/estimator_error.py [--games patrolling-line-4 ...] [--batches 8] [--probes 0.25]``.
 
 On games of the convergence suite (:func:`envs.families.convergence_games`), at two leaders (the
 uniform one, and the one 100 steps of exact ascent on ``J`` reach), with the follower at its exact
 soft best response, ``spg``'s sampled direction (``--trajectories 512`` of them, the automatic
-horizon, follower probes) is compared with the exact eq. (19) for every pair of ``algo.solve``
+horizon, follower probes at ``--probes``, ``spg``'s ``algo.probes``) is compared with the exact eq. (19) for every pair of ``algo.solve``
 (``closed_form``, ``cg``) and ``algo.estimator`` (``pooled``, ``reinforce``), all on the same
 batches. Printed per game, leader and pair: the mean squared error over the batches relative to
 ``|exact direction|^2`` (its square root is the typical relative error of one batch's direction),
@@ -38,7 +38,7 @@ DEFAULT_GAMES = ["security-2-targets", "random-3-states", "patrolling-line-4", "
 PAIRS = [(solve, estimator) for solve in SOLVERS for estimator in ESTIMATORS]
 
 
-def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int) -> dict[tuple[str, str], float]:
+def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int, probes: float) -> dict[tuple[str, str], float]:
     """Per (solve, estimator): the mean squared error of the sampled direction over the batches,
     relative to ``|exact|^2``."""
     game = exact.dense_for_derivatives(game)
@@ -55,7 +55,8 @@ def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int)
             learner.follower.logits.copy_(response)
     target = learners["closed_form"].reference_direction(ExactObjectives(game))  # eq. (19) at the best response
     plan = plan_rollouts(game.gamma, None, "auto")
-    sampler = Sampler(TabularVectorEnv(game, trajectories, start="mu"), seed=1, probe_discount=game.gamma,
+    sampler = Sampler(TabularVectorEnv(game, trajectories, start="mu"), seed=1, probe_discount=game.gamma if probes > 0 else None,
+                      probe_share=probes if probes > 0 else 1.0,
                       geometric_discount=game.gamma if plan.geometric else None)
     found: dict[tuple[str, str], list[torch.Tensor]] = {pair: [] for pair in PAIRS}
     for _ in range(batches):
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--trajectories", type=int, default=512)
+    parser.add_argument("--probes", type=float, default=0.25, help="the follower's probe probability (algo.probes; 0: none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     games = {name: (game, lam) for name, _, game, lam in convergence_games()}
@@ -83,7 +85,7 @@ def main() -> None:
     for name in args.games:
         game, lam = games[name]
         for label, steps in (("uniform", 0), ("ascent100", 100)):
-            row = errors(game, lam, steps, args.batches, args.trajectories)
+            row = errors(game, lam, steps, args.batches, args.trajectories, args.probes)
             base = row[("closed_form", "pooled")]
             cells = " ".join(f"{row[pair]:>12.3g} (x{row[pair] / base:>6.1f})" for pair in PAIRS)
             print(f"{name:<28} {label:<10} {cells}", flush=True)
