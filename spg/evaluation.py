@@ -245,6 +245,8 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
     source = hydra_config if hydra_config.is_file() else f"the config inside {checkpoint_path}"
     try:
         saved = OmegaConf.load(hydra_config) if hydra_config.is_file() else OmegaConf.create(state["config"])
+        if isinstance(OmegaConf.select(saved, "algo.probes"), bool):  # runs that recorded the probes as on or off
+            saved.algo.probes = 1.0 if saved.algo.probes else 0.0  # on: every probe step uniform
         cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
     except (OmegaConfBaseException, yaml.YAMLError) as error:
         raise SetupError(f"cannot use {source}: {' '.join(str(error).split())}") from None

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
 from spg import exact
-from spg.evaluation import equilibrium_problems
+from spg.evaluation import equilibrium_problems, load_run
 from spg.game import TabularGame, random_game
 from spg.logger import policy_figure
 from spg.trainer import SetupError, train
@@ -126,6 +127,20 @@ def test_resume_reproduces_the_uninterrupted_run(algo, tmp_path):
     for player in ("leader", "follower"):
         assert torch.equal(whole[player]["logits"], split[player]["logits"])
     assert whole["env_steps"] == split["env_steps"]
+
+
+def test_a_run_that_recorded_its_probes_as_on_or_off_still_loads(tiny_run, tmp_path):
+    run_dir = tmp_path / "older"
+    shutil.copytree(tiny_run, run_dir)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    for recorded, probes in ((True, 1.0), (False, 0.0)):
+        saved = OmegaConf.create(state["config"])
+        saved.algo.probes = recorded
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+        assert "probes: " + str(recorded).lower() in (run_dir / ".hydra" / "config.yaml").read_text()
+        cfg, _ = load_run(run_dir)
+        assert cfg.algo.probes == probes
 
 
 def test_resume_from_a_checkpoint_of_another_game_is_refused(tiny_run, tmp_path):
