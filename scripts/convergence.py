@@ -234,10 +234,12 @@ def main() -> int:
     parser.add_argument("--games", nargs="+", help="only these games (names as in the table)")
     parser.add_argument("--suite", choices=SUITES, default="convergence",
                         help="convergence: the 41 games the defaults were chosen on; holdout: 9 games they were not; drawn: 16 games drawn at random from the families (envs/families.py)")
+    parser.add_argument("--draw-seed", type=int, default=2026, help="with --suite drawn: the seed of the draw (another seed, other games)")
     parser.add_argument("--override", nargs="*", default=[], help="key=value overrides for every run (studies only)")
     parser.add_argument("--restarts", type=int, default=4, help="trainer.restarts of the extra runs on games where ascent from the uniform leader misses J*")
     args = parser.parse_args()
-    games = [g for g in SUITES[args.suite]() if not args.games or g[0] in args.games]
+    suite = SUITES[args.suite](seed=args.draw_seed) if args.suite == "drawn" else SUITES[args.suite]()
+    games = [g for g in suite if not args.games or g[0] in args.games]
     if not games:
         print(f"error: no game named {' '.join(args.games)}; see envs/families.py", file=sys.stderr)
         return 1
