@@ -55,8 +55,7 @@ def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int,
             learner.follower.logits.copy_(response)
     target = learners["closed_form"].reference_direction(ExactObjectives(game))  # eq. (19) at the best response
     plan = plan_rollouts(game.gamma, None, "auto")
-    sampler = Sampler(TabularVectorEnv(game, trajectories, start="mu"), seed=1, probe_discount=game.gamma if probes > 0 else None,
-                      probe_share=probes if probes > 0 else 1.0,
+    sampler = Sampler(TabularVectorEnv(game, trajectories, start="mu"), seed=1, probe_discount=game.gamma, probe_share=probes,
                       geometric_discount=game.gamma if plan.geometric else None)
     found: dict[tuple[str, str], list[torch.Tensor]] = {pair: [] for pair in PAIRS}
     for _ in range(batches):

@@ -8,7 +8,7 @@ Episodes that end before ``T`` (a terminal state entered, or the env's truncatio
 after their last step (next-step autoreset steps are never recorded); a rollout stops as soon
 as every episode has ended, and a batch holds only the steps up to its longest episode.
 
-Follower probes (``probe_discount``, ``probe_share = p``): each trajectory has one probe step
+Follower probes (``probe_discount``, ``probe_share = p > 0``): each trajectory has one probe step
 ``t* ~ Geometric(1 - gamma)`` (so probes land where the discounted occupancy does), at which the
 follower's action comes from the mixture ``(1 - p) pi2 + p uniform``; it acts on-policy
 everywhere else. The path's importance weight ``w_t`` (1 before the probe step,
@@ -124,8 +124,8 @@ class Sampler:
         if probe_discount is not None and not 0.0 <= probe_discount < 1.0:
             raise ValueError(f"probe_discount = {probe_discount}: the probes' geometric time needs a discount in [0, 1)")
         self.probe_discount = probe_discount
-        if not 0.0 < probe_share <= 1.0:
-            raise ValueError(f"probe_share = {probe_share}: the uniform's share of the follower's probe step must be in (0, 1]")
+        if not 0.0 <= probe_share <= 1.0:
+            raise ValueError(f"probe_share = {probe_share}: the uniform's share of the follower's probe step must be in [0, 1] (0: no probes)")
         self.probe_share = probe_share
         if geometric_discount is not None and not 0.0 <= geometric_discount < 1.0:
             raise ValueError(f"geometric_discount = {geometric_discount}: trajectories continue with a probability in [0, 1)")
@@ -206,7 +206,7 @@ class Sampler:
         uniforms = torch.rand(horizon, 2, n, 1, generator=self.generator, dtype=leader_cdf.dtype, device=self.device)
         ratios = torch.ones((horizon, n), dtype=self.dtype, device=self.device)  # pi2 / behaviour, per step
         probe_time, probe_action = self._draw_probes(n, follower.num_actions)
-        share, uniform = self.probe_share, 1.0 / follower.num_actions
+        share, A2 = self.probe_share, follower.num_actions
         last_probe = int(probe_time.max()) if probe_time is not None else -1  # one host sync, not one per step
         all_lengths = lengths
         final_states = torch.full((n,), -1, dtype=torch.long, device=self.device)
@@ -224,9 +224,9 @@ class Sampler:
             if t <= last_probe:
                 probing = probe_time == t
                 a2 = torch.where(probing & (probe_action >= 0), probe_action, a2)
-                pi = follower_probs[s, a2]
-                # pi2 / behaviour at the probe step, the behaviour being (1 - share) pi2 + share uniform
-                ratio = follower.num_actions * pi if share == 1.0 else pi / ((1.0 - share) * pi + share * uniform)
+                # pi2 / behaviour at the probe step, the behaviour (1 - share) pi2 + share / A2 (A2 pi2 when share = 1)
+                scaled = A2 * follower_probs[s, a2]
+                ratio = scaled / ((1.0 - share) * scaled + share)
                 record(ratios, t, torch.where(probing, ratio.to(self.dtype), 1.0))
             record(states, t, s)
             record(leader_actions, t, a1)
@@ -292,7 +292,7 @@ class Sampler:
     def _draw_probes(self, n: int, num_actions: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Each trajectory's probe time ``t* ~ Geometric(1 - gamma)`` (``t* = 0`` when ``gamma = 0``)
         and its uniformly drawn follower action."""
-        if self.probe_discount is None:
+        if self.probe_discount is None or self.probe_share == 0.0:
             return None, None
         u = torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device)
         if self.probe_discount == 0.0:
@@ -300,7 +300,7 @@ class Sampler:
         else:
             time = torch.floor(torch.log1p(-u) / math.log(self.probe_discount)).long()
         action = torch.randint(num_actions, (n,), generator=self.generator, device=self.device)
-        if self.probe_share < 1.0:  # the probe step keeps the on-policy action unless the uniform is drawn
+        if self.probe_share < 1.0:  # the on-policy action stays (marked -1) unless the uniform is drawn
             on_policy = torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device) >= self.probe_share
             action = torch.where(on_policy, -1, action)
         return time, action

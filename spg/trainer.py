@@ -217,8 +217,8 @@ class Experiment:
         self.sampler = Sampler(
             task.env,
             seed=cfg.seed,
-            probe_discount=task.gamma if cfg.algo.probes > 0 else None,
-            probe_share=cfg.algo.probes if cfg.algo.probes > 0 else 1.0,
+            probe_discount=task.gamma,
+            probe_share=cfg.algo.probes,
             geometric_discount=task.gamma if self.rollouts.geometric else None,
         )
         self.collector = Collector(cfg, task, self.algorithm, self.sampler, self.empirical, self.rollouts)

@@ -32,7 +32,7 @@ def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True,
     """``probes``: the probability of a uniform follower action at the probe step (0: no probes);
     with ``geometric``: rollouts of geometric length, undiscounted, centred rewards."""
     sampler = Sampler(
-        TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma if probes else None, probe_share=float(probes) if probes else 1.0,
+        TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma, probe_share=float(probes),
         geometric_discount=game.gamma if geometric else None,
     )
     gamma = 1.0 if geometric else game.gamma
@@ -154,6 +154,10 @@ def test_mixed_probes_try_every_action_with_bounded_weights_and_unbiased_returns
         V1, V2 = exact.objectives(game, leader.logits, follower.logits, 0.0)
     for value, returns in zip((V1, V2), probed.discounted_returns(game.gamma)):
         assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / N**0.5
+    # probability 0: no probes, the very batch of a sampler without them
+    off = Sampler(TabularVectorEnv(game, N), seed=3, probe_discount=GAMMA, probe_share=0.0).collect(leader, follower, N, HORIZON)
+    plain = Sampler(TabularVectorEnv(game, N), seed=3).collect(leader, follower, N, HORIZON)
+    assert torch.equal(off.follower_actions, plain.follower_actions) and bool((off.weights == 1).all())
 
 
 def test_q_estimates_match_both_players_q_functions():

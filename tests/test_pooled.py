@@ -89,7 +89,7 @@ def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
     w = seeded_logits(3, 3, 5)
     expected = leader_terms(ExactObjectives(game), leader, follower, w)
     sampler = Sampler(
-        TabularVectorEnv(game, 2000), seed=6, probe_discount=GAMMA if probes else None, probe_share=probes or 1.0,
+        TabularVectorEnv(game, 2000), seed=6, probe_discount=GAMMA, probe_share=probes,
         geometric_discount=GAMMA if geometric else None,
     )
     weights = start_weights(game, "mu")
