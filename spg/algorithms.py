@@ -34,7 +34,8 @@ import torch
 from spg import exact
 from spg.averaging import IterateAverage
 from spg.cg import CGResult
-from spg.objectives import ObjectiveSource
+from spg.errors import SetupError, invalid
+from spg.objectives import ESTIMATORS, ObjectiveSource
 from spg.policy import TabularSoftmaxPolicy
 from spg.schedules import StepSize, check_two_timescales
 from spg.stackelberg import closed_form_solution, leader_direction
@@ -122,7 +123,8 @@ def cg_diverged(cg: CGResult, implicit: torch.Tensor) -> bool:
 
 
 class TwoTimescalePolicyGradient:
-    """``spg``, ``pg``, ``exact_spg`` or ``exact_pg`` on a leader and a follower policy."""
+    """``spg``, ``pg``, ``exact_spg`` or ``exact_pg`` on a leader and a follower policy, with
+    settings :func:`check_algo` accepts (:func:`make_learner` builds it from the config)."""
 
     def __init__(
         self,
@@ -132,34 +134,15 @@ class TwoTimescalePolicyGradient:
         *,
         lam: float,
         leader_step: StepSize,
-        leader_optimizer: str = "adam",
-        leader_betas: tuple[float, float] = (0.9, 0.9),
-        follower_settings: FollowerSettings | None = None,
-        solve: str = "closed_form",
-        cg: CGSettings | None = None,
-        sub_batches: int = 1,
-        averaging: float = 0.0,
+        leader_optimizer: str,
+        leader_betas: tuple[float, float],
+        follower_settings: FollowerSettings,
+        solve: str,
+        cg: CGSettings,
+        sub_batches: int,
+        averaging: float,
     ) -> None:
-        if name not in ALGORITHMS:
-            raise ValueError(f"algorithm {name!r} is unknown: choose one of {', '.join(ALGORITHMS)}")
-        if leader_optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {leader_optimizer!r} is unknown: choose one of {', '.join(OPTIMIZERS)}")
-        if solve not in SOLVERS:
-            raise ValueError(f"solve = {solve!r}: choose one of {', '.join(SOLVERS)}")
-        if solve == "closed_form" and lam <= 0 and ALGORITHMS[name].stackelberg:
-            raise ValueError("the closed-form solve of eq. (19) divides by lam: set lam > 0 or solve with cg")
-        if sub_batches not in (1, 2, 3):
-            raise ValueError(f"sub_batches = {sub_batches}: use 1 (one batch), 2 (leader | follower) or 3 (+ mixed)")
-        if lam < 0:
-            raise ValueError(f"lam = {lam}: the follower's entropy weight must be >= 0")
-        self.follower_settings = follower_settings if follower_settings is not None else FollowerSettings()
-        f = self.follower_settings
-        if f.rule not in FOLLOWER_UPDATES:
-            raise ValueError(f"follower update {f.rule!r} is unknown: choose one of {', '.join(FOLLOWER_UPDATES)}")
-        if f.rule == "npg" and lam <= 0:
-            raise ValueError("the follower's natural update aims at softmax(Q / lam) and needs lam > 0: set lam > 0 or use the gradient rule")
-        if not 0 < f.kappa <= 1 or f.lr <= 0 or f.steps < 1 or f.tol < 0 or not f.power >= 0 or not f.t0 > 0:
-            raise ValueError(f"follower settings {f}: need 0 < kappa <= 1, lr > 0, steps >= 1, tol >= 0, power >= 0, t0 > 0")
+        self.follower_settings = f = follower_settings
         self.follower_decay = StepSize(1.0, f.power, f.t0)  # the factor on kappa (or lr) after t leader updates
         self.name = name
         self.spec = ALGORITHMS[name]
@@ -175,7 +158,7 @@ class TwoTimescalePolicyGradient:
         self.leader_lr = leader_step
         check_two_timescales(leader_step, self.follower_decay)
         self.solve = solve
-        self.cg = cg if cg is not None else CGSettings()
+        self.cg = cg
         self.sub_batches = sub_batches
         self.leader_betas = tuple(leader_betas)
         options = {"betas": self.leader_betas} if leader_optimizer == "adam" else {}
@@ -362,11 +345,69 @@ class TwoTimescalePolicyGradient:
         self.cg_fallbacks = int(state.get("cg_fallbacks", 0))  # checkpoints written before the count hold none
 
 
+def check_algo(a) -> None:
+    """Reject every setting of the ``algo`` node (:class:`spg.config.AlgoConfig`) that no learner
+    can run, each error naming the setting, its value and the allowed range (:class:`SetupError`).
+    The one check of the learner's settings: :func:`make_learner` and the config check call it."""
+    if a.name not in ALGORITHMS:
+        raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
+    if a.leader.optimizer not in OPTIMIZERS:
+        raise SetupError(f"algo.leader.optimizer = {a.leader.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
+    if a.lam < 0:
+        raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
+    f = a.follower
+    if f.rule not in FOLLOWER_UPDATES:
+        raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")
+    if f.rule == "npg" and a.lam <= 0:
+        raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam) and needs lam > 0; set algo.lam > 0 or algo.follower.rule=gradient")
+    if not 0 < f.kappa <= 1:
+        raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
+    if f.power < 0:
+        raise invalid("algo.follower.power", f.power, "the follower's step must not grow: power >= 0")
+    if f.t0 <= 0:
+        raise invalid("algo.follower.t0", f.t0, "the follower step's decay (t0 / (t + t0))^power needs t0 > 0")
+    if f.steps < 1:
+        raise invalid("algo.follower.steps", f.steps, "must be >= 1")
+    if f.lr <= 0:
+        raise invalid("algo.follower.lr", f.lr, "must be > 0")
+    if f.tol < 0:
+        raise invalid("algo.follower.tol", f.tol, "must be >= 0")
+    if a.solve not in SOLVERS:
+        raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
+    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name].stackelberg:
+        raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
+    if a.solve == "cg" and not ALGORITHMS[a.name].stackelberg:
+        raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
+    if a.estimator not in ESTIMATORS:
+        raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
+    if not 0 <= a.probes <= 1:
+        raise invalid("algo.probes", a.probes, "the probability of a uniform follower action at the probe step is in [0, 1] (0: no probes)")
+    if a.averaging < 0:
+        raise invalid("algo.averaging", a.averaging, "the iterate average's weight eta must be >= 0 (0: the last iterates)")
+    if a.follower_warmup < 0:
+        raise invalid("algo.follower_warmup", a.follower_warmup, "must be >= 0")
+    for key in ("iters", "tol", "damping"):
+        if a.cg[key] < 0:
+            raise invalid(f"algo.cg.{key}", a.cg[key], "must be >= 0")
+    if a.sub_batches not in (1, 2, 3):
+        raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (one batch; leader | follower; + the mixed term)")
+    if len(a.leader.betas) != 2 or not all(0 <= b < 1 for b in a.leader.betas):
+        raise invalid("algo.leader.betas", list(a.leader.betas), "Adam's betas are two numbers in [0, 1), e.g. [0.9,0.9]")
+    if a.leader.lr <= 0:
+        raise invalid("algo.leader.lr", a.leader.lr, "the leader's step must be > 0")
+    if a.leader.t0 <= 0:
+        raise invalid("algo.leader.t0", a.leader.t0, "the step's decay lr (t0 / (t + t0))^power needs t0 > 0")
+    if a.leader.power < 0:
+        raise invalid("algo.leader.power", a.leader.power, "the step must not grow: power >= 0")
+
+
 def make_learner(
     algo, num_states: int, num_actions: tuple[int, int], device: torch.device | str | None = None
 ) -> tuple[TabularSoftmaxPolicy, TabularSoftmaxPolicy, TwoTimescalePolicyGradient]:
     """Uniform leader and follower policies and the learner ``algo`` describes (the ``algo``
-    node of the config, :class:`spg.config.AlgoConfig`, whose defaults are the shipped ones)."""
+    node of the config, :class:`spg.config.AlgoConfig`, whose defaults are the shipped ones),
+    after :func:`check_algo`."""
+    check_algo(algo)
     leader = TabularSoftmaxPolicy(num_states, num_actions[0], device=device)
     follower = TabularSoftmaxPolicy(num_states, num_actions[1], device=device)
     algorithm = TwoTimescalePolicyGradient(

@@ -13,21 +13,12 @@ from typing import Any, Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from spg.algorithms import ALGORITHMS, FOLLOWER_UPDATES, OPTIMIZERS, SOLVERS, CGSettings, FollowerSettings
+from spg.algorithms import ALGORITHMS, CGSettings, FollowerSettings, check_algo
 from spg.env_configs import register_env_defaults
-from spg.objectives import ESTIMATORS
+from spg.errors import SetupError, invalid
 from spg.schedules import StepSize, growing_batch
 
 ROLLOUTS = ("auto", "fixed", "geometric")  # trainer.rollouts: how long sampled trajectories are (spg.task.plan_rollouts)
-
-
-class SetupError(ValueError):
-    """A run that cannot start: the message names the problem and the setting to change;
-    ``detail``, what that one line leaves out, for the run's log."""
-
-    def __init__(self, message: str = "", detail: str | None = None) -> None:
-        super().__init__(message)
-        self.detail = detail
 
 
 @dataclass
@@ -124,6 +115,11 @@ def schema_leaves(schema: type = Config, prefix: str = "") -> list[tuple[str, An
     return found
 
 
+def game_source(env: DictConfig) -> str:
+    """Where the run's game comes from: the game file's path or the env's id."""
+    return str(env.path) if env.kind == "file" else str(env.id)
+
+
 def run_name(*, _root_) -> str:
     """``ALGO_ENV_seedN`` for run directories and TensorBoard's run list: the env is the last part
     of its Gymnasium id (``spg/Patrolling-v0`` -> ``Patrolling-v0``) or the game file's stem."""
@@ -155,10 +151,6 @@ SLOW_ITERATION_SECONDS = 60.0
 NEGLIGIBLE_DISCOUNT = 1e-12  # gamma^T below this: later steps carry no weight in any estimate
 
 
-def _fail(key: str, value: Any, rule: str) -> SetupError:
-    return SetupError(f"{key} = {value}: {rule}; set {key}=...")
-
-
 def _check_finite_floats(node: DictConfig, prefix: str = "") -> None:
     """Every float setting (outside ``env.kwargs``, which belong to the env) must be finite."""
     for key, value in node.items():
@@ -168,7 +160,7 @@ def _check_finite_floats(node: DictConfig, prefix: str = "") -> None:
         if isinstance(value, DictConfig):
             _check_finite_floats(value, name + ".")
         elif isinstance(value, float) and not math.isfinite(value):
-            raise _fail(name, value, "must be a finite number")
+            raise invalid(name, value, "must be a finite number")
 
 
 def unknown_keys(node: DictConfig, schema: type | None = None, prefix: str = "") -> list[tuple[str, list[str]]]:
@@ -206,12 +198,14 @@ def check_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg)
     _check_finite_floats(cfg)
     if not 0 <= cfg.seed <= MAX_SEED:
-        raise _fail("seed", cfg.seed, f"must lie in [0, {MAX_SEED}]")
+        raise invalid("seed", cfg.seed, f"must lie in [0, {MAX_SEED}]")
     if cfg.threads < 1:
-        raise _fail("threads", cfg.threads, "torch needs at least 1 thread")
+        raise invalid("threads", cfg.threads, "torch needs at least 1 thread")
     _check_env(cfg.env)
     _check_trainer(cfg.trainer)
-    _check_algo(cfg.algo, cfg.trainer)
+    check_algo(cfg.algo)
+    if cfg.algo.sub_batches > cfg.trainer.batch_size:
+        raise SetupError(f"algo.sub_batches = {cfg.algo.sub_batches}: at most trainer.batch_size ({cfg.trainer.batch_size}) parts; lower algo.sub_batches")
 
 
 def _check_env(e: DictConfig) -> None:
@@ -224,85 +218,32 @@ def _check_env(e: DictConfig) -> None:
     if e.kind == "file" and not OmegaConf.select(e, "path", throw_on_missing=False):
         raise SetupError("env=file needs a game file: set env.path=GAME.npz")
     if e.vectorization not in VECTORIZATIONS:
-        raise _fail("env.vectorization", repr(e.vectorization), f"choose {', '.join(VECTORIZATIONS)}")
+        raise invalid("env.vectorization", repr(e.vectorization), f"choose {', '.join(VECTORIZATIONS)}")
     if e.kind == "file" and e.vectorization not in ("auto", "native"):
-        raise _fail("env.vectorization", e.vectorization, "a game file always runs on the native tabular env: use auto or native")
+        raise invalid("env.vectorization", e.vectorization, "a game file always runs on the native tabular env: use auto or native")
     if e.num_envs is not None and e.num_envs < 1:
-        raise _fail("env.num_envs", e.num_envs, "must be >= 1 (or null for the default)")
+        raise invalid("env.num_envs", e.num_envs, "must be >= 1 (or null for the default)")
     if e.gamma is not None and not 0.0 <= e.gamma < 1.0:
-        raise _fail("env.gamma", e.gamma, "the discount must lie in [0, 1)")
+        raise invalid("env.gamma", e.gamma, "the discount must lie in [0, 1)")
     if e.step_timeout is not None and not e.step_timeout > 0:
-        raise _fail("env.step_timeout", e.step_timeout, "seconds a step may take must be > 0 (or null for no limit)")
+        raise invalid("env.step_timeout", e.step_timeout, "seconds a step may take must be > 0 (or null for no limit)")
 
 
 def _check_trainer(t: DictConfig) -> None:
     for key in ("iterations", "batch_size", "eval_every", "checkpoint_every", "eval_episodes"):
         minimum = 0 if key == "iterations" else 1
         if t[key] < minimum:
-            raise _fail(f"trainer.{key}", t[key], f"must be >= {minimum}")
+            raise invalid(f"trainer.{key}", t[key], f"must be >= {minimum}")
     if not t.batch_growth >= 0:
-        raise _fail("trainer.batch_growth", t.batch_growth, "must be >= 0 (0: every update samples trainer.batch_size trajectories)")
+        raise invalid("trainer.batch_growth", t.batch_growth, "must be >= 0 (0: every update samples trainer.batch_size trajectories)")
     if t.restarts < 1:
-        raise _fail("trainer.restarts", t.restarts, "must be >= 1")
+        raise invalid("trainer.restarts", t.restarts, "must be >= 1")
     if t.restart_scale <= 0:
-        raise _fail("trainer.restart_scale", t.restart_scale, "must be > 0")
+        raise invalid("trainer.restart_scale", t.restart_scale, "must be > 0")
     if t.rollouts not in ROLLOUTS:
         raise SetupError(f"trainer.rollouts = {t.rollouts!r}: choose {'|'.join(ROLLOUTS)}")
     if t.horizon is not None and t.horizon < 1:
         raise SetupError(f"trainer.horizon = {t.horizon}: must be >= 1 (or null for automatic); set trainer.horizon")
-
-
-def _check_algo(a: DictConfig, t: DictConfig) -> None:
-    if a.name not in ALGORITHMS:
-        raise SetupError(f"algo.name = {a.name!r}: choose algo={'|'.join(ALGORITHMS)}")
-    if a.leader.optimizer not in OPTIMIZERS:
-        raise SetupError(f"algo.leader.optimizer = {a.leader.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
-    if a.lam < 0:
-        raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
-    f = a.follower
-    if f.rule not in FOLLOWER_UPDATES:
-        raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")
-    if f.rule == "npg" and a.lam <= 0:
-        raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam); set algo.lam > 0 or algo.follower.rule=gradient")
-    if not 0 < f.kappa <= 1:
-        raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
-    if f.power < 0:
-        raise _fail("algo.follower.power", f.power, "the follower's step must not grow: power >= 0")
-    if f.t0 <= 0:
-        raise _fail("algo.follower.t0", f.t0, "the follower step's decay (t0 / (t + t0))^power needs t0 > 0")
-    if f.steps < 1:
-        raise _fail("algo.follower.steps", f.steps, "must be >= 1")
-    if f.lr <= 0:
-        raise _fail("algo.follower.lr", f.lr, "must be > 0")
-    if f.tol < 0:
-        raise _fail("algo.follower.tol", f.tol, "must be >= 0")
-    if a.solve not in SOLVERS:
-        raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
-    if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name].stackelberg:
-        raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
-    if a.solve == "cg" and not ALGORITHMS[a.name].stackelberg:
-        raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
-    if a.estimator not in ESTIMATORS:
-        raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
-    if not 0 <= a.probes <= 1:
-        raise _fail("algo.probes", a.probes, "the probability of a uniform follower action at the probe step is in [0, 1] (0: no probes)")
-    if a.averaging < 0:
-        raise _fail("algo.averaging", a.averaging, "the iterate average's weight eta must be >= 0 (0: the last iterates)")
-    if a.follower_warmup < 0:
-        raise _fail("algo.follower_warmup", a.follower_warmup, "must be >= 0")
-    for key in ("iters", "tol", "damping"):
-        if a.cg[key] < 0:
-            raise _fail(f"algo.cg.{key}", a.cg[key], "must be >= 0")
-    if a.sub_batches not in (1, 2, 3) or a.sub_batches > t.batch_size:
-        raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (and at most trainer.batch_size)")
-    if len(a.leader.betas) != 2 or not all(0 <= b < 1 for b in a.leader.betas):
-        raise _fail("algo.leader.betas", list(a.leader.betas), "Adam's betas are two numbers in [0, 1), e.g. [0.9,0.9]")
-    if a.leader.lr <= 0:
-        raise _fail("algo.leader.lr", a.leader.lr, "the leader's step must be > 0")
-    if a.leader.t0 <= 0:
-        raise _fail("algo.leader.t0", a.leader.t0, "the step's decay lr (t0 / (t + t0))^power needs t0 > 0")
-    if a.leader.power < 0:
-        raise _fail("algo.leader.power", a.leader.power, "the step must not grow: power >= 0")
 
 
 def largest_batch(cfg: DictConfig) -> int:

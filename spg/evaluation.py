@@ -22,7 +22,7 @@ from spg.policy import TabularSoftmaxPolicy
 from spg.reference import local_ascent_value
 from spg.sampler import Sampler
 from spg.sparse_game import SparseTabularGame
-from spg.task import Rollouts, make_task, plan_rollouts, resolve_device
+from spg.task import Rollouts, Task, make_task, plan_rollouts, resolve_device
 
 GRADIENT_CHECK_LIMIT = 500  # states up to which evaluations compute ||grad J|| (a dense eq. 19 solve)
 EQUILIBRIUM_TOLERANCE = 0.01  # of the value scale (value_scale: the largest |value| any pair of policies reaches)
@@ -195,6 +195,14 @@ def evaluation_sampler(game: GameModel, episodes: int, seed: int, rollouts: Roll
     return Sampler(TabularVectorEnv(game, episodes, start="rho"), seed=seed, geometric_discount=geometric)
 
 
+def returns_sampler(task: Task, episodes: int, seed: int, rollouts: Rollouts) -> Sampler:
+    """The sampler of a run's final Monte Carlo returns: from ``rho`` on the game's model where
+    there is one (:func:`evaluation_sampler`), else the env's own resets."""
+    if task.game is not None:
+        return evaluation_sampler(task.game, episodes, seed, rollouts)
+    return Sampler(task.env, seed=seed, geometric_discount=task.gamma if rollouts.geometric else None)
+
+
 def metric_rows(metrics: dict) -> list[tuple[str, str]]:
     """(name, value) rows of the exact quantities, or of their estimates from the empirical game
     (where present), and the Monte Carlo returns."""
@@ -290,11 +298,9 @@ def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, d
     result: dict = {"checkpoint_iteration": int(state["iteration"]), "algorithm": cfg.algo.name, "lam": lam}
     if task.game is not None:
         result.update(exact_metrics(task.game, leader, follower, lam))
-        sampler = evaluation_sampler(task.game, episodes, seed, rollouts)
-    else:
-        if state.get("empirical") is not None:  # the counts of every rollout the run sampled
-            result.update(empirical_check(state["empirical"], task.gamma, leader, follower, lam))
-        sampler = Sampler(task.env, seed=seed, geometric_discount=task.gamma if rollouts.geometric else None)
+    elif state.get("empirical") is not None:  # the counts of every rollout the run sampled
+        result.update(empirical_check(state["empirical"], task.gamma, leader, follower, lam))
+    sampler = returns_sampler(task, episodes, seed, rollouts)
     result.update(monte_carlo_returns(sampler, leader, follower, episodes, rollouts, task.gamma))
     result["leader_policy"] = leader.probs().detach().cpu().tolist()
     result["follower_policy"] = follower.probs().detach().cpu().tolist()

@@ -128,15 +128,16 @@ def simultaneous_play(game: TabularGame, lam: float, *, iterations: int = 2000) 
     """Run exact simultaneous gradient play (``exact_pg`` at its defaults: the leader ignores the
     follower's response) from uniform policies and report where it settles: the "Nash-like"
     outcome commitment is compared to."""
-    from spg.algorithms import FollowerSettings, TwoTimescalePolicyGradient
+    from spg.algorithms import CGSettings, FollowerSettings, TwoTimescalePolicyGradient
     from spg.objectives import ExactObjectives
     from spg.schedules import StepSize
 
     S, (A1, A2) = game.num_states, game.num_actions
     leader, follower = TabularSoftmaxPolicy(S, A1, dtype=game.dtype), TabularSoftmaxPolicy(S, A2, dtype=game.dtype)
     algorithm = TwoTimescalePolicyGradient(
-        "exact_pg", leader, follower, lam=lam, leader_step=StepSize(0.1, 0.6, 50.0),
-        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100, tol=1e-8),
+        "exact_pg", leader, follower, lam=lam, leader_step=StepSize(0.1, 0.6, 50.0), leader_optimizer="adam", leader_betas=(0.9, 0.9),
+        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100, tol=1e-8), solve="closed_form", cg=CGSettings(),
+        sub_batches=1, averaging=0.0,
     )
     source = ExactObjectives(game)
     for _ in range(iterations):

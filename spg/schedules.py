@@ -17,19 +17,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StepSize:
-    """``lr`` at ``t = 0``, decaying as ``lr (t0 / (t + t0))^power`` (constant when ``power = 0``)."""
+    """``lr`` at ``t = 0``, decaying as ``lr (t0 / (t + t0))^power`` (constant when ``power = 0``);
+    ``lr > 0``, ``power >= 0`` and ``t0 > 0`` (:func:`spg.algorithms.check_algo` checks the settings)."""
 
     lr: float
     power: float = 0.0
     t0: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr = {self.lr}: a step size must be > 0")
-        if self.power < 0:
-            raise ValueError(f"power = {self.power}: a decaying step size needs power >= 0")
-        if self.power > 0 and self.t0 <= 0:
-            raise ValueError(f"t0 = {self.t0}: the schedule lr (t0 / (t + t0))^p needs t0 > 0")
 
     def __call__(self, t: int) -> float:
         return self.lr if self.power == 0 else self.lr * (self.t0 / (t + self.t0)) ** self.power

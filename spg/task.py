@@ -120,19 +120,18 @@ def start_weights(game: TabularGame | SparseTabularGame | None, start: str | Non
 
 def make_task(cfg: DictConfig, device: torch.device) -> Task:
     """The env of ``cfg.env`` (native for the tabular games, else Gymnasium's sync/async vectoriser)
-    and its model, discount and spaces; bad settings are a :class:`SetupError`."""
+    and its model, discount and spaces, for a config :func:`spg.config.check_config` accepted; an env
+    that cannot be made or breaks the two-player contract is a :class:`SetupError`."""
     env_cfg = cfg.env
     native_copies = env_cfg.num_envs or max(cfg.trainer.batch_size, NATIVE_COPIES)  # each update steps those its batch needs
     try:
-        if env_cfg.kind == "file":
-            if not env_cfg.path:
-                raise SetupError("env=file needs a game file: set env.path=GAME.npz")
+        if env_cfg.kind == "file":  # the kind and its id or path are checked with the config (spg.config.check_config)
             try:
                 game = load_game(env_cfg.path, device=device)
             except ValueError as error:
                 raise SetupError(f"env.path = {env_cfg.path}: {error}") from error
             env, start = TabularVectorEnv(game, native_copies), "mu"
-        elif env_cfg.kind in ("gym", "pettingzoo"):
+        else:  # gym or pettingzoo
             env_id, kwargs = env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True)
             if env_cfg.kind == "pettingzoo":  # env.id names a ParallelEnv factory, "module:function"
                 env_id, kwargs = PETTINGZOO_ID, {"factory": env_cfg.id, **kwargs}
@@ -150,8 +149,6 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
                 game, start = getattr(probe.unwrapped, "game", None), getattr(probe.unwrapped, "start", None)
                 probe.close()
                 game = game.to(device) if isinstance(game, (TabularGame, SparseTabularGame)) else None
-        else:
-            raise SetupError(f"env.kind = {env_cfg.kind!r}: choose env=file (a game file), env=gym (a Gymnasium id) or env=pettingzoo")
     except ModuleNotFound as error:  # not a wrong id or kwargs: where Python looks for the module
         raise SetupError(f"env.id = {env_cfg.id}: {error}") from error
     except ContractError as error:

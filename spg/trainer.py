@@ -23,13 +23,12 @@ from envs.tabular_vector import TabularVectorEnv
 from spg.algorithms import ALGORITHMS, make_learner
 from spg.checkpoint import atomic_write, check_game, load_checkpoint, save_checkpoint, save_json
 from spg.collector import Collector
-from spg.config import SetupError, check_config, config_warnings
+from spg.config import SetupError, check_config, config_warnings, game_source
 from spg.empirical import COUNT_LIMIT, EmpiricalGame
 from spg.evaluation import (
     empirical_metrics,
     empirical_verdict,
     equilibrium_problems,
-    evaluation_sampler,
     exact_metrics,
     format_table,
     j_motion,
@@ -37,6 +36,7 @@ from spg.evaluation import (
     local_ascent_metrics,
     metric_rows,
     monte_carlo_returns,
+    returns_sampler,
     value_scale,
 )
 from spg.faults import EnvFault, RunFault, RunStopped, writing
@@ -498,7 +498,6 @@ def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, s
         problems = equilibrium_problems(final, game_scale)
         resting = "a local maximum of J (exact ascent from it climbs no further)" if "game/J_local_ascent" in final else "a stationary point of J that no longer rises"
         final["equilibrium"] = "; ".join(problems) if problems else f"ok (follower at its best response, leader at {resting})"
-        sampler = evaluation_sampler(task.game, cfg.trainer.eval_episodes, cfg.seed + 1, rollouts)
         final["evaluation_start"] = "rho"
     else:
         final.update(exact_now)
@@ -507,8 +506,8 @@ def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, s
             final["equilibrium"] = empirical_verdict(final)
         else:
             final["equilibrium"] = "not checked: the env has no model (env.unwrapped.game) and none was estimated"
-        sampler = Sampler(task.env, seed=cfg.seed + 1, geometric_discount=task.gamma if rollouts.geometric else None)
         final["evaluation_start"] = "the env's reset distribution"
+    sampler = returns_sampler(task, cfg.trainer.eval_episodes, cfg.seed + 1, rollouts)
     final.update(monte_carlo_returns(sampler, leader, follower, cfg.trainer.eval_episodes, rollouts, task.gamma))
     return final
 
@@ -524,17 +523,16 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "batch_size": cfg.trainer.batch_size,
         "batch_growth": cfg.trainer.batch_growth,
         "seed": cfg.seed,
-        "env": str(cfg.env.path) if cfg.env.kind == "file" else cfg.env.id,
+        "env": game_source(cfg.env),
     }
 
 
 def _describe(cfg: DictConfig, task: Task, rollouts: Rollouts, run_dir: Path) -> None:
     horizon = rollouts.horizon
     log.info("run directory: %s", run_dir)
-    env = cfg.env.path if cfg.env.kind == "file" else cfg.env.id
     log.info(
         "%s on %s: S=%d, A1=%d, A2=%d, gamma=%g, lam=%g, %s, batch=%d",
-        cfg.algo.name, env, task.num_states, *task.num_actions, task.gamma, cfg.algo.lam,
+        cfg.algo.name, game_source(cfg.env), task.num_states, *task.num_actions, task.gamma, cfg.algo.lam,
         f"geometric rollout lengths (mean {1 / (1 - task.gamma):.0f}, cut at {horizon})" if rollouts.geometric else f"horizon={horizon}",
         cfg.trainer.batch_size,
     )

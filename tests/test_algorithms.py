@@ -9,11 +9,14 @@ import warnings
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from envs import TabularVectorEnv
 from envs.registry import COMMITMENT_FOLLOWER_PAYOFF, COMMITMENT_LEADER_PAYOFF
 from spg import exact
-from spg.algorithms import TwoTimescalePolicyGradient
+from spg.algorithms import make_learner
+from spg.config import AlgoConfig
+from spg.errors import SetupError
 from spg.estimators import surrogate_objectives
 from spg.game import TabularGame, matrix_game, random_game
 from spg.objectives import ExactObjectives, SampledObjectives
@@ -133,7 +136,7 @@ def test_decaying_schedule_and_its_assumption_1_check():
     schedule = StepSize(2.0, power=0.6, t0=10.0)
     assert schedule(0) == 2.0 and schedule(30) == pytest.approx(2.0 * (10 / 40) ** 0.6)
     with pytest.warns(UserWarning, match="Assumption 1"):
-        TwoTimescalePolicyGradient("spg", TabularSoftmaxPolicy(3, 2), TabularSoftmaxPolicy(3, 2), lam=0.1, leader_step=StepSize(1.0, power=0.4))
+        learner(random_game(3, 2, 2, seed=4), "spg", "algo.leader.power=0.4")
 
 
 def test_the_batch_grows_as_the_leader_step_shrinks():
@@ -178,14 +181,15 @@ def test_bad_input_is_reported():
     game = random_game(3, 2, 2, seed=4)
     with pytest.warns(UserWarning, match="Assumption 2"):
         learner(game, "spg", "algo.lam=0", "algo.follower.rule=gradient", "algo.solve=cg")
-    with pytest.raises(ValueError, match="needs lam > 0"):
+    with pytest.raises(SetupError, match="needs lam > 0"):
         learner(game, "spg", "algo.lam=0", "algo.solve=cg")
-    with pytest.raises(ValueError, match="closed-form solve of eq. \\(19\\) divides by lam"):
+    with pytest.raises(SetupError, match="closed-form solve of eq. \\(19\\) divides by lam"):
         learner(game, "spg", "algo.lam=0", "algo.follower.rule=gradient")
-    with pytest.raises(ValueError, match="algorithm 'spgg' is unknown"):
-        TwoTimescalePolicyGradient("spgg", TabularSoftmaxPolicy(3, 2), TabularSoftmaxPolicy(3, 2), lam=0.1, leader_step=StepSize(0.1))
-    with pytest.raises(ValueError, match="lr = -1"):
-        StepSize(-1.0)
+    spgg = OmegaConf.structured(AlgoConfig(name="spgg"))  # make_learner checks a config built without Hydra too
+    with pytest.raises(SetupError, match=r"algo.name = 'spgg': choose algo="):
+        make_learner(spgg, 3, (2, 2))
+    with pytest.raises(SetupError, match=r"algo.leader.lr = -1.0: the leader's step must be > 0"):
+        learner(game, "spg", "algo.leader.lr=-1")
     leader, follower, algo = learner(game, "exact_spg")
     # non-finite estimates stop the step before the policies change
     broken = random_game(3, 2, 2, seed=4)
