@@ -6,6 +6,8 @@ a diverging CG falls back to the closed form, and contract errors print a short 
 
 import errno
 import os
+import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -15,6 +17,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import spg.logger
 import spg.stackelberg
 from spg import signals
 from spg.cg import CGResult
@@ -247,17 +250,78 @@ def test_a_diverging_cg_falls_back_to_the_closed_form_and_is_counted(tmp_path, m
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["algorithm"]["cg_fallbacks"] == 6
 
 
-def test_a_real_read_only_run_directory_ends_in_one_line(tmp_path, monkeypatch):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only directories")
+@pytest.fixture
+def mount():
+    """``mount(*args, target)`` runs ``mount ARGS TARGET`` (unmounted when the test ends); the test skips,
+    saying why, where this process may not mount (not root, no mount(8), a container without the right)."""
+    mounted = []
+
+    def run(*args: str, target) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs or a read-only bind needs root")
+        if shutil.which("mount") is None:
+            pytest.skip("no mount(8) on PATH")
+        done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            pytest.skip(f"mount {' '.join(args)} {target} was refused: {done.stderr.strip() or f'exit status {done.returncode}'}")
+        if "remount" not in args:
+            mounted.append(target)
+
+    yield run
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], timeout=30)
+
+
+def fill(path) -> None:
+    """Write zeros to ``path`` until its file system is full."""
+    with open(path, "wb", buffering=0) as f:
+        with pytest.raises(OSError) as full:
+            while True:
+                f.write(bytes(4096))
+    assert full.value.errno == errno.ENOSPC
+
+
+def test_a_real_read_only_run_directory_ends_in_one_line(mount, tmp_path, monkeypatch):
     checkpoints = tmp_path / "checkpoints"
-    at_update(monkeypatch, 2, lambda run_dir: checkpoints.chmod(0o555))
+    if os.geteuid() == 0:  # root writes into a directory of mode 0555; a read-only bind of it refuses root too
+        checkpoints.mkdir()
+        mount("--bind", str(checkpoints), target=checkpoints)
+        at_update(monkeypatch, 2, lambda run_dir: mount("-o", "remount,bind,ro", target=checkpoints))
+        cause = r"Read-only file system \(EROFS\)"
+    else:
+        at_update(monkeypatch, 2, lambda run_dir: checkpoints.chmod(0o555))
+        cause = r"Permission denied \(EACCES\)"
     try:
-        with pytest.raises(StorageError, match=r"cannot write checkpoint .*iteration_000004.pt: Permission denied \(EACCES\)"):
+        with pytest.raises(StorageError, match=rf"^cannot write checkpoint {checkpoints}/iteration_000004.pt: {cause}; ") as raised:
             train(config(*TINY), run_dir=tmp_path)
     finally:
-        checkpoints.chmod(0o755)
+        if os.geteuid() != 0:
+            checkpoints.chmod(0o755)
+    assert "\n" not in str(raised.value) and raised.value.exit_code == 1
     assert_left_resumable(tmp_path, 2)
+
+
+def test_a_full_tmpfs_ends_the_run_in_one_line(mount, tmp_path, monkeypatch):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", target=disk)
+    run_dir = disk / "run"
+    # the hook a run has outside pytest (which puts its own in for each test): a refused write in TensorBoard's event
+    # writer thread prints no traceback; the run's next write raises it again
+    monkeypatch.setattr(threading, "excepthook", spg.logger._quiet_event_writer)
+    at_update(monkeypatch, 2, lambda run_dir: fill(disk / "filler"))  # the run's next write finds the disk full
+    with pytest.raises(StorageError) as raised:
+        train(config(*TINY), run_dir=run_dir)
+    message = str(raised.value)
+    # the checkpoint at update 4 or the events before it, whichever the disk refuses first
+    assert re.fullmatch(rf"cannot write (checkpoint {run_dir}/checkpoints/iteration_000004.pt|TensorBoard events in {run_dir}): "
+                        r"No space left on device \(ENOSPC\); free space or set hydra.run.dir to a writable place, then trainer.resume=auto",
+                        message), message
+    assert raised.value.exit_code == 1
+    assert_left_resumable(run_dir, 2)
+    (disk / "filler").unlink()  # space again: the run continues from update 2 to the end
+    final = train(config(*TINY, "trainer.resume=auto"), run_dir=run_dir)
+    assert final["iterations"] == 6 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 6
 
 
 def test_contract_error_is_a_short_line_with_the_details_apart(fault_env, tmp_path):
