@@ -155,6 +155,8 @@ FAULTS = [
      "stopped by SIGINT at update 3", "trainer.resume=auto", 3),
     ("sigusr1", [], lambda mp, env: at_update(mp, 5, send(signal.SIGUSR1)), RunStopped, 128 + signal.SIGUSR1,
      "stopped by SIGUSR1 at update 5", "trainer.resume=auto", 5),
+    ("sigusr2", [], lambda mp, env: at_update(mp, 4, send(signal.SIGUSR2)), RunStopped, 128 + signal.SIGUSR2,
+     "stopped by SIGUSR2 at update 4", "trainer.resume=auto", 4),
     ("disk-full-checkpoint", [], lambda mp, env: at_update(mp, 3, refuse_writes(mp, "last.pt", errno.ENOSPC)), StorageError, 1,
      "cannot write checkpoint", "last.pt: No space left on device (ENOSPC); free space or set hydra.run.dir to a writable place, then trainer.resume=auto", 2),
     ("read-only-results", [], lambda mp, env: at_update(mp, 6, refuse_writes(mp, "metrics.json", errno.EROFS)), StorageError, 1,
@@ -221,6 +223,67 @@ def test_second_signal_exits_at_once_and_handlers_come_back(monkeypatch):
         os.kill(os.getpid(), signal.SIGINT)
     assert exited.value.code == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class Submitit:
+    """Stands in for submitit's ``SignalHandler``, whose ``checkpoint_and_try_requeue`` a job under submitit has
+    for its preemption signal: it records the call (and the iteration ``last.pt`` holds then), and exits as
+    submitit does after ``scontrol requeue``."""
+
+    def __init__(self, run_dir=None) -> None:
+        self.run_dir, self.calls = run_dir, []
+
+    def checkpoint_and_try_requeue(self, number, frame):
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        self.calls.append((number, load_checkpoint(last)["iteration"] if last is not None else None))
+        raise SystemExit(-1)
+
+    checkpoint_and_try_requeue.__module__ = "submitit.core.job_environment"
+
+
+@pytest.fixture
+def under_submitit(monkeypatch):
+    """Install ``Submitit(run_dir)``'s handler for SIGUSR2, as submitit's job environment does; returns it."""
+    previous = signal.getsignal(signal.SIGUSR2)
+
+    def install(run_dir=None) -> Submitit:
+        handler = Submitit(run_dir)
+        signal.signal(signal.SIGUSR2, handler.checkpoint_and_try_requeue)
+        return handler
+
+    yield install
+    signal.signal(signal.SIGUSR2, previous)
+
+
+def test_submitits_preemption_signal_requeues_after_the_checkpoint_and_the_requeued_job_continues(under_submitit, tmp_path, monkeypatch):
+    run_dir = tmp_path / "split"
+    submitit = under_submitit(run_dir)
+    assert signals.requeues_the_job(signal.getsignal(signal.SIGUSR2))
+    with monkeypatch.context() as injected:
+        at_update(injected, 3, send(signal.SIGUSR2))
+        with pytest.raises(SystemExit):
+            train(config(*RUN, *TINY[:3]), run_dir=run_dir)
+    assert submitit.calls == [(signal.SIGUSR2, 3)]  # handed on once the update's checkpoint was written
+    assert signal.getsignal(signal.SIGUSR2) == submitit.checkpoint_and_try_requeue  # and submitit's handler is back
+    assert_left_resumable(run_dir, 3)
+    with pytest.raises(SetupError, match="already holds a run"):  # the same command, not a requeued job
+        train(config(*RUN, *TINY[:3]), run_dir=run_dir)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeued job: the same command, SLURM's restart count
+    split = train(config(*RUN, *TINY[:3]), run_dir=run_dir)
+    whole = train(config(*RUN, *TINY[:3]), run_dir=tmp_path / "whole")  # restarted too, but without a checkpoint: from the start
+    assert {k: v for k, v in whole.items() if k != "seconds"} == {k: v for k, v in split.items() if k != "seconds"}
+    assert_same_state(load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"), load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+    assert submitit.calls == [(signal.SIGUSR2, 3)]
+
+
+def test_a_second_signal_after_submitits_preemption_signal_requeues_at_once(under_submitit, monkeypatch):
+    submitit = under_submitit()
+    monkeypatch.setattr(signals, "_exit_now", lambda code: pytest.fail(f"exited with {code} instead of requeuing"))
+    with pytest.raises(SystemExit), signals.StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert stop.received == signal.SIGUSR2 and submitit.calls == []  # the first only asks
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert submitit.calls == [(signal.SIGUSR2, None)]
 
 
 def test_handlers_are_installed_only_in_the_main_thread():
