@@ -74,8 +74,8 @@ class StopSignals:
         self._requeue = {}
         if requeue is not None and isinstance(error, RunStopped):
             stopped = str(error).split("; continue with", 1)[0]  # the job is not continued by hand
-            log.warning("%s", f"{stopped}; {signal_name(self.received)} is submitit's preemption signal: submitit requeues "
-                              "the job, which continues from that checkpoint")
+            log.warning("%s", f"{stopped}; handed on to submitit, which requeues the job (at its time limit only "
+                              "hydra.launcher.max_num_timeout times) to continue from it")
             requeue(self.received, None)  # requeues and raises SystemExit
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
