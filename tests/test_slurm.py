@@ -1,7 +1,8 @@
 """A sweep through ``hydra/launcher=submitit_slurm`` on a real SLURM cluster (``scripts/slurm_cluster.sh
 up`` brings up a local one; CI does): cancelled with ``scancel`` mid-run, then run again with
 ``trainer.resume=auto``, every job continues in its own directory and completes, and ``plot.py``
-aggregates the seeds."""
+aggregates the seeds; a job preempted mid-run (submitit's SIGUSR2, or ``scontrol requeue``) is requeued,
+continues from its checkpoint and ends with the uninterrupted run's metrics and checkpoint."""
 
 import json
 import shutil
