@@ -59,6 +59,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# a requeued job (preempted, \`scontrol requeue\`, submitit's requeue) may start again 20 s after it
+# stopped (default 120 s: the lifetime of a job step's credential)
+AuthInfo=cred_expire=20
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

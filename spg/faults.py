@@ -22,7 +22,7 @@ class RunFault(RuntimeError):
 
 
 class RunStopped(RunFault):
-    """A stop signal (SIGTERM, SIGINT, SIGUSR1): the run finished its update and checkpointed."""
+    """A stop signal (SIGTERM, SIGINT, SIGUSR1, SIGUSR2): the run finished its update and checkpointed."""
 
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)

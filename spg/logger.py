@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +18,22 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams as hparams_summary  # noqa: E402
 
 from spg.faults import writing  # noqa: E402
+
+log = logging.getLogger(__name__)
+_thread_excepthook = threading.excepthook
+
+
+def _quiet_event_writer(args: threading.ExceptHookArgs) -> None:
+    """A write the disk refused in TensorBoard's event writer thread ends that thread with a
+    traceback on stderr; the writer raises the same error again at the run's next write, which
+    ends the run in one line (:class:`spg.faults.StorageError`): the traceback goes to the debug log."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+        log.debug("TensorBoard's event writer thread failed: %s", args.exc_value)
+        return
+    _thread_excepthook(args)
+
+
+threading.excepthook = _quiet_event_writer
 
 
 class RunLogger:

@@ -44,7 +44,7 @@ from spg.logger import RunLogger
 from spg.objectives import ExactObjectives
 from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
-from spg.signals import StopSignals, signal_name
+from spg.signals import StopSignals, resume_if_requeued, signal_name
 from spg.sparse_game import DENSIFY_LIMIT
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
@@ -127,6 +127,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
     under_hydra = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
     with claim(run_dir), StopSignals() as stop:
+        cfg = resume_if_requeued(cfg, run_dir)  # a job SLURM requeued continues its run
         check_config(cfg)
         started = (lambda: write_hydra_config(run_dir, cfg)) if under_hydra else (lambda: None)
         return _train(cfg, run_dir, started, stop)

@@ -6,6 +6,8 @@ a diverging CG falls back to the closed form, and contract errors print a short 
 
 import errno
 import os
+import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -15,6 +17,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import spg.logger
 import spg.stackelberg
 from spg import signals
 from spg.cg import CGResult
@@ -152,6 +155,8 @@ FAULTS = [
      "stopped by SIGINT at update 3", "trainer.resume=auto", 3),
     ("sigusr1", [], lambda mp, env: at_update(mp, 5, send(signal.SIGUSR1)), RunStopped, 128 + signal.SIGUSR1,
      "stopped by SIGUSR1 at update 5", "trainer.resume=auto", 5),
+    ("sigusr2", [], lambda mp, env: at_update(mp, 4, send(signal.SIGUSR2)), RunStopped, 128 + signal.SIGUSR2,
+     "stopped by SIGUSR2 at update 4", "trainer.resume=auto", 4),
     ("disk-full-checkpoint", [], lambda mp, env: at_update(mp, 3, refuse_writes(mp, "last.pt", errno.ENOSPC)), StorageError, 1,
      "cannot write checkpoint", "last.pt: No space left on device (ENOSPC); free space or set hydra.run.dir to a writable place, then trainer.resume=auto", 2),
     ("read-only-results", [], lambda mp, env: at_update(mp, 6, refuse_writes(mp, "metrics.json", errno.EROFS)), StorageError, 1,
@@ -220,6 +225,67 @@ def test_second_signal_exits_at_once_and_handlers_come_back(monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+class Submitit:
+    """Stands in for submitit's ``SignalHandler``, whose ``checkpoint_and_try_requeue`` a job under submitit has
+    for its preemption signal: it records the call (and the iteration ``last.pt`` holds then), and exits as
+    submitit does after ``scontrol requeue``."""
+
+    def __init__(self, run_dir=None) -> None:
+        self.run_dir, self.calls = run_dir, []
+
+    def checkpoint_and_try_requeue(self, number, frame):
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        self.calls.append((number, load_checkpoint(last)["iteration"] if last is not None else None))
+        raise SystemExit(-1)
+
+    checkpoint_and_try_requeue.__module__ = "submitit.core.job_environment"
+
+
+@pytest.fixture
+def under_submitit(monkeypatch):
+    """Install ``Submitit(run_dir)``'s handler for SIGUSR2, as submitit's job environment does; returns it."""
+    previous = signal.getsignal(signal.SIGUSR2)
+
+    def install(run_dir=None) -> Submitit:
+        handler = Submitit(run_dir)
+        signal.signal(signal.SIGUSR2, handler.checkpoint_and_try_requeue)
+        return handler
+
+    yield install
+    signal.signal(signal.SIGUSR2, previous)
+
+
+def test_submitits_preemption_signal_requeues_after_the_checkpoint_and_the_requeued_job_continues(under_submitit, tmp_path, monkeypatch):
+    run_dir = tmp_path / "split"
+    submitit = under_submitit(run_dir)
+    assert signals.requeues_the_job(signal.getsignal(signal.SIGUSR2))
+    with monkeypatch.context() as injected:
+        at_update(injected, 3, send(signal.SIGUSR2))
+        with pytest.raises(SystemExit):
+            train(config(*RUN, *TINY[:3]), run_dir=run_dir)
+    assert submitit.calls == [(signal.SIGUSR2, 3)]  # handed on once the update's checkpoint was written
+    assert signal.getsignal(signal.SIGUSR2) == submitit.checkpoint_and_try_requeue  # and submitit's handler is back
+    assert_left_resumable(run_dir, 3)
+    with pytest.raises(SetupError, match="already holds a run"):  # the same command, not a requeued job
+        train(config(*RUN, *TINY[:3]), run_dir=run_dir)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeued job: the same command, SLURM's restart count
+    split = train(config(*RUN, *TINY[:3]), run_dir=run_dir)
+    whole = train(config(*RUN, *TINY[:3]), run_dir=tmp_path / "whole")  # restarted too, but without a checkpoint: from the start
+    assert {k: v for k, v in whole.items() if k != "seconds"} == {k: v for k, v in split.items() if k != "seconds"}
+    assert_same_state(load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"), load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+    assert submitit.calls == [(signal.SIGUSR2, 3)]
+
+
+def test_a_second_signal_after_submitits_preemption_signal_requeues_at_once(under_submitit, monkeypatch):
+    submitit = under_submitit()
+    monkeypatch.setattr(signals, "_exit_now", lambda code: pytest.fail(f"exited with {code} instead of requeuing"))
+    with pytest.raises(SystemExit), signals.StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert stop.received == signal.SIGUSR2 and submitit.calls == []  # the first only asks
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert submitit.calls == [(signal.SIGUSR2, None)]
+
+
 def test_handlers_are_installed_only_in_the_main_thread():
     before = signal.getsignal(signal.SIGTERM)
     seen = []
@@ -247,17 +313,78 @@ def test_a_diverging_cg_falls_back_to_the_closed_form_and_is_counted(tmp_path, m
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["algorithm"]["cg_fallbacks"] == 6
 
 
-def test_a_real_read_only_run_directory_ends_in_one_line(tmp_path, monkeypatch):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only directories")
+@pytest.fixture
+def mount():
+    """``mount(*args, target)`` runs ``mount ARGS TARGET`` (unmounted when the test ends); the test skips,
+    saying why, where this process may not mount (not root, no mount(8), a container without the right)."""
+    mounted = []
+
+    def run(*args: str, target) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs or a read-only bind needs root")
+        if shutil.which("mount") is None:
+            pytest.skip("no mount(8) on PATH")
+        done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            pytest.skip(f"mount {' '.join(args)} {target} was refused: {done.stderr.strip() or f'exit status {done.returncode}'}")
+        if "remount" not in args:
+            mounted.append(target)
+
+    yield run
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], timeout=30)
+
+
+def fill(path) -> None:
+    """Write zeros to ``path`` until its file system is full."""
+    with open(path, "wb", buffering=0) as f:
+        with pytest.raises(OSError) as full:
+            while True:
+                f.write(bytes(4096))
+    assert full.value.errno == errno.ENOSPC
+
+
+def test_a_real_read_only_run_directory_ends_in_one_line(mount, tmp_path, monkeypatch):
     checkpoints = tmp_path / "checkpoints"
-    at_update(monkeypatch, 2, lambda run_dir: checkpoints.chmod(0o555))
+    if os.geteuid() == 0:  # root writes into a directory of mode 0555; a read-only bind of it refuses root too
+        checkpoints.mkdir()
+        mount("--bind", str(checkpoints), target=checkpoints)
+        at_update(monkeypatch, 2, lambda run_dir: mount("-o", "remount,bind,ro", target=checkpoints))
+        cause = r"Read-only file system \(EROFS\)"
+    else:
+        at_update(monkeypatch, 2, lambda run_dir: checkpoints.chmod(0o555))
+        cause = r"Permission denied \(EACCES\)"
     try:
-        with pytest.raises(StorageError, match=r"cannot write checkpoint .*iteration_000004.pt: Permission denied \(EACCES\)"):
+        with pytest.raises(StorageError, match=rf"^cannot write checkpoint {checkpoints}/iteration_000004.pt: {cause}; ") as raised:
             train(config(*TINY), run_dir=tmp_path)
     finally:
-        checkpoints.chmod(0o755)
+        if os.geteuid() != 0:
+            checkpoints.chmod(0o755)
+    assert "\n" not in str(raised.value) and raised.value.exit_code == 1
     assert_left_resumable(tmp_path, 2)
+
+
+def test_a_full_tmpfs_ends_the_run_in_one_line(mount, tmp_path, monkeypatch):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", target=disk)
+    run_dir = disk / "run"
+    # the hook a run has outside pytest (which puts its own in for each test): a refused write in TensorBoard's event
+    # writer thread prints no traceback; the run's next write raises it again
+    monkeypatch.setattr(threading, "excepthook", spg.logger._quiet_event_writer)
+    at_update(monkeypatch, 2, lambda run_dir: fill(disk / "filler"))  # the run's next write finds the disk full
+    with pytest.raises(StorageError) as raised:
+        train(config(*TINY), run_dir=run_dir)
+    message = str(raised.value)
+    # the checkpoint at update 4 or the events before it, whichever the disk refuses first
+    assert re.fullmatch(rf"cannot write (checkpoint {run_dir}/checkpoints/iteration_000004.pt|TensorBoard events in {run_dir}): "
+                        r"No space left on device \(ENOSPC\); free space or set hydra.run.dir to a writable place, then trainer.resume=auto",
+                        message), message
+    assert raised.value.exit_code == 1
+    assert_left_resumable(run_dir, 2)
+    (disk / "filler").unlink()  # space again: the run continues from update 2 to the end
+    final = train(config(*TINY, "trainer.resume=auto"), run_dir=run_dir)
+    assert final["iterations"] == 6 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 6
 
 
 def test_contract_error_is_a_short_line_with_the_details_apart(fault_env, tmp_path):
