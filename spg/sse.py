@@ -36,10 +36,10 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp, minimize
 
 # measured limits (docs/sse.md, Limits): games above them are refused with one line
-MAX_STATES = 8
-MAX_ACTIONS = 4
-MAX_BINARIES = 400  # leader bits + follower actions of the program at its first bits
-BITS = (6, 10, 14)  # binary digits of pi1 tried in turn until the gap is below tol
+MAX_STATES = 5  # with leader-dependent transitions (bilinear terms)
+MAX_ACTIONS = 3  # with leader-dependent transitions
+MAX_EXACT_BINARIES = 200  # S * A2 follower binaries, games without bilinear terms
+BITS = (6, 9, 12)  # binary digits of pi1 tried in turn until the gap is below tol
 TIME_LIMIT = 60.0  # seconds for all programs of one game together
 TIE_TOLERANCE = 1e-9  # of the value scale: follower actions this close to the best count as best
 STARTUP_LIMIT = 20.0  # seconds the trainer gives the SSE at startup
@@ -74,16 +74,25 @@ def _arrays(game):
             game.rho.cpu().double().numpy(), live)
 
 
+def bilinear_states(game) -> int:
+    """States whose next-state probabilities depend on the leader's action (their products
+    ``pi1 V`` need the binary expansion); 0 for one-state, repeated and follower-controlled games."""
+    P, _, _, _, _, live = _arrays(game)
+    varies = ((P.max(1) - P.min(1)) > 1e-14) & live[None, None, :] & live[:, None, None]
+    return int(varies.any((1, 2)).sum())
+
+
 def size_problem(game) -> str | None:
     """Why the game is too large for the SSE program (one line with the fix), or ``None``."""
     S, (A1, A2) = game.num_states, game.num_actions
-    if S > MAX_STATES or max(A1, A2) > MAX_ACTIONS:
-        return (f"no SSE reference: the game has S={S}, A1={A1}, A2={A2}, above the limits of the exact program "
-                f"(S <= {MAX_STATES}, actions <= {MAX_ACTIONS}; docs/sse.md); compare with the quantal value instead")
-    binaries = S * A2 + S * A1 * (BITS[0] + 1)
-    if binaries > MAX_BINARIES:
-        return (f"no SSE reference: {binaries} binaries (S={S}, A1={A1}, A2={A2}) exceed {MAX_BINARIES}, the program's "
-                "limit (docs/sse.md); compare with the quantal value instead")
+    if S * A2 > MAX_EXACT_BINARIES:
+        return (f"no SSE reference: the game has S={S}, A2={A2}: S*A2 = {S * A2} follower binaries, above the limit "
+                f"{MAX_EXACT_BINARIES} of the SSE program (docs/sse.md, Limits); compare with the quantal value instead")
+    bilinear = bilinear_states(game)
+    if bilinear and (S > MAX_STATES or max(A1, A2) > MAX_ACTIONS):
+        return (f"no SSE reference: the game has S={S}, A1={A1}, A2={A2} and leader-dependent transitions, above the limits of "
+                f"the SSE program there (S <= {MAX_STATES}, actions <= {MAX_ACTIONS}; docs/sse.md, Limits); "
+                "compare with the quantal value instead")
     return None
 
 
@@ -326,7 +335,7 @@ def _polish(P, R1, R2, gamma, rho, live, pi1, b):
     return x / x.sum(-1, keepdims=True)
 
 
-def strong_stackelberg_game(game, *, tol: float = 1e-6, bits: tuple[int, ...] = BITS, time_limit: float = TIME_LIMIT) -> SSESolution:
+def strong_stackelberg_game(game, *, tol: float = 1e-4, bits: tuple[int, ...] = BITS, time_limit: float = TIME_LIMIT) -> SSESolution:
     """The SSE of ``game`` over stationary policies (module docstring): value, leader policy,
     the follower's pure policy, and an upper bound within ``tol`` of the value scale when the
     time allows. Raises :class:`SSEError` (one line) for games over the limits or a failed solver."""
@@ -423,3 +432,16 @@ def run_reference(game, game_path: str | None = None, time_limit: float = STARTU
 def sse_gap(game, leader_probs, J_sse: float) -> float:
     """``J_sse - J`` of the leader against the follower's exact best response (ties for the leader)."""
     return J_sse - strong_response(game, leader_probs.detach().cpu().double().numpy())[0]
+
+
+class SSEReference:
+    """A run's SSE reference, computed (or read) once at startup: :meth:`metrics` gives the
+    dashboard's ``game/J_sse_gap`` at each evaluation, nothing where no reference exists."""
+
+    def __init__(self, game, game_path: str | None = None, time_limit: float = STARTUP_LIMIT):
+        self.value, self.line = run_reference(game, game_path, time_limit)
+
+    def metrics(self, game, leader) -> dict[str, float]:
+        if self.value is None:
+            return {}
+        return {"game/J_sse_gap": sse_gap(game, leader.probs(), self.value)}
