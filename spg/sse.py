@@ -36,13 +36,13 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp, minimize
 
 # measured limits (docs/sse.md, Limits): games above them are refused with one line
-MAX_STATES = 5  # with leader-dependent transitions (bilinear terms)
+MAX_STATES = 3  # with leader-dependent transitions (bilinear terms)
 MAX_ACTIONS = 3  # with leader-dependent transitions
 MAX_EXACT_BINARIES = 200  # S * A2 follower binaries, games without bilinear terms
 BITS = (6, 9, 12)  # binary digits of pi1 tried in turn until the gap is below tol
 TIME_LIMIT = 60.0  # seconds for all programs of one game together
 TIE_TOLERANCE = 1e-9  # of the value scale: follower actions this close to the best count as best
-STARTUP_LIMIT = 20.0  # seconds the trainer gives the SSE at startup
+STARTUP_LIMIT = 5.0  # seconds the trainer gives the SSE at startup
 
 
 class SSEError(ValueError):
@@ -384,7 +384,7 @@ def strong_stackelberg_game(game, *, tol: float = 1e-4, bits: tuple[int, ...] = 
             if best is None or J > best[0]:
                 best = (J, p, response)
         if not bilinear:
-            upper = max(upper, best[0]) if upper - best[0] < tol * scale else upper
+            upper = max(upper, best[0])
             bits_used = 0
             break
         bits_used = L
@@ -411,8 +411,11 @@ def solution_json(game, solution: SSESolution) -> dict:
 
 def run_reference(game, game_path: str | None = None, time_limit: float = STARTUP_LIMIT) -> tuple[float | None, str]:
     """The SSE value for a run's dashboards, and a line saying where it came from (or why none):
-    read from ``GAME.sse.json`` beside a game file when its fingerprint matches, else computed
-    once (games within the limits, at most ``time_limit`` seconds). Uses no random numbers."""
+    read from ``GAME.sse.json`` beside a game file when its fingerprint matches; else computed at
+    startup where the program is exact (no leader-dependent transitions: one-state, repeated and
+    follower-controlled games, a fraction of a second within the limits). Games with bilinear
+    terms take seconds to minutes: their reference comes from the cache that
+    ``scripts/reference.py --sse GAME.npz --write-cache`` writes. Uses no random numbers."""
     if game is None:
         return None, "no SSE reference: the env has no model"
     if game_path is not None and cache_path(game_path).is_file():
@@ -422,11 +425,19 @@ def run_reference(game, game_path: str | None = None, time_limit: float = STARTU
                 return float(cached["value"]), f"SSE value {cached['value']:.6g} read from {cache_path(game_path)}"
         except (ValueError, KeyError, OSError):
             pass
+    problem = size_problem(game)
+    if problem:
+        return None, problem
+    if bilinear_states(game):
+        how = f"python scripts/reference.py --sse {game_path} --write-cache" if game_path else "python scripts/reference.py --sse GAME.npz --write-cache"
+        return None, f"no SSE reference at startup (leader-dependent transitions make it take seconds to minutes): {how} caches it for game/J_sse_gap"
     try:
         solution = strong_stackelberg_game(game, time_limit=time_limit)
     except SSEError as error:
         return None, str(error)
-    return solution.value, f"SSE value {solution.value:.6g} (gap {solution.gap:.1e}, {solution.seconds:.1f} s)"
+    if solution.status != "optimal":
+        return None, f"no SSE reference: the solver's gap is {solution.gap:.1e} after {time_limit:g} s at startup"
+    return solution.value, f"SSE value {solution.value:.6g} (gap {solution.gap:.1e}, {solution.seconds:.2f} s)"
 
 
 def sse_gap(game, leader_probs, J_sse: float) -> float:

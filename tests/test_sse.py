@@ -17,8 +17,9 @@ from scipy.optimize import minimize
 from envs.matrix_games import MATRIX_GAMES
 from spg.game import TabularGame, matrix_game, random_game
 from spg.reference import strong_stackelberg
-from spg.sse import SSEError, cache_path, solution_json, strong_response, strong_stackelberg_game
-from tests.helpers import ROOT
+from spg.sse import SSEError, cache_path, run_reference, solution_json, strong_response, strong_stackelberg_game
+from spg.trainer import train
+from tests.helpers import ROOT, TINY, config
 
 # -- independent evaluation: V1, V2 of (pi1, pure b) by a linear solve ----------------------------
 
@@ -130,7 +131,7 @@ def test_repeated_game_is_one_shot_over_one_minus_gamma():
 # -- stochastic games: brute force and a grid -----------------------------------------------------
 
 
-@pytest.mark.parametrize("S, A1, A2, seed", [(2, 2, 2, 0), (2, 2, 2, 1), (2, 2, 3, 2), (3, 2, 2, 3), (2, 3, 2, 4)])
+@pytest.mark.parametrize("S, A1, A2, seed", [(2, 2, 2, 0), (2, 2, 2, 1), (2, 2, 3, 2), (3, 2, 2, 3), pytest.param(3, 2, 3, 4, marks=pytest.mark.slow)])
 def test_random_stochastic_games_match_brute_force(S, A1, A2, seed):
     game = random_game(S, A1, A2, gamma=0.8, seed=seed)
     solution = strong_stackelberg_game(game, time_limit=30)
@@ -218,6 +219,14 @@ def test_reference_script_sse(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_run_reference_computes_exact_programs_at_startup():
+    spec = MATRIX_GAMES["SecurityGame"]
+    value, line = run_reference(matrix_game(spec.leader_payoff, spec.follower_payoff, gamma=0.5))
+    assert value == pytest.approx(-0.6 / 0.5, abs=1e-8) and "SSE value" in line
+    value, line = run_reference(random_game(3, 2, 2, seed=0))  # bilinear: only from a cache
+    assert value is None and "--write-cache" in line and "\n" not in line
+
+
 def test_solution_json_round_trip():
     spec = MATRIX_GAMES["Chicken"]
     game = matrix_game(spec.leader_payoff, spec.follower_payoff)
@@ -228,19 +237,35 @@ def test_solution_json_round_trip():
 # -- the dashboard ----------------------------------------------------------------------------------
 
 
-def test_tiny_run_logs_the_sse_gap(tiny_run):
-    """The tiny run's game (3 states, 2 x 2 actions) has an SSE reference: game/J_sse_gap at each
-    evaluation equals brute force's SSE value minus the final leader's J against the exact response."""
+TINY_FILE_RUN = [o for o in TINY if not o.startswith("env.")]
+
+
+def _scalars(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tiny_run), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
+    return events
+
+
+def test_tiny_run_on_a_game_file_reads_the_cached_sse(tmp_path):
+    """A 2-state game with leader-dependent transitions, its SSE cached beside it: game/J_sse_gap at
+    each evaluation is brute force's SSE value minus the returned leader's J against the exact response."""
+    game = random_game(2, 2, 2, gamma=0.8, seed=0)
+    path = tmp_path / "game.npz"
+    game.to_npz(path)
+    cache_path(path).write_text(json.dumps(solution_json(game, strong_stackelberg_game(game))))
+    run_dir = tmp_path / "run"
+    train(config(*TINY_FILE_RUN, "env=file", f"env.path={path}"), run_dir=run_dir)
+    events = _scalars(run_dir)
     assert "game/J_sse_gap" in events.Tags()["scalars"]
-    last = events.Scalars("game/J_sse_gap")[-1].value
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["game/J_sse_gap"] == pytest.approx(last, rel=1e-5)
-    state = torch.load(tiny_run / "checkpoints" / "last.pt", weights_only=True)
-    game = random_game(3, 2, 2, gamma=0.8, seed=0)  # the registered RandomGame's defaults
-    pi1 = torch.softmax(state["leader"]["logits"], -1).numpy()
-    J, _ = strong_response(game, pi1)
-    assert metrics["game/J_sse_gap"] == pytest.approx(brute_force(game) - J, abs=2e-3)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["game/J_sse_gap"] == pytest.approx(events.Scalars("game/J_sse_gap")[-1].value, rel=1e-5, abs=1e-6)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    J, _ = strong_response(game, torch.softmax(state["leader"]["logits"], -1).numpy())
+    assert metrics["game/J_sse_gap"] == pytest.approx(brute_force(game) - J, abs=1e-6)
+
+
+def test_tiny_run_without_a_reference_has_no_tag(tiny_run):
+    """The tiny run's 3-state game has leader-dependent transitions and no cache: no tag, same numbers."""
+    assert "game/J_sse_gap" not in _scalars(tiny_run).Tags()["scalars"]
