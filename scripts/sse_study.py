@@ -11,11 +11,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.families import convergence_games  # noqa: E402
-from spg.game import random_game  # noqa: E402
+from spg.game import TabularGame, random_game  # noqa: E402
 from spg.reference import quantal_stackelberg  # noqa: E402
 from spg.sse import SSEError, strong_stackelberg_game  # noqa: E402
 
-LIMIT_SIZES = [(2, 2, 2), (3, 2, 2), (4, 2, 2), (5, 2, 2), (3, 3, 3), (4, 3, 3)]
+LIMIT_SIZES = [(1, 6, 6), (5, 3, 2), (2, 2, 2), (2, 2, 3), (3, 2, 2)]  # one-state, epidemic-sized exact, bilinear
 LAMS = [0.5, 0.1, 0.05, 0.02, 0.01, 0.005]
 LAM_GAMES = ["Commitment", "SecurityGame", "security-3-targets", "Commitment-repeated-g0.9", "epidemic-4-levels",
              "random-3-states", "delayed-2-actions-delay-1"]
@@ -26,6 +26,8 @@ def limits(time_limit: float) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for S, A1, A2 in LIMIT_SIZES:
         game = random_game(S, A1, A2, gamma=0.9, seed=0)
+        if S > 1 and A2 == 2 and A1 == 3:  # leader-independent transitions: the exact program
+            game = TabularGame(game.P[:, :1].expand_as(game.P), game.R1, game.R2, 0.9, game.rho)
         s = strong_stackelberg_game(game, time_limit=time_limit)
         print(f"| {S} | {A1} | {A2} | {s.value:.5f} | {s.upper_bound:.5f} | {s.gap * (1 - 0.9):.1e} | {s.bits} | {s.seconds:.1f} | {s.status} |",
               flush=True)
