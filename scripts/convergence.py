@@ -226,8 +226,49 @@ def plot(games: list, runs: dict, algos: list[str], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def sse_cell(game) -> str:
+    """The game's SSE value (lam = 0) for the table: exact, ``>= value (gap)`` where the solver's
+    bound is not yet tight, ``-`` over the limits (spg/sse.py)."""
+    from spg.sse import SSEError, strong_stackelberg_game
+
+    try:
+        solution = strong_stackelberg_game(game)
+    except SSEError:
+        return "-"
+    return f"{solution.value:.4f}" if solution.status == "optimal" else f">= {solution.value:.4f} (gap {solution.gap:.1e})"
+
+
+def add_sse_column(path: Path, suite: list) -> None:
+    """Insert (or refresh) an ``SSE`` column after ``J*`` in the per-game table of ``path``, from the
+    reference alone: no run is repeated and no other cell changes."""
+    games = {name: game for name, _, game, _ in suite}
+    out, in_table, has = [], False, False
+    for line in path.read_text().splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| game | family | lam | J* |"):
+            in_table, has = True, cells[4] == "SSE"
+            if not has:
+                cells.insert(4, "SSE")
+        elif in_table and line.startswith("|---"):
+            out.append("|" + "---|" * len(out[-1].split(" | ")))
+            continue
+        elif in_table and line.startswith("| "):
+            name = cells[0][2:]
+            value = sse_cell(games[name]) if name in games else "-"
+            if has:
+                cells[4] = value
+            else:
+                cells.insert(4, value)
+        else:
+            in_table = False
+        out.append(" | ".join(cells))
+    path.write_text("\n".join(out) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sse-column", type=Path, metavar="MD",
+                        help="only add the SSE column (lam = 0, spg/sse.py) to an existing table MD, e.g. docs/convergence.md; no runs")
     parser.add_argument("--out", type=Path, default=Path("convergence"))
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs (joblib processes)")
     parser.add_argument("--algos", nargs="+", default=["exact_spg", "spg", "model_spg", "pg"])
@@ -240,6 +281,10 @@ def main() -> int:
     args = parser.parse_args()
     suite = SUITES[args.suite](seed=args.draw_seed) if args.suite == "drawn" else SUITES[args.suite]()
     games = [g for g in suite if not args.games or g[0] in args.games]
+    if args.sse_column:
+        add_sse_column(args.sse_column, games)
+        print(f"wrote the SSE column of {args.sse_column}")
+        return 0
     if not games:
         print(f"error: no game named {' '.join(args.games)}; see envs/families.py", file=sys.stderr)
         return 1

@@ -46,6 +46,7 @@ from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
 from spg.signals import StopSignals, resume_if_requeued, signal_name
 from spg.sparse_game import DENSIFY_LIMIT
+from spg.sse import SSEReference
 from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, resolve_device
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,8 @@ class Experiment:
             log.warning("%s", warning)
         self.judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
         self.game_scale = value_scale(task.game) if task.game is not None else None  # the equilibrium check's unit
+        self.sse = SSEReference(task.game, cfg.env.path if cfg.env.kind == "file" else None)  # game/J_sse_gap (docs/sse.md)
+        log.info("%s", self.sse.line)
 
     def _setup_learner(self, restart: tuple[int, torch.Generator] | None) -> None:
         cfg = self.cfg
@@ -353,6 +356,7 @@ class Experiment:
         final_evaluation = iteration == cfg.trainer.iterations
         if task.game is not None:
             metrics.update(exact_metrics(task.game, returned.leader, returned.follower, cfg.algo.lam))
+            metrics.update(self.sse.metrics(task.game, returned.leader))
             if final_evaluation:
                 metrics.update(local_ascent_metrics(task.game, returned.leader, cfg.algo.lam))
         if self.empirical is not None:
