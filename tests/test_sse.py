@@ -134,7 +134,7 @@ def test_repeated_game_is_one_shot_over_one_minus_gamma():
 @pytest.mark.parametrize("S, A1, A2, seed", [(2, 2, 2, 0), (2, 2, 2, 1), (2, 2, 3, 2), (3, 2, 2, 3), pytest.param(3, 2, 3, 4, marks=pytest.mark.slow)])
 def test_random_stochastic_games_match_brute_force(S, A1, A2, seed):
     game = random_game(S, A1, A2, gamma=0.8, seed=seed)
-    solution = strong_stackelberg_game(game, time_limit=30)
+    solution = strong_stackelberg_game(game, time_limit=600)  # decided by the bits, not by the machine's speed
     reference = brute_force(game)
     scale = 1.0 / (1 - 0.8)
     assert solution.upper_bound >= reference - 1e-7 * scale  # the bound holds
