@@ -135,7 +135,13 @@ class RewardPairInInfo(gym.Wrapper):
             try:
                 obs, reward, terminated, truncated, info = self.env.step(action)
             except Exception as error:  # the env's own, or its time limit: reported like a broken contract
-                return 0, 0.0, True, False, {"env_error": describe_failure(error, "step"), "env_error_detail": traceback.format_exc()}
+                return (
+                    0,
+                    0.0,
+                    True,
+                    False,
+                    {"env_error": describe_failure(error, "step"), "env_error_detail": traceback.format_exc()},
+                )
         else:
             obs, reward, terminated, truncated, info = self.env.step(action)
         try:

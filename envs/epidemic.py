@@ -48,7 +48,13 @@ def epidemic_game(
     subsidies = np.asarray(subsidies, dtype=float)
     if subsidies.ndim != 1 or len(subsidies) < 1 or (subsidies < 0).any() or (subsidies > 1).any():
         raise ValueError("subsidies must be a list of fractions of the test cost in [0, 1]")
-    for name, value in (("spread", spread), ("recovery", recovery), ("efficacy", efficacy), ("detection", detection), ("protection", protection)):
+    for name, value in (
+        ("spread", spread),
+        ("recovery", recovery),
+        ("efficacy", efficacy),
+        ("detection", detection),
+        ("protection", protection),
+    ):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} = {value}: must lie in [0, 1]")
     A1, A2 = len(subsidies), 2

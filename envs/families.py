@@ -31,7 +31,9 @@ def security_game(num_targets: int = 3, *, seed: int = 0, gamma: float = 0.0) ->
     return matrix_game(leader, follower, gamma=gamma)
 
 
-def random_matrix_game(num_leader_actions: int, num_follower_actions: int, *, seed: int = 0, gamma: float = 0.0) -> TabularGame:
+def random_matrix_game(
+    num_leader_actions: int, num_follower_actions: int, *, seed: int = 0, gamma: float = 0.0
+) -> TabularGame:
     """A bimatrix game with payoffs uniform in [0, 1] (repeated when ``gamma > 0``)."""
     rng = np.random.default_rng(seed)
     shape = (num_leader_actions, num_follower_actions)
@@ -90,7 +92,9 @@ def convergence_games() -> list[tuple[str, str, TabularGame | SparseTabularGame,
         games.append((f"Commitment-repeated-g{gamma}", "repeated matrix game", game, lam))
     for i, (A1, A2, lam) in enumerate(((2, 2, 0.05), (3, 3, 0.05), (2, 5, 0.02), (4, 3, 0.1), (5, 5, 0.05))):
         games.append((f"random-{A1}x{A2}", "random matrix game", random_matrix_game(A1, A2, seed=10 + i), lam))
-    for i, (A1, A2, gamma, lam) in enumerate(((2, 2, 0.5, 0.05), (3, 3, 0.5, 0.1), (3, 3, 0.9, 0.05), (5, 5, 0.9, 0.1), (4, 2, 0.9, 0.02))):
+    for i, (A1, A2, gamma, lam) in enumerate(
+        ((2, 2, 0.5, 0.05), (3, 3, 0.5, 0.1), (3, 3, 0.9, 0.05), (5, 5, 0.9, 0.1), (4, 2, 0.9, 0.02))
+    ):
         game = random_matrix_game(A1, A2, seed=20 + i, gamma=gamma)
         games.append((f"random-{A1}x{A2}-repeated-g{gamma}", "repeated matrix game", game, lam))
     for n, lam in ((2, 0.05), (3, 0.02), (4, 0.05), (5, 0.1), (6, 0.05)):
@@ -100,12 +104,30 @@ def convergence_games() -> list[tuple[str, str, TabularGame | SparseTabularGame,
         games.append((f"patrolling-{graph}-{n}", "patrolling", patrolling_game(graph, n), lam))
     games.append(("epidemic-5-levels", "epidemic testing", epidemic_game(), 0.05))
     games.append(("epidemic-4-levels", "epidemic testing", epidemic_game(levels=4, gamma=0.8), 0.1))
-    for S, A1, A2, gamma, lam in ((3, 2, 2, 0.8, 0.1), (5, 3, 3, 0.9, 0.05), (10, 3, 3, 0.9, 0.05), (20, 4, 4, 0.8, 0.1), (30, 3, 3, 0.9, 0.5), (8, 2, 4, 0.9, 0.02)):
-        games.append((f"random-{S}-states", "random stochastic game", random_game(S, A1, A2, gamma=gamma, seed=50 + S), lam))
+    for S, A1, A2, gamma, lam in (
+        (3, 2, 2, 0.8, 0.1),
+        (5, 3, 3, 0.9, 0.05),
+        (10, 3, 3, 0.9, 0.05),
+        (20, 4, 4, 0.8, 0.1),
+        (30, 3, 3, 0.9, 0.5),
+        (8, 2, 4, 0.9, 0.02),
+    ):
+        games.append(
+            (f"random-{S}-states", "random stochastic game", random_game(S, A1, A2, gamma=gamma, seed=50 + S), lam)
+        )
     for S, lam in ((10, 0.05), (30, 0.1)):
-        games.append((f"sparse-{S}-states", "random sparse game", random_sparse_game(S, 3, 3, 3, gamma=0.9, seed=60 + S), lam))
+        games.append(
+            (f"sparse-{S}-states", "random sparse game", random_sparse_game(S, 3, 3, 3, gamma=0.9, seed=60 + S), lam)
+        )
     for A1, delay, lam in ((2, 1, 0.05), (3, 2, 0.05), (3, 3, 0.1)):
-        games.append((f"delayed-{A1}-actions-delay-{delay}", "delayed payoff", delayed_payoff_game(A1, delay, seed=70 + delay), lam))
+        games.append(
+            (
+                f"delayed-{A1}-actions-delay-{delay}",
+                "delayed payoff",
+                delayed_payoff_game(A1, delay, seed=70 + delay),
+                lam,
+            )
+        )
     return games
 
 
@@ -128,7 +150,14 @@ def holdout_games() -> list[tuple[str, str, TabularGame | SparseTabularGame, flo
     for n, lam, seed in ((2, 0.1, 83), (4, 0.02, 84), (6, 0.1, 85)):
         games.append((f"security-{n}-targets-lam{lam}", "security game, other lam", security_game(n, seed=seed), lam))
     for episodic in (True, False):
-        games.append((f"soccer-2x3-{'episodic' if episodic else 'absorbing'}", "soccer", soccer_game(2, 3, episodic=episodic), 1.0))
+        games.append(
+            (
+                f"soccer-2x3-{'episodic' if episodic else 'absorbing'}",
+                "soccer",
+                soccer_game(2, 3, episodic=episodic),
+                1.0,
+            )
+        )
     games.append(("random-50-states", "large random game", random_game(50, 3, 3, gamma=0.8, seed=86), 0.1))
     games.append(("sparse-100-states", "large random game", random_sparse_game(100, 3, 3, 4, gamma=0.9, seed=87), 0.05))
     return games
@@ -141,7 +170,13 @@ def drawn_games(count: int = 16, *, seed: int = 2026) -> list[tuple[str, str, Ta
     repeated), repeated random bimatrix games and delayed-payoff games, with 2 to 5 actions a
     player, ``gamma`` in {0.8, 0.9} and ``lam`` in {0.02, 0.05, 0.1, 0.3}. Same ``seed``, same games."""
     rng = np.random.default_rng(seed)
-    families = ("random stochastic game", "random sparse game", "security game", "repeated matrix game", "delayed payoff")
+    families = (
+        "random stochastic game",
+        "random sparse game",
+        "security game",
+        "repeated matrix game",
+        "delayed payoff",
+    )
     games = []
     for k in range(count):
         family = families[k % len(families)]
@@ -154,14 +189,26 @@ def drawn_games(count: int = 16, *, seed: int = 2026) -> list[tuple[str, str, Ta
             name, game = f"drawn-{k}-random-{S}-states-{A1}x{A2}", random_game(S, A1, A2, gamma=gamma, seed=s)
         elif family == "random sparse game":
             S = int(rng.integers(10, 61))
-            name, game = f"drawn-{k}-sparse-{S}-states-{A1}x{A2}", random_sparse_game(S, A1, A2, int(rng.integers(2, 5)), gamma=gamma, seed=s)
+            name, game = (
+                f"drawn-{k}-sparse-{S}-states-{A1}x{A2}",
+                random_sparse_game(S, A1, A2, int(rng.integers(2, 5)), gamma=gamma, seed=s),
+            )
         elif family == "security game":
             n, repeated = int(rng.integers(2, 9)), bool(rng.integers(2))
-            name, game = f"drawn-{k}-security-{n}-targets{'-repeated' if repeated else ''}", security_game(n, seed=s, gamma=0.5 if repeated else 0.0)
+            name, game = (
+                f"drawn-{k}-security-{n}-targets{'-repeated' if repeated else ''}",
+                security_game(n, seed=s, gamma=0.5 if repeated else 0.0),
+            )
         elif family == "repeated matrix game":
-            name, game = f"drawn-{k}-random-{A1}x{A2}-repeated-g{gamma}", random_matrix_game(A1, A2, seed=s, gamma=gamma)
+            name, game = (
+                f"drawn-{k}-random-{A1}x{A2}-repeated-g{gamma}",
+                random_matrix_game(A1, A2, seed=s, gamma=gamma),
+            )
         else:
             delay = int(rng.integers(1, 4))
-            name, game = f"drawn-{k}-delayed-{A1}-actions-delay-{delay}", delayed_payoff_game(A1, delay, seed=s, gamma=gamma)
+            name, game = (
+                f"drawn-{k}-delayed-{A1}-actions-delay-{delay}",
+                delayed_payoff_game(A1, delay, seed=s, gamma=gamma),
+            )
         games.append((name, family, game, lam))
     return games

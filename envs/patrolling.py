@@ -90,7 +90,7 @@ def patrolling_game(
     R2 = np.zeros((S, A1, A2))
     for p in range(n):
         for k in [None, *range(n)]:
-            for r in ([0] if k is None else range(1, D)):
+            for r in [0] if k is None else range(1, D):
                 s = state_index(n, D, p, k, r)
                 for a1 in range(A1):
                     target = neighbours[p][a1 - 1] if 1 <= a1 <= len(neighbours[p]) else p

@@ -53,7 +53,9 @@ class ParallelEnvAdapter(gym.Env):
         S = [_discrete_size(parallel_env.observation_space(agent)) for agent in AGENTS]
         A = [_discrete_size(parallel_env.action_space(agent)) for agent in AGENTS]
         if S[0] is None or S[0] != S[1] or None in A:
-            spaces = {agent: (parallel_env.observation_space(agent), parallel_env.action_space(agent)) for agent in AGENTS}
+            spaces = {
+                agent: (parallel_env.observation_space(agent), parallel_env.action_space(agent)) for agent in AGENTS
+            }
             raise self._error(f"got (observation, action) spaces {spaces}")
         self.observation_space = gym.spaces.Discrete(S[0])
         self.action_space = gym.spaces.MultiDiscrete(A)
@@ -99,7 +101,9 @@ def load_factory(factory: str) -> Callable[..., Any]:
     """The callable named by ``"module:function"`` (``module`` imported first)."""
     module, _, name = factory.partition(":")
     if not module or not name:
-        raise ContractError(f"PettingZoo factory {factory!r}: give it as 'module:function' (a function returning a ParallelEnv)")
+        raise ContractError(
+            f"PettingZoo factory {factory!r}: give it as 'module:function' (a function returning a ParallelEnv)"
+        )
     function = getattr(import_user_module(module, f"PettingZoo factory {factory!r}"), name, None)
     if not callable(function):
         raise ContractError(f"PettingZoo factory {factory!r}: module {module!r} has no function {name!r}")

@@ -33,7 +33,9 @@ class PythonVectorEnv(VectorEnv):
         check_spaces(first.observation_space, first.action_space, str(first))
         for env in self.envs[1:]:
             if env.observation_space != first.observation_space or env.action_space != first.action_space:
-                raise ContractError(f"the copies of {first} must share their spaces; got {env.observation_space}, {env.action_space}")
+                raise ContractError(
+                    f"the copies of {first} must share their spaces; got {env.observation_space}, {env.action_space}"
+                )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
@@ -60,7 +62,13 @@ class PythonVectorEnv(VectorEnv):
             pairs[i] = reward_pair(reward, info, env)
         _check_step(self.envs, obs, pairs, self.single_observation_space.n)
         self._needs_reset = terminated | truncated
-        return obs, pairs[:, 0].astype(np.float64), terminated, truncated, {"reward_pair": pairs, "_reward_pair": stepped}
+        return (
+            obs,
+            pairs[:, 0].astype(np.float64),
+            terminated,
+            truncated,
+            {"reward_pair": pairs, "_reward_pair": stepped},
+        )
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:

@@ -47,7 +47,9 @@ def _play(rows: int, cols: int, positions: list[int], holder: int, actions: tupl
     return "state", (positions[0], positions[1], holder)
 
 
-def soccer_game(rows: int = 2, cols: int = 4, goal_value: float = 100.0, gamma: float = 0.9, episodic: bool = True) -> TabularGame:
+def soccer_game(
+    rows: int = 2, cols: int = 4, goal_value: float = 100.0, gamma: float = 0.9, episodic: bool = True
+) -> TabularGame:
     """The soccer game as a :class:`TabularGame` (``2 C (C - 1) + 1`` states for ``C`` cells,
     the goal state last); ``rho``: A on row 0, column ``cols // 2 - 1``, B on the last row,
     column ``cols // 2``, the ball to either with probability 1/2."""

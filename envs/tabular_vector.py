@@ -133,7 +133,9 @@ class TabularVectorEnv(VectorEnv):
         self._needs_reset[:num_copies] = False
         return starts
 
-    def step_torch(self, leader_actions: torch.Tensor, follower_actions: torch.Tensor, copies: torch.Tensor | slice | None = None):
+    def step_torch(
+        self, leader_actions: torch.Tensor, follower_actions: torch.Tensor, copies: torch.Tensor | slice | None = None
+    ):
         """One batched step: ``(next_states, rewards [n, 2] float32, terminated, truncated)``. With
         ``copies`` (indices, or a slice of the first copies), only those copies step (the actions
         are theirs; the others stay as they are): a sampler stops stepping copies whose episodes
@@ -177,6 +179,7 @@ class TabularVectorEnv(VectorEnv):
 
     def _store(self, copies: torch.Tensor | slice | None, states: torch.Tensor, elapsed=None, needs_reset=None) -> None:
         """Write the stepped copies' states (and autoreset bookkeeping) back."""
+
         def put(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
             if copies is None:
                 return new
@@ -203,4 +206,10 @@ class TabularVectorEnv(VectorEnv):
         obs, rewards, terminated, truncated = self.step_torch(actions[:, 0], actions[:, 1])
         pairs = rewards.cpu().numpy()
         info = {"reward_pair": pairs, "_reward_pair": stepped}
-        return obs.cpu().numpy(), pairs[:, 0].astype(np.float64), terminated.cpu().numpy(), truncated.cpu().numpy(), info
+        return (
+            obs.cpu().numpy(),
+            pairs[:, 0].astype(np.float64),
+            terminated.cpu().numpy(),
+            truncated.cpu().numpy(),
+            info,
+        )

@@ -50,7 +50,8 @@ def make_vector_env(
             env_id,
             num_envs=num_envs,
             vectorization_mode=vectorization,
-            wrappers=[partial(StepTimeout, seconds=step_timeout)] * (step_timeout is not None) + [partial(RewardPairInInfo, defer_errors=True)],
+            wrappers=[partial(StepTimeout, seconds=step_timeout)] * (step_timeout is not None)
+            + [partial(RewardPairInInfo, defer_errors=True)],
             disable_env_checker=True,
             **kwargs,
         )

@@ -80,8 +80,10 @@ def make_game(num_states: int):
 
 def random_policies(num_states: int):
     g = torch.Generator().manual_seed(0)
-    return (TabularSoftmaxPolicy(num_states, A, logits=torch.randn(num_states, A, dtype=torch.float64, generator=g)),
-            TabularSoftmaxPolicy(num_states, A, logits=torch.randn(num_states, A, dtype=torch.float64, generator=g)))
+    return (
+        TabularSoftmaxPolicy(num_states, A, logits=torch.randn(num_states, A, dtype=torch.float64, generator=g)),
+        TabularSoftmaxPolicy(num_states, A, logits=torch.randn(num_states, A, dtype=torch.float64, generator=g)),
+    )
 
 
 def hand_written_loop(game, leader, follower, N: int):
@@ -97,7 +99,9 @@ def hand_written_loop(game, leader, follower, N: int):
         successor_cdf = torch.cumsum(game.successor_probs.reshape(-1, game.num_successors), -1)
         successors = game.successors.reshape(-1, game.num_successors)
     else:
-        flat = (torch.cumsum(game.P.reshape(-1, S), -1) + torch.arange(S * A * A, dtype=torch.float64)[:, None]).reshape(-1)
+        flat = (
+            torch.cumsum(game.P.reshape(-1, S), -1) + torch.arange(S * A * A, dtype=torch.float64)[:, None]
+        ).reshape(-1)
 
     def rollout(T: int):
         states = torch.empty(N, T, dtype=torch.long)
@@ -143,22 +147,32 @@ def bench_sampler(repeats: int) -> list[dict]:
             project, project_spread = timed(lambda: sampler.collect(leader, follower, N, T), repeats)
             baseline_rollout = hand_written_loop(game, leader, follower, N)
             baseline, baseline_spread = timed(lambda: baseline_rollout(T), repeats)
-            python_steps = statistics.median(python_vectoriser_steps_per_second(game, leader, follower, N, 10) for _ in range(3))
-            rows.append({
-                "S": num_states, "N": N, "sparse": num_states > 1000,
-                "project_steps_per_s": N * T / project, "project_spread_s": project_spread,
-                "hand_loop_steps_per_s": N * T / baseline, "hand_loop_spread_s": baseline_spread,
-                "sync_vector_env_steps_per_s": python_steps,
-                "ratio_to_hand_loop": baseline / project,
-                "speedup_over_sync_vector_env": N * T / project / python_steps,
-            })
+            python_steps = statistics.median(
+                python_vectoriser_steps_per_second(game, leader, follower, N, 10) for _ in range(3)
+            )
+            rows.append(
+                {
+                    "S": num_states,
+                    "N": N,
+                    "sparse": num_states > 1000,
+                    "project_steps_per_s": N * T / project,
+                    "project_spread_s": project_spread,
+                    "hand_loop_steps_per_s": N * T / baseline,
+                    "hand_loop_spread_s": baseline_spread,
+                    "sync_vector_env_steps_per_s": python_steps,
+                    "ratio_to_hand_loop": baseline / project,
+                    "speedup_over_sync_vector_env": N * T / project / python_steps,
+                }
+            )
     return rows
 
 
 def update_setting(num_states: int = 50, N: int = 1024, T: int = 100):
     game = random_game(num_states, A, A, seed=0, gamma=0.95)
     leader, _ = random_policies(num_states)
-    follower = TabularSoftmaxPolicy(num_states, A, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits)
+    follower = TabularSoftmaxPolicy(
+        num_states, A, logits=exact.soft_best_response(game, leader.probs().detach(), LAM).logits
+    )
     return game, leader, follower, Sampler(TabularVectorEnv(game, N), seed=0).collect(leader, follower, N, T)
 
 
@@ -173,16 +187,28 @@ def bench_update(repeats: int) -> list[dict]:
     base, base_spread = timed(reinforce, repeats)
     rows = []
     for k in (1, 5, 10, 20):
+
         def spg_update():
             F1, F2 = surrogate_objectives(batch, theta1, theta2, gamma=game.gamma, lam=LAM)
             # the cost does not depend on the damping; a large one keeps the sampled -H + delta I
             # positive definite, so CG runs exactly k iterations
-            result = leader_direction(F1, F2, theta1, theta2, damping=1.0, cg_tol=0.0, cg_iterations=k, trust_region=False)
+            result = leader_direction(
+                F1, F2, theta1, theta2, damping=1.0, cg_tol=0.0, cg_iterations=k, trust_region=False
+            )
             assert result.cg.iterations == k, result.cg
 
         t, spread = timed(spg_update, repeats)
-        rows.append({"k": k, "spg_s": t, "spg_spread_s": spread, "reinforce_s": base, "reinforce_spread_s": base_spread,
-                     "ratio": t / base, "budget": 2 + 1.5 * k})
+        rows.append(
+            {
+                "k": k,
+                "spg_s": t,
+                "spg_spread_s": spread,
+                "reinforce_s": base,
+                "reinforce_spread_s": base_spread,
+                "ratio": t / base,
+                "budget": 2 + 1.5 * k,
+            }
+        )
     return rows
 
 
@@ -190,7 +216,9 @@ def bench_throughput(repeats: int) -> dict:
     game = random_game(50, A, A, seed=0, gamma=0.95)
     leader, follower, algorithm = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=LAM)), 50, (A, A))
     sampler = Sampler(TabularVectorEnv(game, 1024), seed=0, probe_discount=game.gamma)
-    t, spread = timed(lambda: algorithm.step(SampledObjectives(sampler.collect(leader, follower, 1024, 100), game.gamma)), repeats)
+    t, spread = timed(
+        lambda: algorithm.step(SampledObjectives(sampler.collect(leader, follower, 1024, 100), game.gamma)), repeats
+    )
     return {"iterations_per_s": 1 / t, "seconds_per_iteration": t, "spread_s": spread}
 
 
@@ -226,7 +254,9 @@ class Inspection(gym.Env):
         inspect, cheat = int(action[0]), int(action[1])
         caught = inspect and cheat
         leader = -0.3 * inspect - (cheat and not inspect)
-        follower = (1.0 if cheat and not inspect else 0.0) - (2.0 if caught else 0.0) + (0.2 if self.state == 0 else 0.0)
+        follower = (
+            (1.0 if cheat and not inspect else 0.0) - (2.0 if caught else 0.0) + (0.2 if self.state == 0 else 0.0)
+        )
         self.state = int(caught or self.np_random.random() < 0.1)
         busy = 0
         for i in range(self.work):
@@ -239,11 +269,19 @@ class NoWorkVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int) -> None:
         self.num_envs = num_envs
-        self.single_observation_space, self.single_action_space = gym.spaces.Discrete(2), gym.spaces.MultiDiscrete([2, 2])
+        self.single_observation_space, self.single_action_space = (
+            gym.spaces.Discrete(2),
+            gym.spaces.MultiDiscrete([2, 2]),
+        )
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.out = (np.zeros(num_envs, np.int64), np.zeros(num_envs), np.zeros(num_envs, bool), np.zeros(num_envs, bool),
-                    {"reward_pair": np.zeros((num_envs, 2), np.float32)})
+        self.out = (
+            np.zeros(num_envs, np.int64),
+            np.zeros(num_envs),
+            np.zeros(num_envs, bool),
+            np.zeros(num_envs, bool),
+            {"reward_pair": np.zeros((num_envs, 2), np.float32)},
+        )
 
     def reset(self, *, seed=None, options=None):
         return self.out[0], {}
@@ -292,9 +330,17 @@ def bench_python_env(repeats: int) -> list[dict]:
                     env = make_vector_env("bench/Inspection-v0", copies, vectorization, work=work)
                     rates.append(sampler_steps_per_second(env, steps if vectorization == "sync" else steps // 4))
                 ratios = [rate / single for rate, single in zip(rates, singles)]
-                rows.append({"work": work, "vectorization": vectorization, "copies": copies,
-                             "steps_per_s": statistics.median(rates), "single_copy_steps_per_s": statistics.median(singles),
-                             "ratio_to_single_copy": statistics.median(ratios), "ratio_spread": max(ratios) - min(ratios)})
+                rows.append(
+                    {
+                        "work": work,
+                        "vectorization": vectorization,
+                        "copies": copies,
+                        "steps_per_s": statistics.median(rates),
+                        "single_copy_steps_per_s": statistics.median(singles),
+                        "ratio_to_single_copy": statistics.median(ratios),
+                        "ratio_spread": max(ratios) - min(ratios),
+                    }
+                )
     for copies in (8, 128, 512):
         rate = statistics.median(sampler_steps_per_second(NoWorkVectorEnv(copies), 40000) for _ in range(repeats))
         rows.append({"work": None, "vectorization": "none (sampler alone)", "copies": copies, "steps_per_s": rate})
@@ -313,12 +359,21 @@ def bench_accuracy(repeats: int) -> list[dict]:
         for _ in range(repeats):
             batch = sampler.collect(leader, follower, N, 60)
             F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=game.gamma, lam=LAM)
-            d = leader_direction(F1, F2, leader.logits, follower.logits, damping=1e-3, cg_tol=1e-3, cg_iterations=20).total.flatten()
+            d = leader_direction(
+                F1, F2, leader.logits, follower.logits, damping=1e-3, cg_tol=1e-3, cg_iterations=20
+            ).total.flatten()
             cosines.append(float(torch.cosine_similarity(d, reference, 0)))
             errors.append(float((d - reference).norm() / reference.norm()))
-        rows.append({"N": N, "cosine": statistics.median(cosines), "cosine_spread": max(cosines) - min(cosines),
-                     "relative_error": statistics.median(errors), "relative_error_spread": max(errors) - min(errors),
-                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3})
+        rows.append(
+            {
+                "N": N,
+                "cosine": statistics.median(cosines),
+                "cosine_spread": max(cosines) - min(cosines),
+                "relative_error": statistics.median(errors),
+                "relative_error_spread": max(errors) - min(errors),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+            }
+        )
     return rows
 
 
@@ -329,10 +384,15 @@ def bench_exact(repeats: int) -> list[dict]:
         theta1 = torch.randn(num_states, A, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         r = repeats if num_states <= 1000 else 1
         row = {"S": num_states, "sparse": num_states > 1000}
-        row["J_s"], row["J_spread_s"] = timed(lambda: exact.stackelberg_objective(game, theta1, LAM), r) if r > 1 else (
-            _once(lambda: exact.stackelberg_objective(game, theta1, LAM)), 0.0)
+        row["J_s"], row["J_spread_s"] = (
+            timed(lambda: exact.stackelberg_objective(game, theta1, LAM), r)
+            if r > 1
+            else (_once(lambda: exact.stackelberg_objective(game, theta1, LAM)), 0.0)
+        )
         if num_states <= 1000:
-            row["grad_J_s"], row["grad_J_spread_s"] = timed(lambda: exact.stackelberg_gradient(game, theta1, LAM, cg_tol=1e-8), r)
+            row["grad_J_s"], row["grad_J_spread_s"] = timed(
+                lambda: exact.stackelberg_gradient(game, theta1, LAM, cg_tol=1e-8), r
+            )
         rows.append(row)
     return rows
 
@@ -354,7 +414,9 @@ def bench_episodic(updates: int = 20, batch_size: int = 512) -> list[dict]:
 def _episodic_row(episodic: bool, updates: int, batch_size: int) -> dict:
     game = soccer_game(episodic=episodic)
     horizon = auto_horizon(game.gamma)
-    leader, follower, algorithm = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=LAM)), game.num_states, (A, A))
+    leader, follower, algorithm = make_learner(
+        OmegaConf.structured(AlgoConfig(name="spg", lam=LAM)), game.num_states, (A, A)
+    )
     env = CountingVectorEnv(game, batch_size)
     sampler = Sampler(env, seed=0, probe_discount=game.gamma)
 
@@ -369,9 +431,17 @@ def _episodic_row(episodic: bool, updates: int, batch_size: int) -> dict:
         start = time.perf_counter()
         played += update()
         times.append(time.perf_counter() - start)
-    return {"terminal": episodic, "S": game.num_states, "N": batch_size, "T": horizon, "updates": updates,
-            "played_steps_per_update": played / updates, "simulated_steps_per_update": env.simulated / updates,
-            "seconds_per_update": statistics.median(times), "spread_s": max(times) - min(times)}
+    return {
+        "terminal": episodic,
+        "S": game.num_states,
+        "N": batch_size,
+        "T": horizon,
+        "updates": updates,
+        "played_steps_per_update": played / updates,
+        "simulated_steps_per_update": env.simulated / updates,
+        "seconds_per_update": statistics.median(times),
+        "spread_s": max(times) - min(times),
+    }
 
 
 def _once(fn) -> float:
@@ -428,21 +498,31 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     sections = args.only.split(",")
-    results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                 "cpus": torch.get_num_threads() and __import__("os").cpu_count(),
-                                 "torch": torch.__version__, "threads": 1}}
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": torch.get_num_threads() and __import__("os").cpu_count(),
+            "torch": torch.__version__,
+            "threads": 1,
+        }
+    }
     if "sampler" in sections:
         results["sampler"] = bench_sampler(args.repeats)
         print("sampler (T=100, 5x5 actions): env steps/s [M]; ratio = hand loop time / project time")
         print("       S      N   project  hand loop  SyncVectorEnv  ratio  speedup vs Sync")
         for r in results["sampler"]:
-            print(f"  {r['S']:6d} {r['N']:6d}  {r['project_steps_per_s'] / 1e6:8.2f}  {r['hand_loop_steps_per_s'] / 1e6:9.2f}"
-                  f"  {r['sync_vector_env_steps_per_s'] / 1e6:13.3f}  {r['ratio_to_hand_loop']:5.2f}  {r['speedup_over_sync_vector_env']:15.0f}")
+            print(
+                f"  {r['S']:6d} {r['N']:6d}  {r['project_steps_per_s'] / 1e6:8.2f}  {r['hand_loop_steps_per_s'] / 1e6:9.2f}"
+                f"  {r['sync_vector_env_steps_per_s'] / 1e6:13.3f}  {r['ratio_to_hand_loop']:5.2f}  {r['speedup_over_sync_vector_env']:15.0f}"
+            )
     if "update" in sections:
         results["update"] = bench_update(args.repeats)
         print("spg update / REINFORCE gradient (N=1024, T=100, S=50)")
         for r in results["update"]:
-            print(f"  k={r['k']:2d}: {1e3 * r['spg_s']:7.1f} ms / {1e3 * r['reinforce_s']:6.1f} ms = {r['ratio']:.2f} (budget {r['budget']:.1f})")
+            print(
+                f"  k={r['k']:2d}: {1e3 * r['spg_s']:7.1f} ms / {1e3 * r['reinforce_s']:6.1f} ms = {r['ratio']:.2f} (budget {r['budget']:.1f})"
+            )
     if "throughput" in sections:
         r = results["throughput"] = bench_throughput(args.repeats)
         print(f"sampling + one spg update (N=1024, T=100, S=50): {r['iterations_per_s']:.1f} iterations/s")
@@ -455,18 +535,24 @@ def main() -> None:
         print("a pure-Python env through the sampler: env steps/s [k], ratio to the env's own single-copy rate")
         for r in results["python_env"]:
             if r["work"] is None:
-                print(f"  sampler alone, {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:9.1f} k "
-                      f"({1e6 / r['steps_per_s']:.2f} us per env step)")
+                print(
+                    f"  sampler alone, {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:9.1f} k "
+                    f"({1e6 / r['steps_per_s']:.2f} us per env step)"
+                )
             else:
-                print(f"  work {r['work']:5d}, {r['vectorization']:5s} {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:7.1f} k"
-                      f"  single copy {r['single_copy_steps_per_s'] / 1e3:7.1f} k  ratio {r['ratio_to_single_copy']:.2f}"
-                      f" (spread {r['ratio_spread']:.2f})")
+                print(
+                    f"  work {r['work']:5d}, {r['vectorization']:5s} {r['copies']:4d} copies: {r['steps_per_s'] / 1e3:7.1f} k"
+                    f"  single copy {r['single_copy_steps_per_s'] / 1e3:7.1f} k  ratio {r['ratio_to_single_copy']:.2f}"
+                    f" (spread {r['ratio_spread']:.2f})"
+                )
     if "accuracy" in sections:
         results["accuracy"] = bench_accuracy(args.repeats)
         print("sampled eq. (19) against the exact direction (20 states, follower at its best response)")
         for r in results["accuracy"]:
-            print(f"  N={r['N']:5d}: cosine {r['cosine']:.3f} (spread {r['cosine_spread']:.3f}), relative error "
-                  f"{r['relative_error']:.3f}, process peak RSS so far {r['peak_rss_mb']:.0f} MB")
+            print(
+                f"  N={r['N']:5d}: cosine {r['cosine']:.3f} (spread {r['cosine_spread']:.3f}), relative error "
+                f"{r['relative_error']:.3f}, process peak RSS so far {r['peak_rss_mb']:.0f} MB"
+            )
     if "exact" in sections:
         results["exact"] = bench_exact(args.repeats)
         print("exact solver: J and grad J (eq. 19, CG to 1e-8)")
@@ -477,8 +563,10 @@ def main() -> None:
         results["episodic"] = bench_episodic()
         print("spg on grid soccer (113 states, N=512, T=163), per update: env steps played / simulated, wall time")
         for r in results["episodic"]:
-            print(f"  goal state {'terminal ' if r['terminal'] else 'absorbing'}: {r['played_steps_per_update']:9.0f} / "
-                  f"{r['simulated_steps_per_update']:9.0f}, {1e3 * r['seconds_per_update']:6.1f} ms (spread {1e3 * r['spread_s']:.1f})")
+            print(
+                f"  goal state {'terminal ' if r['terminal'] else 'absorbing'}: {r['played_steps_per_update']:9.0f} / "
+                f"{r['simulated_steps_per_update']:9.0f}, {1e3 * r['seconds_per_update']:6.1f} ms (spread {1e3 * r['spread_s']:.1f})"
+            )
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
     plot(results, args.png)

@@ -74,8 +74,16 @@ def run_one(name: str, path: Path, lam: float, algo: str, out: Path, overrides: 
     run_dir = out / "runs" / name / label.replace(" ", "_")
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time (train.py refuses to overwrite a run)
     command = [
-        sys.executable, str(ROOT / "scripts" / "train.py"), "env=file", f"env.path={path}", f"algo={algo}",
-        f"algo.lam={lam}", f"hydra.run.dir={run_dir}", "trainer.progress=false", "trainer.eval_every=10", *overrides,
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "env=file",
+        f"env.path={path}",
+        f"algo={algo}",
+        f"algo.lam={lam}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.progress=false",
+        "trainer.eval_every=10",
+        *overrides,
     ]
     if restarts > 1:
         command.append(f"trainer.restarts={restarts}")
@@ -112,7 +120,11 @@ def judge(run: dict, ref: dict) -> dict:
         return run
     gap = ref["J_star"] - ref["J_uniform"]
     tolerance = 0.01 * ref["scale"]  # where uniform is already optimal, "at J*" means within 1% of the value scale
-    share = (lambda J: (J - ref["J_uniform"]) / gap) if ref["has_gap"] else (lambda J: 1.0 if J >= ref["J_star"] - tolerance else 0.0)
+    share = (
+        (lambda J: (J - ref["J_uniform"]) / gap)
+        if ref["has_gap"]
+        else (lambda J: 1.0 if J >= ref["J_star"] - tolerance else 0.0)
+    )
     run["share"] = share(run["J"])
     reached = [(step, steps) for step, steps, J in run["curve"] if share(J) >= REACHED]
     run["iterations_to_95"] = reached[0][0] if reached else None
@@ -136,9 +148,20 @@ def tables(games: list, refs: dict, runs: dict, algos: list[str], restarted: lis
     lines.append("|" + "---|" * (6 + len(columns)))
     for name, family, _, lam in games:
         ref = refs[name]
-        row = [name, family, f"{lam:g}", f"{ref['J_star']:.4f}", f"{ref['J_uniform']:.4f}", "yes" if ref["ascent_reaches"] else "no"]
+        row = [
+            name,
+            family,
+            f"{lam:g}",
+            f"{ref['J_star']:.4f}",
+            f"{ref['J_uniform']:.4f}",
+            "yes" if ref["ascent_reaches"] else "no",
+        ]
         lines.append("| " + " | ".join(row + [cell(runs.get((name, a))) for a in columns]) + " |")
-    lines += ["", "Per family (games where ascent from the uniform leader reaches J*): median / worst share of the gap closed", ""]
+    lines += [
+        "",
+        "Per family (games where ascent from the uniform leader reaches J*): median / worst share of the gap closed",
+        "",
+    ]
     lines.append("| family | games | " + " | ".join(algos) + " |")
     lines.append("|" + "---|" * (2 + len(algos)))
     families: dict[str, list[str]] = defaultdict(list)
@@ -161,11 +184,17 @@ def tables(games: list, refs: dict, runs: dict, algos: list[str], restarted: lis
         below = sum(r["below_uniform"] for r in judged)
         steps = [r["env_steps_to_95"] for r in judged if r["env_steps_to_95"]]
         most = f", at most {max(steps):.2e} env steps to 95%" if steps else ""
-        lines.append(f"- `{a}`: {at99}/{len(judged)} games >= 99% of the gap, {at95}/{len(judged)} >= 95%, {below} below the uniform leader{most}")
+        lines.append(
+            f"- `{a}`: {at99}/{len(judged)} games >= 99% of the gap, {at95}/{len(judged)} >= 95%, {below} below the uniform leader{most}"
+        )
     lines += sample_efficiency(games, runs, algos)
     others = [n for n, *_ in games if not refs[n]["ascent_reaches"]]
     if others and restarted:
-        lines += ["", f"On the {len(others)} games where ascent from the uniform leader misses J*, share of the gap closed (median / worst):", ""]
+        lines += [
+            "",
+            f"On the {len(others)} games where ascent from the uniform leader misses J*, share of the gap closed (median / worst):",
+            "",
+        ]
         for a in algos + restarted:
             shares = [runs[(n, a)]["share"] for n in others if (n, a) in runs and "share" in runs[(n, a)]]
             if shares:
@@ -179,9 +208,11 @@ def sample_efficiency(games: list, runs: dict, algos: list[str], baseline: str =
     compared = [a for a in algos if a != baseline and a not in ("exact_spg", "exact_pg")]
     if baseline not in algos or not compared:
         return []
+
     def steps(name, algo):
         run = runs.get((name, algo))
         return run.get("env_steps_to_95") if run and "error" not in run else None
+
     lines = ["", f"Env steps to 95% of the gap over `{baseline}`'s (games where both get there):", ""]
     lines.append("| game | " + " | ".join(compared) + " |")
     lines.append("|" + "---|" * (1 + len(compared)))
@@ -200,7 +231,9 @@ def sample_efficiency(games: list, runs: dict, algos: list[str], baseline: str =
     for a in compared:
         if ratios[a]:
             worst = max(ratios[a])
-            lines.append(f"- `{a}` / `{baseline}`: median {np.median([r for r, _ in ratios[a]]):.1f}, worst {worst[0]:.1f} ({worst[1]}), over {len(ratios[a])} games")
+            lines.append(
+                f"- `{a}` / `{baseline}`: median {np.median([r for r, _ in ratios[a]]):.1f}, worst {worst[0]:.1f} ({worst[1]}), over {len(ratios[a])} games"
+            )
     return lines
 
 
@@ -235,7 +268,9 @@ def sse_cell(game) -> str:
         solution = strong_stackelberg_game(game)
     except SSEError:
         return "-"
-    return f"{solution.value:.4f}" if solution.status == "optimal" else f">= {solution.value:.4f} (gap {solution.gap:.1e})"
+    return (
+        f"{solution.value:.4f}" if solution.status == "optimal" else f">= {solution.value:.4f} (gap {solution.gap:.1e})"
+    )
 
 
 def add_sse_column(path: Path, suite: list) -> None:
@@ -267,17 +302,35 @@ def add_sse_column(path: Path, suite: list) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sse-column", type=Path, metavar="MD",
-                        help="only add the SSE column (lam = 0, spg/sse.py) to an existing table MD, e.g. docs/convergence.md; no runs")
+    parser.add_argument(
+        "--sse-column",
+        type=Path,
+        metavar="MD",
+        help="only add the SSE column (lam = 0, spg/sse.py) to an existing table MD, e.g. docs/convergence.md; no runs",
+    )
     parser.add_argument("--out", type=Path, default=Path("convergence"))
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs (joblib processes)")
     parser.add_argument("--algos", nargs="+", default=["exact_spg", "spg", "model_spg", "pg"])
     parser.add_argument("--games", nargs="+", help="only these games (names as in the table)")
-    parser.add_argument("--suite", choices=SUITES, default="convergence",
-                        help="convergence: the 41 games the defaults were chosen on; holdout: 9 games they were not; drawn: 16 games drawn at random from the families (envs/families.py)")
-    parser.add_argument("--draw-seed", type=int, default=2026, help="with --suite drawn: the seed of the draw (another seed, other games)")
+    parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default="convergence",
+        help="convergence: the 41 games the defaults were chosen on; holdout: 9 games they were not; drawn: 16 games drawn at random from the families (envs/families.py)",
+    )
+    parser.add_argument(
+        "--draw-seed",
+        type=int,
+        default=2026,
+        help="with --suite drawn: the seed of the draw (another seed, other games)",
+    )
     parser.add_argument("--override", nargs="*", default=[], help="key=value overrides for every run (studies only)")
-    parser.add_argument("--restarts", type=int, default=4, help="trainer.restarts of the extra runs on games where ascent from the uniform leader misses J*")
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=4,
+        help="trainer.restarts of the extra runs on games where ascent from the uniform leader misses J*",
+    )
     args = parser.parse_args()
     suite = SUITES[args.suite](seed=args.draw_seed) if args.suite == "drawn" else SUITES[args.suite]()
     games = [g for g in suite if not args.games or g[0] in args.games]
@@ -299,16 +352,26 @@ def main() -> int:
     refs = {name: ref for (name, *_), ref in zip(games, ref_list)}
     jobs = [(name, lam, algo, 1) for name, _, _, lam in games for algo in args.algos]
     restarted = [a for a in args.algos if a != "pg"] if args.restarts > 1 else []
-    jobs += [(name, lam, algo, args.restarts) for name, _, _, lam in games if not refs[name]["ascent_reaches"] for algo in restarted]
+    jobs += [
+        (name, lam, algo, args.restarts)
+        for name, _, _, lam in games
+        if not refs[name]["ascent_reaches"]
+        for algo in restarted
+    ]
     print(f"{len(jobs)} training runs on {args.jobs} processes ...", flush=True)
     results = Parallel(n_jobs=args.jobs, verbose=5)(
-        delayed(run_one)(name, paths[name], lam, algo, args.out.resolve(), args.override, k) for name, lam, algo, k in jobs
+        delayed(run_one)(name, paths[name], lam, algo, args.out.resolve(), args.override, k)
+        for name, lam, algo, k in jobs
     )
     runs = {(r["game"], r["algo"]): judge(r, refs[r["game"]]) for r in results}
     report = tables(games, refs, runs, args.algos, [f"{a} x{args.restarts}" for a in restarted])
     (args.out / "convergence.md").write_text(report + "\n")
     json.dump(
-        {"references": refs, "runs": [dict(r, game=g, algo=a) for (g, a), r in runs.items()], "overrides": args.override},
+        {
+            "references": refs,
+            "runs": [dict(r, game=g, algo=a) for (g, a), r in runs.items()],
+            "overrides": args.override,
+        },
         (args.out / "convergence.json").open("w"),
         indent=1,
         default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x),

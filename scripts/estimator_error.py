@@ -32,19 +32,30 @@ from spg.reference import ascend  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402
 from spg.task import plan_rollouts, start_weights  # noqa: E402
 
-DEFAULT_GAMES = ["security-2-targets", "random-3-states", "patrolling-line-4", "epidemic-5-levels", "random-10-states", "delayed-3-actions-delay-2"]
+DEFAULT_GAMES = [
+    "security-2-targets",
+    "random-3-states",
+    "patrolling-line-4",
+    "epidemic-5-levels",
+    "random-10-states",
+    "delayed-3-actions-delay-2",
+]
 
 
 PAIRS = [(solve, estimator) for solve in SOLVERS for estimator in ESTIMATORS]
 
 
-def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int, probes: float) -> dict[tuple[str, str], float]:
+def errors(
+    game, lam: float, ascent_steps: int, batches: int, trajectories: int, probes: float
+) -> dict[tuple[str, str], float]:
     """Per (solve, estimator): the mean squared error of the sampled direction over the batches,
     relative to ``|exact|^2``."""
     game = exact.dense_for_derivatives(game)
     learners = {}
     for solve in SOLVERS:
-        leader, follower, learners[solve] = make_learner(OmegaConf.structured(AlgoConfig(name="spg", lam=lam, solve=solve)), game.num_states, game.num_actions)
+        leader, follower, learners[solve] = make_learner(
+            OmegaConf.structured(AlgoConfig(name="spg", lam=lam, solve=solve)), game.num_states, game.num_actions
+        )
     theta = torch.zeros_like(leader.logits)
     if ascent_steps:
         theta = ascend(game, theta, lam, iterations=ascent_steps)
@@ -55,13 +66,26 @@ def errors(game, lam: float, ascent_steps: int, batches: int, trajectories: int,
             learner.follower.logits.copy_(response)
     target = learners["closed_form"].reference_direction(ExactObjectives(game))  # eq. (19) at the best response
     plan = plan_rollouts(game.gamma, None, "auto")
-    sampler = Sampler(TabularVectorEnv(game, trajectories, start="mu"), seed=1, probe_discount=game.gamma, probe_share=probes,
-                      geometric_discount=game.gamma if plan.geometric else None)
+    sampler = Sampler(
+        TabularVectorEnv(game, trajectories, start="mu"),
+        seed=1,
+        probe_discount=game.gamma,
+        probe_share=probes,
+        geometric_discount=game.gamma if plan.geometric else None,
+    )
     found: dict[tuple[str, str], list[torch.Tensor]] = {pair: [] for pair in PAIRS}
     for _ in range(batches):
-        batch = sampler.collect(learners["closed_form"].leader, learners["closed_form"].follower, trajectories, plan.horizon)
+        batch = sampler.collect(
+            learners["closed_form"].leader, learners["closed_form"].follower, trajectories, plan.horizon
+        )
         for solve, estimator in PAIRS:  # the same batches for every pair
-            source = SampledObjectives(batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"), estimator=estimator)
+            source = SampledObjectives(
+                batch,
+                plan.discount(game.gamma),
+                center=plan.geometric,
+                start_weights=start_weights(game, "mu"),
+                estimator=estimator,
+            )
             learner = learners[solve]
             learner._cg_solution = None  # no warm start: each batch on its own
             direct, implicit, _ = learner._direction(source, {})
@@ -75,12 +99,18 @@ def main() -> None:
     parser.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--trajectories", type=int, default=512)
-    parser.add_argument("--probes", type=float, default=0.25, help="the follower's probe probability (algo.probes; 0: none)")
+    parser.add_argument(
+        "--probes", type=float, default=0.25, help="the follower's probe probability (algo.probes; 0: none)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     games = {name: (game, lam) for name, _, game, lam in convergence_games()}
     names = [f"{solve}/{estimator}" for solve, estimator in PAIRS]
-    print(f"{'game':<28} {'leader':<10} " + " ".join(f"{name:>22}" for name in names) + "   (relative mse; x: over closed_form/pooled)")
+    print(
+        f"{'game':<28} {'leader':<10} "
+        + " ".join(f"{name:>22}" for name in names)
+        + "   (relative mse; x: over closed_form/pooled)"
+    )
     for name in args.games:
         game, lam = games[name]
         for label, steps in (("uniform", 0), ("ascent100", 100)):
@@ -88,6 +118,7 @@ def main() -> None:
             base = row[("closed_form", "pooled")]
             cells = " ".join(f"{row[pair]:>12.3g} (x{row[pair] / base:>6.1f})" for pair in PAIRS)
             print(f"{name:<28} {label:<10} {cells}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -121,8 +121,16 @@ def read_curve(run: Path, tags: tuple[str, ...]) -> Curve | str:
     sampled = any(value > 0 for value in env_steps.values())
     x = np.array([env_steps.get(p.step, 0.0) for p in points]) if sampled else steps
     config = run_config(run, events)
-    return Curve(run, tag, ENV_STEPS if sampled else ITERATIONS, x, np.array([p.value for p in points]),
-                 game_of(config), (config or {}).get("seed", run.name), label(run))
+    return Curve(
+        run,
+        tag,
+        ENV_STEPS if sampled else ITERATIONS,
+        x,
+        np.array([p.value for p in points]),
+        game_of(config),
+        (config or {}).get("seed", run.name),
+        label(run),
+    )
 
 
 def short_titles(games: list[str]) -> dict[str, str]:
@@ -147,7 +155,9 @@ def draw(curves: list[Curve]) -> tuple[Figure, int]:
             x = np.mean([c.x[:length] for c in members], axis=0)
             values = np.stack([c.values[:length] for c in members])
             seeds = len({str(c.seed) for c in members})
-            count = f"{seeds} seed{'s' if seeds > 1 else ''}" + (f", {len(members)} runs" if len(members) != seeds else "")
+            count = f"{seeds} seed{'s' if seeds > 1 else ''}" + (
+                f", {len(members)} runs" if len(members) != seeds else ""
+            )
             ax.plot(x, values.mean(0), marker="o" if length == 1 else None, label=f"{name} ({count}; {tag})")
             if len(members) > 1:
                 ax.fill_between(x, values.min(0), values.max(0), alpha=0.25)
@@ -163,9 +173,16 @@ def draw(curves: list[Curve]) -> tuple[Figure, int]:
 
 def main() -> int:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", help="run directories or sweep directories (searched for TensorBoard events)")
-    parser.add_argument("--tag", help="the scalar to plot for every run, e.g. leader/return (default: game/J, or empirical/J for runs without a model)")
-    parser.add_argument("--out", default="curves.png", help="the image to write; its suffix picks the format (default curves.png)")
+    parser.add_argument(
+        "paths", nargs="+", help="run directories or sweep directories (searched for TensorBoard events)"
+    )
+    parser.add_argument(
+        "--tag",
+        help="the scalar to plot for every run, e.g. leader/return (default: game/J, or empirical/J for runs without a model)",
+    )
+    parser.add_argument(
+        "--out", default="curves.png", help="the image to write; its suffix picks the format (default curves.png)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     formats = FigureCanvasBase.get_supported_filetypes()
@@ -191,12 +208,16 @@ def main() -> int:
     except ValueError as error:
         fail(error)
     if not curves:
-        fail(f"no run logged {' or '.join(repr(t) for t in tags)}; choose a scalar with --tag, e.g. --tag leader/return")
+        fail(
+            f"no run logged {' or '.join(repr(t) for t in tags)}; choose a scalar with --tag, e.g. --tag leader/return"
+        )
     fig, lines = draw(curves)
     fig.savefig(out, dpi=120)
     panels = len({(c.game, c.axis) for c in curves})
-    print(f"wrote {out}: {len(curves)} of {len(runs)} runs, {lines} curve{'s' if lines > 1 else ''} "
-          f"in {panels} panel{'s' if panels > 1 else ''}")
+    print(
+        f"wrote {out}: {len(curves)} of {len(runs)} runs, {lines} curve{'s' if lines > 1 else ''} "
+        f"in {panels} panel{'s' if panels > 1 else ''}"
+    )
     for line in skipped:
         print(f"skipped {line}")
     return 0

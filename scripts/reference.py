@@ -58,8 +58,10 @@ def sse_report(name: str, lam: float, write_cache: bool, time_limit: float) -> i
     quantal = quantal_stackelberg(game, lam).value
     np.set_printoptions(precision=6, suppress=True)
     print(f"game {name}: S={S}, A1={A1}, A2={A2}, gamma={game.gamma:g}")
-    print(f"SSE value J_sse      {solution.value:.10g}  (upper bound {solution.upper_bound:.10g}, gap {solution.gap:.2e}, "
-          f"{solution.status}, {solution.seconds:.2f} s, {'exact program' if solution.bits == 0 else f'{solution.bits} bits'})")
+    print(
+        f"SSE value J_sse      {solution.value:.10g}  (upper bound {solution.upper_bound:.10g}, gap {solution.gap:.2e}, "
+        f"{solution.status}, {solution.seconds:.2f} s, {'exact program' if solution.bits == 0 else f'{solution.bits} bits'})"
+    )
     print(f"quantal value (lam={lam:g}) {quantal:.10g}")
     print("leader policy pi1(a|s):")
     for s in range(S):
@@ -80,8 +82,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lam", type=float, default=0.1)
     parser.add_argument("--json")
-    parser.add_argument("--sse", metavar="GAME", help="the strong Stackelberg equilibrium of GAME (an id or a .npz file)")
-    parser.add_argument("--write-cache", action="store_true", help="with --sse on a game file: write GAME.sse.json beside it")
+    parser.add_argument(
+        "--sse", metavar="GAME", help="the strong Stackelberg equilibrium of GAME (an id or a .npz file)"
+    )
+    parser.add_argument(
+        "--write-cache", action="store_true", help="with --sse on a game file: write GAME.sse.json beside it"
+    )
     parser.add_argument("--time-limit", type=float, default=60.0, help="with --sse: seconds for the solver")
     args = parser.parse_args()
     if args.sse:

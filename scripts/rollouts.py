@@ -41,12 +41,18 @@ def errors(game, kind: str, trajectories: int, batches: int, seed: int) -> tuple
         follower.logits.copy_(torch.randn(S, A2, generator=generator, dtype=torch.float64))
     exact = learner.reference_direction(ExactObjectives(game))
     plan = plan_rollouts(game.gamma, None, kind)
-    sampler = Sampler(TabularVectorEnv(game, trajectories), seed=seed, probe_discount=game.gamma,
-                      geometric_discount=game.gamma if plan.geometric else None)
+    sampler = Sampler(
+        TabularVectorEnv(game, trajectories),
+        seed=seed,
+        probe_discount=game.gamma,
+        geometric_discount=game.gamma if plan.geometric else None,
+    )
     squared, steps, entries = 0.0, 0, 0
     for _ in range(batches):
         batch = sampler.collect(leader, follower, trajectories, plan.horizon)
-        source = SampledObjectives(batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"))
+        source = SampledObjectives(
+            batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu")
+        )
         direct, implicit, _ = learner._direction(source, {})
         squared += float(((direct + implicit - exact) ** 2).sum())
         steps, entries = steps + batch.env_steps, entries + batch.states.numel()

@@ -17,8 +17,15 @@ from spg.sse import SSEError, strong_stackelberg_game  # noqa: E402
 
 LIMIT_SIZES = [(1, 6, 6), (5, 3, 2), (2, 2, 2), (2, 2, 3), (3, 2, 2)]  # one-state, epidemic-sized exact, bilinear
 LAMS = [0.5, 0.1, 0.05, 0.02, 0.01, 0.005]
-LAM_GAMES = ["Commitment", "SecurityGame", "security-3-targets", "Commitment-repeated-g0.9", "epidemic-4-levels",
-             "random-3-states", "delayed-2-actions-delay-1"]
+LAM_GAMES = [
+    "Commitment",
+    "SecurityGame",
+    "security-3-targets",
+    "Commitment-repeated-g0.9",
+    "epidemic-4-levels",
+    "random-3-states",
+    "delayed-2-actions-delay-1",
+]
 
 
 def limits(time_limit: float) -> None:
@@ -29,8 +36,10 @@ def limits(time_limit: float) -> None:
         if S > 1 and A2 == 2 and A1 == 3:  # leader-independent transitions: the exact program
             game = TabularGame(game.P[:, :1].expand_as(game.P), game.R1, game.R2, 0.9, game.rho)
         s = strong_stackelberg_game(game, time_limit=time_limit)
-        print(f"| {S} | {A1} | {A2} | {s.value:.5f} | {s.upper_bound:.5f} | {s.gap * (1 - 0.9):.1e} | {s.bits} | {s.seconds:.1f} | {s.status} |",
-              flush=True)
+        print(
+            f"| {S} | {A1} | {A2} | {s.value:.5f} | {s.upper_bound:.5f} | {s.gap * (1 - 0.9):.1e} | {s.bits} | {s.seconds:.1f} | {s.status} |",
+            flush=True,
+        )
 
 
 def lam_table() -> None:

@@ -75,8 +75,15 @@ class CGSettings:
 
     iters: int = field(default=20, metadata={"help": "with algo.solve=cg: the iteration cap of CG"})
     tol: float = field(default=1e-3, metadata={"help": "with algo.solve=cg: CG's relative residual tolerance"})
-    damping: float = field(default=1e-3, metadata={"help": "with algo.solve=cg: the damping delta added to -H (small; scaled to the Hessian's spectrum)"})
-    warm_start: bool = field(default=True, metadata={"help": "with algo.solve=cg: start CG from the previous update's solution"})
+    damping: float = field(
+        default=1e-3,
+        metadata={
+            "help": "with algo.solve=cg: the damping delta added to -H (small; scaled to the Hessian's spectrum)"
+        },
+    )
+    warm_start: bool = field(
+        default=True, metadata={"help": "with algo.solve=cg: start CG from the previous update's solution"}
+    )
 
 
 @dataclass
@@ -85,13 +92,29 @@ class FollowerSettings:
     Assumption 1), so the noise a sampled follower keeps around its best response fades while it
     still tracks the leader."""
 
-    rule: str = field(default="npg", metadata={"help": "npg (natural soft-Q update, step kappa) or gradient (plain eq. 9, step lr)"})
-    kappa: float = field(default=0.3, metadata={"help": "rule=npg: the fraction of the way to the soft-greedy policy, in (0, 1]"})
-    power: float = field(default=0.75, metadata={"help": "the follower's step (kappa or lr) decays as (t0 / (t + t0))^power over the leader's updates t; below the leader's power"})
+    rule: str = field(
+        default="npg", metadata={"help": "npg (natural soft-Q update, step kappa) or gradient (plain eq. 9, step lr)"}
+    )
+    kappa: float = field(
+        default=0.3, metadata={"help": "rule=npg: the fraction of the way to the soft-greedy policy, in (0, 1]"}
+    )
+    power: float = field(
+        default=0.75,
+        metadata={
+            "help": "the follower's step (kappa or lr) decays as (t0 / (t + t0))^power over the leader's updates t; below the leader's power"
+        },
+    )
     t0: float = field(default=50.0, metadata={"help": "the t0 of the follower step's decay (t0 / (t + t0))^power"})
     lr: float = field(default=1.0, metadata={"help": "rule=gradient: the follower's step at t = 0"})
-    steps: int = field(default=1, metadata={"help": "follower updates per leader update (on a model: until no logit moves more than tol; sampled: each on a fresh batch)"})
-    tol: float = field(default=1e-8, metadata={"help": "on a model: the follower's updates stop once no logit moves more than this"})
+    steps: int = field(
+        default=1,
+        metadata={
+            "help": "follower updates per leader update (on a model: until no logit moves more than tol; sampled: each on a fresh batch)"
+        },
+    )
+    tol: float = field(
+        default=1e-8, metadata={"help": "on a model: the follower's updates stop once no logit moves more than this"}
+    )
 
 
 @dataclass
@@ -118,7 +141,9 @@ def cg_diverged(cg: CGResult, implicit: torch.Tensor) -> bool:
     """A CG solve not to be trusted: a non-finite solution, residual or implicit term, or a
     relative residual above ``CG_DIVERGED_RESIDUAL``."""
     residual = cg.residual
-    finite = math.isfinite(residual) and bool(torch.isfinite(cg.solution).all()) and bool(torch.isfinite(implicit).all())
+    finite = (
+        math.isfinite(residual) and bool(torch.isfinite(cg.solution).all()) and bool(torch.isfinite(implicit).all())
+    )
     return not (finite and residual <= CG_DIVERGED_RESIDUAL)
 
 
@@ -162,7 +187,9 @@ class TwoTimescalePolicyGradient:
         self.sub_batches = sub_batches
         self.leader_betas = tuple(leader_betas)
         options = {"betas": self.leader_betas} if leader_optimizer == "adam" else {}
-        self.leader_optimizer = OPTIMIZERS[leader_optimizer](leader.parameters(), lr=leader_step(0), maximize=True, **options)
+        self.leader_optimizer = OPTIMIZERS[leader_optimizer](
+            leader.parameters(), lr=leader_step(0), maximize=True, **options
+        )
         self.leader_updates = 0
         self.follower_updates = 0
         self._cg_solution: torch.Tensor | None = None
@@ -237,7 +264,9 @@ class TwoTimescalePolicyGradient:
             metrics["follower/min_prob"] = float(self.follower.probs().min())
         return StepResult(metrics, direction.detach())
 
-    def _direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+    def _direction(
+        self, source: ObjectiveSource, metrics: dict[str, float]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """The leader's direction as ``(direct, implicit)`` parts, and the Q functions it used."""
         theta1, theta2 = self.leader.logits, self.follower.logits
         if not self.stackelberg:
@@ -272,11 +301,15 @@ class TwoTimescalePolicyGradient:
         policies (for ``estimator/cosine_to_exact``); changes no state."""
         if self.stackelberg and self.solve == "cg":
             theta1, theta2, damping = self.leader.logits, self.follower.logits, self.cg.damping
-            return exact.exact_leader_direction(source.game, theta1, theta2, self.lam, d1=source.game.rho, damping=damping).total
+            return exact.exact_leader_direction(
+                source.game, theta1, theta2, self.lam, d1=source.game.rho, damping=damping
+            ).total
         direct, implicit, _ = self._direction(source, {})
         return direct + implicit
 
-    def _cg_direction(self, source: ObjectiveSource, metrics: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _cg_direction(
+        self, source: ObjectiveSource, metrics: dict[str, float]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Eq. (19) with ``w`` from conjugate gradient on the (sampled) follower Hessian; with
         sub-batches the factors come from independent parts. ``None`` when the solve diverged
         (:func:`cg_diverged`): the caller falls back to the closed form for this update."""
@@ -300,7 +333,9 @@ class TwoTimescalePolicyGradient:
         )
         if cg_diverged(result.cg, result.implicit):
             self._cg_solution = None  # no warm start from a diverged solve
-            metrics.update({"cg/diverged": 1.0, "cg/fallbacks": float(self.cg_fallbacks), "cg/damping": self.cg.damping})
+            metrics.update(
+                {"cg/diverged": 1.0, "cg/fallbacks": float(self.cg_fallbacks), "cg/damping": self.cg.damping}
+            )
             return None
         solved = not (result.cg.nonpositive_curvature or result.cg.hit_radius)
         self._cg_solution = result.cg.solution if solved else None  # warm-start only from clean solves
@@ -359,9 +394,13 @@ def check_algo(a) -> None:
     if f.rule not in FOLLOWER_UPDATES:
         raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")
     if f.rule == "npg" and a.lam <= 0:
-        raise SetupError("algo.lam = 0: the follower's natural update aims at softmax(Q / lam) and needs lam > 0; set algo.lam > 0 or algo.follower.rule=gradient")
+        raise SetupError(
+            "algo.lam = 0: the follower's natural update aims at softmax(Q / lam) and needs lam > 0; set algo.lam > 0 or algo.follower.rule=gradient"
+        )
     if not 0 < f.kappa <= 1:
-        raise SetupError(f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]")
+        raise SetupError(
+            f"algo.follower.kappa = {f.kappa}: the fraction of the way to the soft-greedy policy must lie in (0, 1]"
+        )
     if f.power < 0:
         raise invalid("algo.follower.power", f.power, "the follower's step must not grow: power >= 0")
     if f.t0 <= 0:
@@ -375,24 +414,38 @@ def check_algo(a) -> None:
     if a.solve not in SOLVERS:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
     if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name].stackelberg:
-        raise SetupError("algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg")
+        raise SetupError(
+            "algo.lam = 0: the closed-form solve of eq. (19) divides by lam; set algo.lam > 0 or algo.solve=cg"
+        )
     if a.solve == "cg" and not ALGORITHMS[a.name].stackelberg:
-        raise SetupError(f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)")
+        raise SetupError(
+            f"algo.solve = cg: algo={a.name} does not follow eq. (19), so nothing is solved; drop algo.solve (and algo.cg)"
+        )
     if a.estimator not in ESTIMATORS:
         raise SetupError(f"algo.estimator = {a.estimator!r}: choose {' or '.join(ESTIMATORS)}")
     if not 0 <= a.probes <= 1:
-        raise invalid("algo.probes", a.probes, "the probability of a uniform follower action at the probe step is in [0, 1] (0: no probes)")
+        raise invalid(
+            "algo.probes",
+            a.probes,
+            "the probability of a uniform follower action at the probe step is in [0, 1] (0: no probes)",
+        )
     if a.averaging < 0:
-        raise invalid("algo.averaging", a.averaging, "the iterate average's weight eta must be >= 0 (0: the last iterates)")
+        raise invalid(
+            "algo.averaging", a.averaging, "the iterate average's weight eta must be >= 0 (0: the last iterates)"
+        )
     if a.follower_warmup < 0:
         raise invalid("algo.follower_warmup", a.follower_warmup, "must be >= 0")
     for key in ("iters", "tol", "damping"):
         if a.cg[key] < 0:
             raise invalid(f"algo.cg.{key}", a.cg[key], "must be >= 0")
     if a.sub_batches not in (1, 2, 3):
-        raise SetupError(f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (one batch; leader | follower; + the mixed term)")
+        raise SetupError(
+            f"algo.sub_batches = {a.sub_batches}: use 1, 2 or 3 (one batch; leader | follower; + the mixed term)"
+        )
     if len(a.leader.betas) != 2 or not all(0 <= b < 1 for b in a.leader.betas):
-        raise invalid("algo.leader.betas", list(a.leader.betas), "Adam's betas are two numbers in [0, 1), e.g. [0.9,0.9]")
+        raise invalid(
+            "algo.leader.betas", list(a.leader.betas), "Adam's betas are two numbers in [0, 1), e.g. [0.9,0.9]"
+        )
     if a.leader.lr <= 0:
         raise invalid("algo.leader.lr", a.leader.lr, "the leader's step must be > 0")
     if a.leader.t0 <= 0:

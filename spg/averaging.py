@@ -33,8 +33,12 @@ class IterateAverage:
         if eta == 0:
             self.leader, self.follower = leader, follower
         else:
-            self.leader = TabularSoftmaxPolicy(leader.num_states, leader.num_actions, logits=leader.logits, dtype=leader.logits.dtype)
-            self.follower = TabularSoftmaxPolicy(follower.num_states, follower.num_actions, logits=follower.logits, dtype=follower.logits.dtype)
+            self.leader = TabularSoftmaxPolicy(
+                leader.num_states, leader.num_actions, logits=leader.logits, dtype=leader.logits.dtype
+            )
+            self.follower = TabularSoftmaxPolicy(
+                follower.num_states, follower.num_actions, logits=follower.logits, dtype=follower.logits.dtype
+            )
             self.leader.requires_grad_(False)
             self.follower.requires_grad_(False)
 

@@ -104,9 +104,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged files and refused pickles
         if "weights only load failed" in str(error).lower():
-            raise SetupError(f"checkpoint {path} holds Python objects that weights_only loading refuses: not a spg checkpoint") from None
+            raise SetupError(
+                f"checkpoint {path} holds Python objects that weights_only loading refuses: not a spg checkpoint"
+            ) from None
         reason = (str(error).strip().splitlines() or [""])[0][:120]
-        raise SetupError(f"checkpoint {path} is damaged or not a spg checkpoint (torch.load: {type(error).__name__} {reason})") from None
+        raise SetupError(
+            f"checkpoint {path} is damaged or not a spg checkpoint (torch.load: {type(error).__name__} {reason})"
+        ) from None
     if not isinstance(state, dict) or "checksum" not in state:
         raise SetupError(f"checkpoint {path} has no checksum: not a spg checkpoint, or one written before checksums")
     if state["checksum"] != state_digest(state):
@@ -114,7 +118,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def check_game(state: dict[str, Any], path: Path, shape: tuple[int, int, int], fingerprint: str, *, allow_other: bool = False) -> None:
+def check_game(
+    state: dict[str, Any], path: Path, shape: tuple[int, int, int], fingerprint: str, *, allow_other: bool = False
+) -> None:
     """The checkpoint at ``path`` must belong to a game of ``shape`` ``(S, A1, A2)`` and, unless
     ``allow_other``, to the game with ``fingerprint`` itself."""
     game = state["game"]

@@ -26,10 +26,22 @@ class Collector:
     :func:`spg.schedules.growing_batch` trajectories for the leader's update count."""
 
     def __init__(
-        self, cfg: DictConfig, task: Task, algorithm: TwoTimescalePolicyGradient, sampler: Sampler, empirical: EmpiricalGame | None,
+        self,
+        cfg: DictConfig,
+        task: Task,
+        algorithm: TwoTimescalePolicyGradient,
+        sampler: Sampler,
+        empirical: EmpiricalGame | None,
         rollouts: Rollouts,
     ) -> None:
-        self.cfg, self.task, self.algorithm, self.sampler, self.empirical, self.rollouts = cfg, task, algorithm, sampler, empirical, rollouts
+        self.cfg, self.task, self.algorithm, self.sampler, self.empirical, self.rollouts = (
+            cfg,
+            task,
+            algorithm,
+            sampler,
+            empirical,
+            rollouts,
+        )
         self.discount = rollouts.discount(task.gamma)
         self.model = ExactObjectives(task.game) if algorithm.spec.source == "model" else None
         self.env_steps = 0
@@ -40,13 +52,17 @@ class Collector:
         if self.model is not None:
             return self.model
         trainer, algo = self.cfg.trainer, self.cfg.algo
-        size = growing_batch(trainer.batch_size, trainer.batch_growth, self.algorithm.leader_lr, self.algorithm.leader_updates)
+        size = growing_batch(
+            trainer.batch_size, trainer.batch_growth, self.algorithm.leader_lr, self.algorithm.leader_updates
+        )
         env, steps = self.cfg.env.id, self.env_steps
         try:
             batch = self.last_batch = self.sampler.collect(leader, follower, size, self.rollouts.horizon)
         except ContractError as error:  # a user env that breaks the contract after its first step
-            raise EnvFault(f"env {env} broke the two-player contract mid-rollout after {steps} env steps: {contract_problem(error)}",
-                           detail=str(error)) from None
+            raise EnvFault(
+                f"env {env} broke the two-player contract mid-rollout after {steps} env steps: {contract_problem(error)}",
+                detail=str(error),
+            ) from None
         except EnvFault as error:  # it raised, or took longer than env.step_timeout
             raise EnvFault(f"env {env} {error} after {steps} env steps", detail=error.detail) from None
         self.env_steps += batch.env_steps
@@ -55,6 +71,10 @@ class Collector:
         if self.algorithm.spec.source == "empirical":
             return ExactObjectives(self.empirical.model())
         return SampledObjectives(
-            batch, self.discount, baseline=algo.baseline, center=self.rollouts.geometric, start_weights=self.task.start_weights,
+            batch,
+            self.discount,
+            baseline=algo.baseline,
+            center=self.rollouts.geometric,
+            start_weights=self.task.start_weights,
             estimator=algo.estimator,
         )

@@ -31,7 +31,9 @@ COUNT_LIMIT = 20_000_000
 class EmpiricalGame:
     """Transition counts, reward sums and start counts of every rollout passed to :meth:`update`."""
 
-    def __init__(self, num_states: int, num_actions: tuple[int, int], gamma: float, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, num_states: int, num_actions: tuple[int, int], gamma: float, device: torch.device | str = "cpu"
+    ) -> None:
         S, (A1, A2) = num_states, num_actions
         if S * A1 * A2 * S > COUNT_LIMIT:
             raise ValueError(
@@ -58,7 +60,9 @@ class EmpiricalGame:
         device = self.transitions.device
         states, mask = batch.states.to(device), batch.mask.to(device)
         pair = (states * A1 + batch.leader_actions.to(device)) * A2 + batch.follower_actions.to(device)
-        step_rewards = torch.stack([batch.leader_rewards, batch.follower_rewards, torch.ones_like(batch.leader_rewards)], -1)
+        step_rewards = torch.stack(
+            [batch.leader_rewards, batch.follower_rewards, torch.ones_like(batch.leader_rewards)], -1
+        )
         self.rewards.index_add_(0, pair[mask], step_rewards.to(device, torch.float64)[mask])
         moved = mask[:, 1:]
         ones = torch.ones(int(moved.sum()), dtype=torch.float64, device=device)
@@ -73,11 +77,20 @@ class EmpiricalGame:
             self.transitions.index_add_(0, last_pair * S + final[ended], ones)
             self.entries[:, 1].index_add_(0, final[ended], ones)
         first = states[:, 0]
-        weights = torch.ones(len(first), dtype=torch.float64, device=device) if start_weights is None else start_weights.to(device, torch.float64)[first]
+        weights = (
+            torch.ones(len(first), dtype=torch.float64, device=device)
+            if start_weights is None
+            else start_weights.to(device, torch.float64)[first]
+        )
         self.starts.index_add_(0, first, weights)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"transitions": self.transitions, "rewards": self.rewards, "starts": self.starts, "entries": self.entries}
+        return {
+            "transitions": self.transitions,
+            "rewards": self.rewards,
+            "starts": self.starts,
+            "entries": self.entries,
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name, tensor in state.items():
@@ -108,7 +121,11 @@ class EmpiricalGame:
         reward_sums = self.rewards[:, :2].reshape(S, A1, A2, 2)
         pooled_counts = counts.sum((1, 2))  # [S, S]
         stay = torch.eye(S, dtype=counts.dtype, device=counts.device)
-        pooled_P = torch.where(pooled_counts.sum(1, keepdim=True) > 0, pooled_counts / pooled_counts.sum(1, keepdim=True).clamp_min(1), stay)
+        pooled_P = torch.where(
+            pooled_counts.sum(1, keepdim=True) > 0,
+            pooled_counts / pooled_counts.sum(1, keepdim=True).clamp_min(1),
+            stay,
+        )
         row = counts.sum(-1, keepdim=True)
         P = torch.where(row > 0, counts / row.clamp_min(1), pooled_P[:, None, None, :])
         pooled_R = reward_sums.sum((1, 2)) / visits.sum((1, 2)).clamp_min(1)[:, None]  # [S, 2], 0 where unvisited

@@ -47,7 +47,9 @@ def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
     return out
 
 
-def leave_one_out_baseline(states: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, num_states: int) -> torch.Tensor:
+def leave_one_out_baseline(
+    states: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, num_states: int
+) -> torch.Tensor:
     """For each step ``(i, t)``, the mean of ``values [N, T(, k)]`` over the visits to
     ``states[i, t]`` by the other trajectories (0 where no other trajectory visited that state).
     Several value columns (both players' returns) share one grouping of the visits."""
@@ -92,7 +94,13 @@ class Returns:
 
 @torch.no_grad()
 def weighted_returns(
-    batch: Batch, follower_logits: torch.Tensor, *, gamma: float, lam: float, baseline: bool = True, center: bool = False
+    batch: Batch,
+    follower_logits: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+    baseline: bool = True,
+    center: bool = False,
 ) -> Returns:
     """The :class:`Returns` of ``batch`` at ``follower_logits``.
 
@@ -110,7 +118,9 @@ def weighted_returns(
     w_before = torch.cat([torch.ones_like(w[:, :1]), w[:, :-1]], dim=1)
     entropy_value = entropy_from_logits(follower_logits)[batch.states] * m * w_before  # H(pi2(.|s_t))
     next_entropy = torch.cat([entropy_value[:, 1:], torch.zeros_like(entropy_value[:, :1])], dim=1)
-    rewards = torch.stack([batch.leader_rewards.to(dtype) * w, batch.follower_rewards.to(dtype) * w + gamma * lam * next_entropy], -1)
+    rewards = torch.stack(
+        [batch.leader_rewards.to(dtype) * w, batch.follower_rewards.to(dtype) * w + gamma * lam * next_entropy], -1
+    )
     offset = torch.zeros_like(rewards[:, 0])
     if center:
         steps = (m * w).sum(1)  # importance-weighted steps of each trajectory
@@ -163,7 +173,11 @@ def surrogate_objectives(
     dice_before = torch.cat([torch.ones_like(dice[:, :1]), dice[:, :-1]], dim=1)  # box(L_{t-1})
     score = dice - dice_before  # value 0; its derivatives weigh the returns from t on
     discount = gamma ** torch.arange(T, dtype=dtype, device=states.device)
-    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=baseline, center=center)
+    R = (
+        returns
+        if returns is not None
+        else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=baseline, center=center)
+    )
     # b(s_t) estimates the on-policy return-to-go; the term it enters is weighted by w_t
     weight1 = discount * (R.G1 - w * R.b1)
     weight2 = discount * (R.G2 - w * R.b2)
@@ -214,12 +228,16 @@ def state_values(
     valid &= ~cut[:, None] | sampled[ends]  # a cut trajectory goes on only as the value of a state with samples
     visited, targets = batch.states[valid], ends[valid]
     reward_part, coefficient = reward_part[valid], coefficient[valid]
-    visits = torch.zeros(num_states, dtype=G.dtype, device=G.device).index_add_(0, visited, torch.ones_like(coefficient))
+    visits = torch.zeros(num_states, dtype=G.dtype, device=G.device).index_add_(
+        0, visited, torch.ones_like(coefficient)
+    )
     counts = visits[:, None].clamp_min(1.0)
     base = torch.zeros(num_states, 2, dtype=G.dtype, device=G.device).index_add_(0, visited, reward_part) / counts
     if not bool(cut.any()):
         return base, visits
-    rows = torch.zeros_like(counts).index_add_(0, visited, coefficient[:, None]) / counts  # each state's sum over C's row
+    rows = (
+        torch.zeros_like(counts).index_add_(0, visited, coefficient[:, None]) / counts
+    )  # each state's sum over C's row
     coefficient = coefficient * (gamma / rows.clamp_min(gamma))[visited, 0]
     values = base
     for _ in range(max_iterations):
@@ -233,8 +251,15 @@ def state_values(
 
 @torch.no_grad()
 def joint_q_estimates(
-    batch: Batch, follower_logits: torch.Tensor, num_leader_actions: int, *, gamma: float, lam: float, returns: Returns | None = None,
-    horizon_fraction: float = 0.5, bootstrap: bool = True,
+    batch: Batch,
+    follower_logits: torch.Tensor,
+    num_leader_actions: int,
+    *,
+    gamma: float,
+    lam: float,
+    returns: Returns | None = None,
+    horizon_fraction: float = 0.5,
+    bootstrap: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Q functions of both players over joint actions, ``Q1(s, a1, a2) = E[r1 + gamma V1(s')]`` and
     the follower's soft ``Q2(s, a1, a2) = E[r2 + gamma (lam H(pi2(.|s')) + V2^lam(s'))]``, with the
@@ -248,7 +273,11 @@ def joint_q_estimates(
     horizon (where truncation bias is smallest) gives its whole return-to-go. Either way the
     importance weights of the steps after ``t`` apply (the actions at ``t`` are conditioned on,
     so their own ratio drops out)."""
-    R = returns if returns is not None else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=False)
+    R = (
+        returns
+        if returns is not None
+        else weighted_returns(batch, follower_logits, gamma=gamma, lam=lam, baseline=False)
+    )
     w = batch.weights.to(follower_logits.dtype)
     S, A2 = follower_logits.shape
     G = torch.stack([R.G1, R.G2], -1)
@@ -257,7 +286,9 @@ def joint_q_estimates(
         after = torch.cat([batch.mask[:, 1:], torch.zeros_like(batch.mask[:, :1])], 1)  # s_{t+1} was played
         next_states = torch.cat([batch.states[:, 1:], torch.zeros_like(batch.states[:, :1])], 1)
         values, visits = state_values(batch, R, S, gamma=gamma)
-        targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values[next_states] * after[..., None]
+        targets = (G - gamma * later) / w.clamp_min(torch.finfo(w.dtype).tiny)[..., None] + gamma * values[
+            next_states
+        ] * after[..., None]
         horizon_end = torch.arange(batch.length, device=w.device) + 1 == batch.horizon
         valid = batch.mask & (w > 0) & ~(cut_by_horizon(batch, gamma)[:, None] & horizon_end)  # next state unknown
         valid &= ~after | (visits[next_states] > 0)  # a next state without value samples gives no target
@@ -269,7 +300,9 @@ def joint_q_estimates(
     index = ((batch.states * num_leader_actions + batch.leader_actions) * A2 + batch.follower_actions).reshape(-1)[keep]
     samples = targets.reshape(-1, 2)[keep]
     size = S * num_leader_actions * A2
-    sums = torch.zeros(size, 3, dtype=samples.dtype, device=samples.device).index_add_(0, index, torch.cat([samples, torch.ones_like(samples[:, :1])], -1))
+    sums = torch.zeros(size, 3, dtype=samples.dtype, device=samples.device).index_add_(
+        0, index, torch.cat([samples, torch.ones_like(samples[:, :1])], -1)
+    )
     sums = sums.reshape(S, num_leader_actions, A2, 3)
     counts = sums[..., 2]
     return sums[..., 0] / counts.clamp_min(1.0), sums[..., 1] / counts.clamp_min(1.0), counts

@@ -39,7 +39,9 @@ PROBE_ITERATIONS, PROBE_SHARE, PROBE_FLOOR = 50, 0.99, 1e-5
 VALUE_SCALE_LIMIT = 2_000_000  # transition entries (S A1 A2 S, or S A1 A2 K sparse) up to which value_scale iterates
 
 
-def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float) -> dict[str, float]:
+def exact_metrics(
+    game: GameModel, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float
+) -> dict[str, float]:
     """``J(theta1)`` (eq. 5 at the follower's best response), both values of the current pair at
     ``rho``, the follower's best-response gap, and, where exact derivatives exist, ``||grad J||``
     (eq. 19 at the best response): how far the leader is from a stationary point of ``J``."""
@@ -61,7 +63,9 @@ def exact_metrics(game: GameModel, leader: TabularSoftmaxPolicy, follower: Tabul
     return metrics
 
 
-def local_ascent_metrics(game: GameModel, leader: TabularSoftmaxPolicy, lam: float, family: str = "game") -> dict[str, float]:
+def local_ascent_metrics(
+    game: GameModel, leader: TabularSoftmaxPolicy, lam: float, family: str = "game"
+) -> dict[str, float]:
     """The probe of a run's end that small gradients cannot fool: ``J`` of the uniform leader, and
     the best ``J`` that ``PROBE_ITERATIONS`` exact Adam steps on ``J`` meet from the final leader
     (:func:`spg.reference.local_ascent_value`). A leader on a plateau or a saddle has a small
@@ -76,12 +80,18 @@ def local_ascent_metrics(game: GameModel, leader: TabularSoftmaxPolicy, lam: flo
 
 
 def empirical_metrics(
-    empirical: EmpiricalGame, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float, probe: bool = False
+    empirical: EmpiricalGame,
+    leader: TabularSoftmaxPolicy,
+    follower: TabularSoftmaxPolicy,
+    lam: float,
+    probe: bool = False,
 ) -> dict[str, float]:
     """:func:`exact_metrics` on the game estimated from the rollouts so far (tags ``empirical/``),
     with the rollouts' coverage of the game (and, with ``probe``, :func:`local_ascent_metrics`)."""
     model = empirical.model()
-    metrics = {key.replace("game/", "empirical/"): value for key, value in exact_metrics(model, leader, follower, lam).items()}
+    metrics = {
+        key.replace("game/", "empirical/"): value for key, value in exact_metrics(model, leader, follower, lam).items()
+    }
     if probe:
         metrics.update(local_ascent_metrics(model, leader, lam, family="empirical"))
     metrics["empirical/value_scale"] = value_scale(model)
@@ -112,7 +122,9 @@ def value_scale(game: GameModel, tolerance: float = 1e-3, max_iterations: int = 
     return max(min(float(values.max()) + remaining, bound), game.max_abs_reward())
 
 
-def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE, family: str = "game") -> list[str]:
+def equilibrium_problems(
+    metrics: dict, scale: float, tolerance: float = EQUILIBRIUM_TOLERANCE, family: str = "game"
+) -> list[str]:
     """Why a pair is not (yet) a Stackelberg equilibrium, in words: a follower away from its best
     response by more than ``tolerance`` times the value scale, and a leader that can still climb.
     Where ``metrics`` hold the local-ascent probe (:func:`local_ascent_metrics`, a run's end), the
@@ -125,23 +137,33 @@ def equilibrium_problems(metrics: dict, scale: float, tolerance: float = EQUILIB
     problems = []
     gap = metrics.get(f"{family}/best_response_gap")
     if gap is not None and gap > tolerance * scale:
-        problems.append(f"the follower is {gap:.3g} below its best response's value (> {tolerance:g} x value scale {scale:.3g})")
+        problems.append(
+            f"the follower is {gap:.3g} below its best response's value (> {tolerance:g} x value scale {scale:.3g})"
+        )
     J, ascent, uniform = (metrics.get(f"{family}/{key}") for key in ("J", "J_local_ascent", "J_uniform"))
     if None not in (J, ascent, uniform):
         if ascent - J > (1 - PROBE_SHARE) * max(ascent - uniform, 0.0) + PROBE_FLOOR * scale:
             made = (
                 f"the run made {(J - uniform) / (ascent - uniform):.1%} of the climb to there from the uniform leader's {uniform:.5g} (< {PROBE_SHARE:.0%})"
-                if ascent > uniform else f"the uniform leader's J is {uniform:.5g}"
+                if ascent > uniform
+                else f"the uniform leader's J is {uniform:.5g}"
             )
-            problems.append(f"{PROBE_ITERATIONS} exact ascent steps from the final leader raise J from {J:.5g} to {ascent:.5g}: {made}; no local maximum yet")
+            problems.append(
+                f"{PROBE_ITERATIONS} exact ascent steps from the final leader raise J from {J:.5g} to {ascent:.5g}: {made}; no local maximum yet"
+            )
         return problems
     gradient = metrics.get(f"{family}/J_gradient_norm")
     if gradient is not None and gradient > tolerance * scale:
-        problems.append(f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise")
+        problems.append(
+            f"||grad J|| = {gradient:.3g} (> {tolerance:g} x value scale {scale:.3g}): the leader's J may still rise"
+        )
     rise = metrics.get(f"{family}/J_rise_last_quarter")
     if rise is not None and rise > RISE_TOLERANCE * scale:
         motion = j_motion(metrics, scale, family)
-        problems.append(f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale)" + (f": it is {motion[0]}" if motion else ""))
+        problems.append(
+            f"J rose by {rise:.3g} over the last quarter of the run (> {RISE_TOLERANCE:g} x value scale)"
+            + (f": it is {motion[0]}" if motion else "")
+        )
     return problems
 
 
@@ -158,8 +180,11 @@ def last_quarter(history: list[tuple[int, float]], iterations: int) -> dict[str,
     y = torch.tensor([J for _, J in points], dtype=torch.float64)
     centred = x - x.mean()
     slope = float((centred * (y - y.mean())).sum() / (centred**2).sum())
-    return {"J_rise_last_quarter": float(y[-1] - y[0]), "J_trend_last_quarter": slope * float(x[-1] - x[0]),
-            "J_spread_last_quarter": float(y.max() - y.min())}
+    return {
+        "J_rise_last_quarter": float(y[-1] - y[0]),
+        "J_trend_last_quarter": slope * float(x[-1] - x[0]),
+        "J_spread_last_quarter": float(y.max() - y.min()),
+    }
 
 
 def j_motion(metrics: dict, scale: float, family: str = "game") -> tuple[str, str] | None:
@@ -172,12 +197,19 @@ def j_motion(metrics: dict, scale: float, family: str = "game") -> tuple[str, st
         return None
     if trend > TREND_SHARE * spread:
         return f"still rising (trend {trend:+.3g}, spread {spread:.3g})", "more trainer.iterations"
-    return (f"oscillating (spread {spread:.3g} without a trend: {trend:+.3g})",
-            "a smaller leader step (algo.leader.lr), more averaging of the iterates (algo.averaging) or larger batches (trainer.batch_size)")
+    return (
+        f"oscillating (spread {spread:.3g} without a trend: {trend:+.3g})",
+        "a smaller leader step (algo.leader.lr), more averaging of the iterates (algo.averaging) or larger batches (trainer.batch_size)",
+    )
 
 
 def monte_carlo_returns(
-    sampler: Sampler, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, episodes: int, rollouts: Rollouts, gamma: float
+    sampler: Sampler,
+    leader: TabularSoftmaxPolicy,
+    follower: TabularSoftmaxPolicy,
+    episodes: int,
+    rollouts: Rollouts,
+    gamma: float,
 ) -> dict[str, float]:
     """Mean discounted returns of both players over ``episodes`` rollouts (of ``rollouts``' lengths;
     ``sampler`` draws them), with standard errors."""
@@ -217,19 +249,37 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
             (f"follower best-response gap{note}", f"{metrics[f'{family}/best_response_gap']:.3g}"),
         ]
         if f"{family}/J_gradient_norm" in metrics:
-            rows.append((f"||grad J|| (eq. 19 at the best response){note}", f"{metrics[f'{family}/J_gradient_norm']:.3g}"))
+            rows.append(
+                (f"||grad J|| (eq. 19 at the best response){note}", f"{metrics[f'{family}/J_gradient_norm']:.3g}")
+            )
         if f"{family}/J_local_ascent" in metrics:
-            rows.append((f"J after {PROBE_ITERATIONS} exact ascent steps from here (probe){note}", f"{metrics[f'{family}/J_local_ascent']:.6g}"))
+            rows.append(
+                (
+                    f"J after {PROBE_ITERATIONS} exact ascent steps from here (probe){note}",
+                    f"{metrics[f'{family}/J_local_ascent']:.6g}",
+                )
+            )
             rows.append((f"J of the uniform leader{note}", f"{metrics[f'{family}/J_uniform']:.6g}"))
         if family == "empirical":
-            rows.append(("coverage: visited states, pairs, fewest visits", "{:.0f}, {:.0f}, {:.0f}".format(
-                *(metrics[f"empirical/{key}"] for key in ("visited_states", "visited_pairs", "fewest_visits")))))
+            rows.append(
+                (
+                    "coverage: visited states, pairs, fewest visits",
+                    "{:.0f}, {:.0f}, {:.0f}".format(
+                        *(metrics[f"empirical/{key}"] for key in ("visited_states", "visited_pairs", "fewest_visits"))
+                    ),
+                )
+            )
     if "J_last_quarter" in metrics:
         rows.append(("J over the last quarter of the run", metrics["J_last_quarter"]))
     if "equilibrium" in metrics:
         rows.append(("equilibrium check", metrics["equilibrium"]))
     for player in ("leader", "follower"):
-        rows.append((f"{player} return (MC, rewards only)", f"{metrics[f'{player}/return']:.6g} +- {metrics[f'{player}/return_se']:.2g}"))
+        rows.append(
+            (
+                f"{player} return (MC, rewards only)",
+                f"{metrics[f'{player}/return']:.6g} +- {metrics[f'{player}/return_se']:.2g}",
+            )
+        )
     return rows
 
 
@@ -245,7 +295,9 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
     checkpoint itself."""
     path = Path(path)
     if not path.exists():
-        raise SetupError(f"{path} does not exist: give a run directory (printed as 'run directory:' when it trained) or a checkpoint file")
+        raise SetupError(
+            f"{path} does not exist: give a run directory (printed as 'run directory:' when it trained) or a checkpoint file"
+        )
     checkpoint_path = path / "checkpoints" / "last.pt" if path.is_dir() else path
     state = load_checkpoint(checkpoint_path)
     run_dir = checkpoint_path.parent.parent
@@ -263,7 +315,11 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
 
 
 def empirical_check(
-    counts: dict[str, torch.Tensor], gamma: float, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, lam: float
+    counts: dict[str, torch.Tensor],
+    gamma: float,
+    leader: TabularSoftmaxPolicy,
+    follower: TabularSoftmaxPolicy,
+    lam: float,
 ) -> dict[str, Any]:
     """The estimates of a run without a model from the empirical game of its saved ``counts``
     (:meth:`EmpiricalGame.state_dict`): :func:`empirical_metrics` with the local-ascent probe, and
@@ -280,7 +336,9 @@ def empirical_verdict(metrics: dict) -> str:
     """The equilibrium check on the estimates of the empirical game (tags ``empirical/``)."""
     problems = equilibrium_problems(metrics, metrics["empirical/value_scale"], family="empirical")
     verdict = "; ".join(problems) if problems else "ok"
-    return f"{verdict} (estimated from the empirical game of {metrics['empirical/transitions']:.0f} sampled transitions)"
+    return (
+        f"{verdict} (estimated from the empirical game of {metrics['empirical/transitions']:.0f} sampled transitions)"
+    )
 
 
 def evaluate_run(path: str | Path, *, episodes: int = 5000, seed: int = 12345, device: str = "cpu") -> dict:

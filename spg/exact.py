@@ -65,7 +65,9 @@ def _csr(weights: torch.Tensor, successors: torch.Tensor, num_states: int) -> to
         return torch.sparse_csr_tensor(crow, successors.reshape(-1), weights.reshape(-1), size=(rows, num_states))
 
 
-def _fixed_point(step, v: torch.Tensor, gamma: float, tol: float, what: str, max_iterations: int = 100000) -> torch.Tensor:
+def _fixed_point(
+    step, v: torch.Tensor, gamma: float, tol: float, what: str, max_iterations: int = 100000
+) -> torch.Tensor:
     """The fixed point of a monotone ``step`` with ``step(v + c) = step(v) + gamma c`` (policy
     evaluation of a Markov chain, (soft) Bellman operators), to ``tol`` in the sup norm.
 
@@ -97,7 +99,9 @@ def _looped_successors(game: SparseTabularGame) -> torch.Tensor:
 @torch.no_grad()
 def _iterative_policy_values(game: SparseTabularGame, pi1: torch.Tensor, pi2: torch.Tensor, lam: float) -> PolicyValues:
     joint = pi1[:, :, None] * pi2[:, None, :]
-    rewards = torch.stack([(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + entropy_bonus(game, pi2, lam)], -1)
+    rewards = torch.stack(
+        [(joint * game.R1).sum((1, 2)), (joint * game.R2).sum((1, 2)) + entropy_bonus(game, pi2, lam)], -1
+    )
     values = _iterative_values(game, joint, rewards)
     return _with_q_functions(game, values)
 
@@ -138,7 +142,13 @@ def _soft_value_iteration(game: SparseTabularGame, pi1: torch.Tensor, lam: float
         # a terminal state's self-loop pays nothing, not even the entropy bonus
         return torch.where(game.terminal, q[:, 0], value) if episodic else value
 
-    v = _fixed_point(lambda v: soft_max(backup(v)), torch.zeros(S, dtype=game.dtype, device=game.device), game.gamma, tol, "soft value iteration")
+    v = _fixed_point(
+        lambda v: soft_max(backup(v)),
+        torch.zeros(S, dtype=game.dtype, device=game.device),
+        game.gamma,
+        tol,
+        "soft value iteration",
+    )
     q = backup(v * game.continues())
     if lam > 0:
         logits = q / lam - (q / lam).mean(-1, keepdim=True)
@@ -331,7 +341,10 @@ def implicit_best_response(game: Game, theta1: torch.Tensor, lam: float) -> torc
     with torch.no_grad():
         expectation = torch.zeros(S, S * A2, dtype=q.dtype, device=q.device)  # dV/dQ: pi2, and 0 at terminal states
         expectation[torch.arange(S).repeat_interleave(A2), torch.arange(S * A2)] = (pi2 * live[:, None]).reshape(-1)
-        M = torch.eye(S * A2, dtype=q.dtype, device=q.device) - game.gamma * P2.detach().reshape(S * A2, S) @ expectation
+        M = (
+            torch.eye(S * A2, dtype=q.dtype, device=q.device)
+            - game.gamma * P2.detach().reshape(S * A2, S) @ expectation
+        )
         M_inverse = torch.linalg.inv(M)
     q_out = q + (M_inverse @ (backup - backup.detach()).reshape(-1)).reshape(S, A2)
     return q_out / lam - (q_out / lam).mean(-1, keepdim=True)

@@ -56,4 +56,3 @@ def writing(what: str, path: Path | str) -> Iterator[None]:
             f"cannot write {what} {path}: {describe_os_error(error)}; free space or set hydra.run.dir to a writable place, "
             "then trainer.resume=auto"
         ) from error
-

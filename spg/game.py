@@ -37,9 +37,7 @@ def _check_finite(name: str, array: np.ndarray) -> None:
     bad = ~np.isfinite(array)
     if bad.any():
         index = _first_index(bad)
-        raise ValueError(
-            f"{name}{_fmt_index(index)} = {array[index]}: every entry of {name} must be finite"
-        )
+        raise ValueError(f"{name}{_fmt_index(index)} = {array[index]}: every entry of {name} must be finite")
 
 
 def _check_distribution(name: str, array: np.ndarray, what: str) -> None:
@@ -86,7 +84,9 @@ def check_model_shapes(name: str, shape: tuple[int, int, int], R1, R2, rho, mu) 
         raise ValueError(f"{name} has shape {shape}: a game needs at least one state and one action per player")
     for reward_name, array in (("R1", R1), ("R2", R2)):
         if array.shape != (S, A1, A2):
-            raise ValueError(f"{reward_name} has shape {array.shape}: it must be [S, A1, A2] = {(S, A1, A2)} to match {name}")
+            raise ValueError(
+                f"{reward_name} has shape {array.shape}: it must be [S, A1, A2] = {(S, A1, A2)} to match {name}"
+            )
     for dist_name, array in (("rho", rho), ("mu", mu)):
         if array is not None and array.shape != (S,):
             raise ValueError(f"{dist_name} has shape {array.shape}: it must be [S] = ({S},) to match {name}")
@@ -101,7 +101,9 @@ def check_probability_rows(name: str, probs: np.ndarray) -> None:
     negative = probs < 0
     if negative.any():
         index = _first_index(negative)
-        raise ValueError(f"{name}{_fmt_index(index)} = {probs[index]} is negative: transition probabilities must be >= 0")
+        raise ValueError(
+            f"{name}{_fmt_index(index)} = {probs[index]} is negative: transition probabilities must be >= 0"
+        )
     deviation = probs.sum(axis=-1) - 1.0
     off = np.abs(deviation) > ROW_SUM_TOLERANCE
     if off.any():
@@ -120,7 +122,9 @@ def check_terminal(terminal, num_states: int) -> np.ndarray:
     if terminal.shape != (num_states,):
         raise ValueError(f"terminal has shape {terminal.shape}: it must be [S] = ({num_states},), one flag per state")
     if terminal.dtype != bool and not (np.issubdtype(terminal.dtype, np.number) and np.isin(terminal, (0, 1)).all()):
-        raise ValueError(f"terminal has entries other than True/False (dtype {terminal.dtype}): it must be a boolean array [S]")
+        raise ValueError(
+            f"terminal has entries other than True/False (dtype {terminal.dtype}): it must be a boolean array [S]"
+        )
     return terminal.astype(bool)
 
 
@@ -315,7 +319,14 @@ class TabularGame(GameModel):
                 f"{', '.join(REQUIRED_KEYS)} and optionally mu, terminal (found: {', '.join(arrays) or 'nothing'})"
             )
         return cls(
-            arrays["P"], arrays["R1"], arrays["R2"], arrays["gamma"], arrays["rho"], arrays.get("mu"), arrays.get("terminal"), **kwargs
+            arrays["P"],
+            arrays["R1"],
+            arrays["R2"],
+            arrays["gamma"],
+            arrays["rho"],
+            arrays.get("mu"),
+            arrays.get("terminal"),
+            **kwargs,
         )
 
     def __repr__(self) -> str:
@@ -336,7 +347,11 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"game file {path} is a single .npy array, not a .npz archive of named arrays {fix}")
     try:
         with zipfile.ZipFile(path) as archive:
-            return {info.filename[:-4]: _read_member(archive, info) for info in archive.infolist() if info.filename.endswith(".npy")}
+            return {
+                info.filename[:-4]: _read_member(archive, info)
+                for info in archive.infolist()
+                if info.filename.endswith(".npy")
+            }
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as error:
         raise ValueError(f"cannot read game file {path}: {error} {fix}") from None
 
@@ -353,7 +368,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
             raise ValueError(f"array {name} holds Python objects (pickled data), which game files may not")
         claimed = dtype.itemsize * math.prod(shape)
         if claimed > info.file_size:
-            raise ValueError(f"array {name} claims shape {shape} ({claimed} bytes) but the file holds {info.file_size} bytes")
+            raise ValueError(
+                f"array {name} claims shape {shape} ({claimed} bytes) but the file holds {info.file_size} bytes"
+            )
     with archive.open(info) as f:
         array = np.lib.format.read_array(f, allow_pickle=False)
         f.read()  # to the end of the member, where zipfile checks its CRC

@@ -17,6 +17,7 @@ Algorithms (:mod:`spg.algorithms`) never ask which one they hold.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple, Protocol
 
 import torch
@@ -69,7 +70,9 @@ class ObjectiveSource(Protocol):
     def q_functions(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> QFunctions:
         """Both players' Q functions over the follower's actions (:class:`QFunctions`)."""
 
-    def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
+    def implicit_objective(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor
+    ) -> torch.Tensor:
         """A scalar whose ``theta1``-gradient is eq. (19)'s implicit term at the follower's soft
         best response, ``sum_s d(s) sum_a2 pi2(a2|s) w(s, a2) grad_1 Q2^lam(s, a2)``."""
 
@@ -94,7 +97,9 @@ class ExactObjectives:
     def leader_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> torch.Tensor:
         return self.objectives(theta1, theta2, lam)[0]
 
-    def curvature_objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def curvature_objectives(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
         return (*self.objectives(theta1, theta2, lam), None)
 
     @torch.no_grad()
@@ -105,11 +110,17 @@ class ExactObjectives:
         exactly = torch.full_like(theta2.detach(), float("inf"))
         return QFunctions(q1, q2, exactly, exactly)
 
-    def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
+    def implicit_objective(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor
+    ) -> torch.Tensor:
         pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2.detach(), -1)
         with torch.no_grad():
-            visits = exact.occupancy(self._dense, pi1.detach(), pi2, self._dense.rho)  # d(s) from rho, summing to 1 / (1 - gamma)
-        q2 = torch.einsum("sa,sab->sb", pi1, exact.policy_values(self._dense, pi1, pi2, lam).q2)  # differentiable in theta1
+            visits = exact.occupancy(
+                self._dense, pi1.detach(), pi2, self._dense.rho
+            )  # d(s) from rho, summing to 1 / (1 - gamma)
+        q2 = torch.einsum(
+            "sa,sab->sb", pi1, exact.policy_values(self._dense, pi1, pi2, lam).q2
+        )  # differentiable in theta1
         return (visits[:, None] * pi2 * w.detach() * q2).sum()
 
     def split(self, parts: int) -> list["ExactObjectives"]:
@@ -132,7 +143,13 @@ class SampledObjectives:
     exact = False
 
     def __init__(
-        self, batch: Batch, gamma: float, *, baseline: bool = True, center: bool = False, start_weights: torch.Tensor | None = None,
+        self,
+        batch: Batch,
+        gamma: float,
+        *,
+        baseline: bool = True,
+        center: bool = False,
+        start_weights: torch.Tensor | None = None,
         estimator: str = "pooled",
     ) -> None:
         if estimator not in ESTIMATORS:
@@ -146,7 +163,11 @@ class SampledObjectives:
     def _once(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, name: str, compute):
         """``compute()``, computed once per ``(theta1, theta2, lam)`` and shared by all estimators."""
         key = self._key
-        if key is None or key[2] != lam or not (torch.equal(key[0], theta1.detach()) and torch.equal(key[1], theta2.detach())):
+        if (
+            key is None
+            or key[2] != lam
+            or not (torch.equal(key[0], theta1.detach()) and torch.equal(key[1], theta2.detach()))
+        ):
             self._key, self._cache = (theta1.detach().clone(), theta2.detach().clone(), lam), {}
         if name not in self._cache:
             self._cache[name] = compute()
@@ -156,26 +177,45 @@ class SampledObjectives:
         """The batch's returns-to-go at ``theta2``, with the state baselines the REINFORCE forms use
         (``baseline``, when the source has them on) or without (for the Q estimates)."""
         baseline = baseline and self.baseline
-        compute = lambda: weighted_returns(self.batch, theta2, gamma=self.gamma, lam=lam, baseline=baseline, center=self.center)  # noqa: E731
+        compute = partial(
+            weighted_returns, self.batch, theta2, gamma=self.gamma, lam=lam, baseline=baseline, center=self.center
+        )
         return self._once(theta1, theta2, lam, f"returns{baseline}", compute)
 
-    def joint_q(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def joint_q(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Both players' bootstrapped ``Q(s, a1, a2)`` and their sample counts."""
         returns = self.returns(theta1, theta2, lam, baseline=False)
-        compute = lambda: joint_q_estimates(self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns)  # noqa: E731
+        compute = partial(
+            joint_q_estimates, self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns
+        )
         return self._once(theta1, theta2, lam, "joint_q", compute)
 
     def pooled(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> PooledLeaderTerms:
         """The batch's Rao-Blackwellised leader terms at ``(theta1, theta2)``."""
         joint, w_before = self.joint_q(theta1, theta2, lam), self.returns(theta1, theta2, lam, baseline=False).w_before
-        compute = lambda: PooledLeaderTerms(  # noqa: E731
-            self.batch, theta1, theta2, joint, gamma=self.gamma, w_before=w_before, start_weights=self._trajectory_weights
+        compute = partial(
+            PooledLeaderTerms,
+            self.batch,
+            theta1,
+            theta2,
+            joint,
+            gamma=self.gamma,
+            w_before=w_before,
+            start_weights=self._trajectory_weights,
         )
         return self._once(theta1, theta2, lam, "pooled", compute)
 
     def objectives(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
         return surrogate_objectives(
-            self.batch, theta1, theta2, gamma=self.gamma, lam=lam, returns=self.returns(theta1, theta2, lam), start_weights=self._trajectory_weights
+            self.batch,
+            theta1,
+            theta2,
+            gamma=self.gamma,
+            lam=lam,
+            returns=self.returns(theta1, theta2, lam),
+            start_weights=self._trajectory_weights,
         )
 
     def leader_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float) -> torch.Tensor:
@@ -196,19 +236,39 @@ class SampledObjectives:
         """The follower's ``Q2`` bootstrapped (:func:`spg.estimators.joint_q_estimates`), the
         leader's ``Q1`` from whole returns-to-go (the choice measured in docs/estimators.md)."""
         returns = self.returns(theta1, theta2, lam, baseline=False)
-        q1, _, counts1 = joint_q_estimates(self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns, bootstrap=False)
+        q1, _, counts1 = joint_q_estimates(
+            self.batch, theta2, theta1.shape[1], gamma=self.gamma, lam=lam, returns=returns, bootstrap=False
+        )
         _, q2, counts2 = self.joint_q(theta1, theta2, lam)
-        return QFunctions(over_leader_actions(q1, counts1), over_leader_actions(q2, counts2), counts1.sum(1), counts2.sum(1))
+        return QFunctions(
+            over_leader_actions(q1, counts1), over_leader_actions(q2, counts2), counts1.sum(1), counts2.sum(1)
+        )
 
-    def implicit_objective(self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor) -> torch.Tensor:
+    def implicit_objective(
+        self, theta1: torch.Tensor, theta2: torch.Tensor, lam: float, w: torch.Tensor
+    ) -> torch.Tensor:
         if self.estimator == "pooled":
             return self.pooled(theta1, theta2, lam).implicit_objective(theta1, w)
         return implicit_surrogate(
-            self.batch, theta1, theta2, w, gamma=self.gamma, lam=lam, returns=self.returns(theta1, theta2, lam), start_weights=self._trajectory_weights
+            self.batch,
+            theta1,
+            theta2,
+            w,
+            gamma=self.gamma,
+            lam=lam,
+            returns=self.returns(theta1, theta2, lam),
+            start_weights=self._trajectory_weights,
         )
 
     def split(self, parts: int) -> list["SampledObjectives"]:
         return [
-            SampledObjectives(part, self.gamma, baseline=self.baseline, center=self.center, start_weights=self.start_weights, estimator=self.estimator)
+            SampledObjectives(
+                part,
+                self.gamma,
+                baseline=self.baseline,
+                center=self.center,
+                start_weights=self.start_weights,
+                estimator=self.estimator,
+            )
             for part in self.batch.split(parts)
         ]

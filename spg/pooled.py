@@ -28,7 +28,9 @@ from spg.policy import entropy_from_logits
 from spg.sampler import Batch
 
 
-def _over_tried_leader_actions(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _over_tried_leader_actions(
+    q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``sum_a1 pi1(a1|s) Q(s, a1, a2)`` over the leader actions tried at ``(s, a2)``, normalised
     (``[S, A2]``), and the leader probability those actions carry (0: none tried)."""
     weight = leader_probs[:, :, None] * (counts > 0).to(q.dtype)
@@ -45,7 +47,9 @@ def leader_advantages(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch
 
 
 @torch.no_grad()
-def follower_q(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor, follower_probs: torch.Tensor) -> torch.Tensor:
+def follower_q(
+    q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor, follower_probs: torch.Tensor
+) -> torch.Tensor:
     """``Q(s, a2) = sum_a1 pi1(a1|s) Q(s, a1, a2)`` over the leader actions tried at ``(s, a2)``
     (``q, counts [S, A1, A2]``); a follower action never tried at ``s`` gets the ``pi2``-mean of the
     tried ones, so that it has no advantage there."""
@@ -56,7 +60,9 @@ def follower_q(q: torch.Tensor, counts: torch.Tensor, leader_probs: torch.Tensor
 
 
 @torch.no_grad()
-def discounted_visits(batch: Batch, gamma: float, w_before: torch.Tensor, start_weights: torch.Tensor | None = None) -> torch.Tensor:
+def discounted_visits(
+    batch: Batch, gamma: float, w_before: torch.Tensor, start_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Each step's weight ``[N, T]`` in the discounted visits ``d``: ``gamma^t``, times ``w_before``,
     the importance weight of the path that decided ``s_t`` (:class:`spg.estimators.Returns`), and
     its trajectory's ``start_weights [N]``."""
@@ -73,8 +79,15 @@ class PooledLeaderTerms:
     each trajectory's ``rho(s_0) / mu(s_0)``."""
 
     def __init__(
-        self, batch: Batch, leader_logits: torch.Tensor, follower_logits: torch.Tensor, joint: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
-        gamma: float, w_before: torch.Tensor, start_weights: torch.Tensor | None = None,
+        self,
+        batch: Batch,
+        leader_logits: torch.Tensor,
+        follower_logits: torch.Tensor,
+        joint: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        *,
+        gamma: float,
+        w_before: torch.Tensor,
+        start_weights: torch.Tensor | None = None,
     ) -> None:
         q1, q2, counts = joint
         pi1 = torch.softmax(leader_logits.detach(), -1)
@@ -88,7 +101,9 @@ class PooledLeaderTerms:
     def _per_state(self, values: torch.Tensor) -> torch.Tensor:
         """``values [N, T]`` summed by state and averaged over trajectories."""
         S = self.follower_probs.shape[0]
-        total = torch.zeros(S, dtype=values.dtype, device=values.device).index_add_(0, self.batch.states.reshape(-1), values.reshape(-1))
+        total = torch.zeros(S, dtype=values.dtype, device=values.device).index_add_(
+            0, self.batch.states.reshape(-1), values.reshape(-1)
+        )
         return total / self.batch.num_trajectories
 
     def direct_objective(self, leader_logits: torch.Tensor) -> torch.Tensor:
@@ -131,9 +146,15 @@ class PooledLeaderTerms:
         v2 = (self.d * ((pi2 * follower_q2).sum(-1) + lam * entropy_from_logits(follower_logits))).sum()
         pi1 = torch.softmax(leader_logits, -1)
         same_state = torch.einsum("sa,sb,sab->s", pi1, pi2, self.advantage2)  # differentiable in both logits
-        log_pi2 = torch.log_softmax(follower_logits, -1)[self.batch.states, self.batch.follower_actions] * self.batch.mask
+        log_pi2 = (
+            torch.log_softmax(follower_logits, -1)[self.batch.states, self.batch.follower_actions] * self.batch.mask
+        )
         scores = torch.cumsum(log_pi2 - log_pi2.detach(), dim=1)
-        earlier = torch.cat([torch.zeros_like(scores[:, :1]), scores[:, :-1]], dim=1)  # value 0, derivative sum_{k<t} grad log pi2
+        earlier = torch.cat(
+            [torch.zeros_like(scores[:, :1]), scores[:, :-1]], dim=1
+        )  # value 0, derivative sum_{k<t} grad log pi2
         later_state = torch.einsum("sa,sb,sab->s", pi1, self.follower_probs, self.advantage2)
-        v2_mixed = (self.d * same_state).sum() + (self.visit * earlier * later_state[self.batch.states]).sum() / self.batch.num_trajectories
+        v2_mixed = (self.d * same_state).sum() + (
+            self.visit * earlier * later_state[self.batch.states]
+        ).sum() / self.batch.num_trajectories
         return v1, v2, v2_mixed

@@ -41,7 +41,9 @@ def strong_stackelberg(leader_payoff, follower_payoff) -> StackelbergSolution:
         # x . F[:, j] >= x . F[:, k]  <=>  x . (F[:, k] - F[:, j]) <= 0 for every k != j
         A_ub = np.stack([F[:, k] - F[:, j] for k in range(A2) if k != j]) if A2 > 1 else None
         b_ub = np.zeros(A2 - 1) if A2 > 1 else None
-        result = linprog(-L[:, j], A_ub=A_ub, b_ub=b_ub, A_eq=np.ones((1, A1)), b_eq=[1.0], bounds=[(0, 1)] * A1, method="highs")
+        result = linprog(
+            -L[:, j], A_ub=A_ub, b_ub=b_ub, A_eq=np.ones((1, A1)), b_eq=[1.0], bounds=[(0, 1)] * A1, method="highs"
+        )
         if result.status == 0 and -result.fun > best.value + 1e-12:
             best = StackelbergSolution(result.x, j, float(-result.fun))
     return best
@@ -79,20 +81,26 @@ def quantal_stackelberg(
     return StackelbergSolution(torch.softmax(best_theta, -1).numpy().squeeze(), None, best_value)
 
 
-def ascend(game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 400, lr: float = 0.1) -> torch.Tensor:
+def ascend(
+    game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 400, lr: float = 0.1
+) -> torch.Tensor:
     """Adam ascent on ``J`` from ``theta`` with exact gradients (implicit differentiation of the
     soft best response): the leader a local method from ``theta`` can hope to reach."""
     return _adam_ascent(game, theta, lam, iterations, lr)[0]
 
 
-def local_ascent_value(game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 100, lr: float = 0.1) -> float:
+def local_ascent_value(
+    game: TabularGame, theta: torch.Tensor, lam: float, *, iterations: int = 100, lr: float = 0.1
+) -> float:
     """The largest ``J`` that exact Adam ascent meets within ``iterations`` steps from ``theta``
     (``J(theta)`` included): where ``J(theta)`` falls short of it, ``theta`` is no local maximum,
     however small ``||grad J||`` is there (a plateau, a saddle)."""
     return _adam_ascent(game, theta, lam, iterations, lr)[1]
 
 
-def _adam_ascent(game: TabularGame, theta: torch.Tensor, lam: float, iterations: int, lr: float) -> tuple[torch.Tensor, float]:
+def _adam_ascent(
+    game: TabularGame, theta: torch.Tensor, lam: float, iterations: int, lr: float
+) -> tuple[torch.Tensor, float]:
     """The last iterate of ``iterations`` Adam steps on ``J`` from ``theta``, and the best ``J`` met."""
     theta = theta.detach().clone().to(game.dtype).requires_grad_()
     optimizer = torch.optim.Adam([theta], lr=lr, maximize=True)
@@ -114,7 +122,9 @@ def _simplex_grid(dim: int, resolution: int) -> torch.Tensor:
     if dim == 2:
         p = torch.linspace(0.0, 1.0, resolution + 1)
         return torch.stack([p, 1 - p], -1)
-    points = [(i, j, resolution - i - j) for i, j in itertools.product(range(resolution + 1), repeat=2) if i + j <= resolution]
+    points = [
+        (i, j, resolution - i - j) for i, j in itertools.product(range(resolution + 1), repeat=2) if i + j <= resolution
+    ]
     return torch.tensor(points, dtype=torch.float64) / resolution
 
 
@@ -135,9 +145,18 @@ def simultaneous_play(game: TabularGame, lam: float, *, iterations: int = 2000) 
     S, (A1, A2) = game.num_states, game.num_actions
     leader, follower = TabularSoftmaxPolicy(S, A1, dtype=game.dtype), TabularSoftmaxPolicy(S, A2, dtype=game.dtype)
     algorithm = TwoTimescalePolicyGradient(
-        "exact_pg", leader, follower, lam=lam, leader_step=StepSize(0.1, 0.6, 50.0), leader_optimizer="adam", leader_betas=(0.9, 0.9),
-        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100, tol=1e-8), solve="closed_form", cg=CGSettings(),
-        sub_batches=1, averaging=0.0,
+        "exact_pg",
+        leader,
+        follower,
+        lam=lam,
+        leader_step=StepSize(0.1, 0.6, 50.0),
+        leader_optimizer="adam",
+        leader_betas=(0.9, 0.9),
+        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100, tol=1e-8),
+        solve="closed_form",
+        cg=CGSettings(),
+        sub_batches=1,
+        averaging=0.0,
     )
     source = ExactObjectives(game)
     for _ in range(iterations):

@@ -32,7 +32,9 @@ def claim(run_dir: Path) -> Iterator[None]:
     try:
         fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
-        raise SetupError(f"cannot lock run directory {run_dir}: {error.strerror}; choose another hydra.run.dir") from None
+        raise SetupError(
+            f"cannot lock run directory {run_dir}: {error.strerror}; choose another hydra.run.dir"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

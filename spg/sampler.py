@@ -94,7 +94,9 @@ class Batch:
     def discounted_returns(self, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-trajectory ``sum_t gamma^t w_t r_t`` of the leader and of the follower (no entropy
         bonus; ``w_t`` the importance weights, so their mean is unbiased for the on-policy values)."""
-        discount = self.weights * gamma ** torch.arange(self.length, dtype=self.leader_rewards.dtype, device=self.states.device)
+        discount = self.weights * gamma ** torch.arange(
+            self.length, dtype=self.leader_rewards.dtype, device=self.states.device
+        )
         return (self.leader_rewards * discount).sum(1), (self.follower_rewards * discount).sum(1)
 
 
@@ -122,13 +124,19 @@ class Sampler:
         self.native = isinstance(env.unwrapped, TabularVectorEnv) if hasattr(env, "unwrapped") else False
         self.device = env.unwrapped.device if self.native else torch.device("cpu")
         if probe_discount is not None and not 0.0 <= probe_discount < 1.0:
-            raise ValueError(f"probe_discount = {probe_discount}: the probes' geometric time needs a discount in [0, 1)")
+            raise ValueError(
+                f"probe_discount = {probe_discount}: the probes' geometric time needs a discount in [0, 1)"
+            )
         self.probe_discount = probe_discount
         if not 0.0 <= probe_share <= 1.0:
-            raise ValueError(f"probe_share = {probe_share}: the uniform's share of the follower's probe step must be in [0, 1] (0: no probes)")
+            raise ValueError(
+                f"probe_share = {probe_share}: the uniform's share of the follower's probe step must be in [0, 1] (0: no probes)"
+            )
         self.probe_share = probe_share
         if geometric_discount is not None and not 0.0 <= geometric_discount < 1.0:
-            raise ValueError(f"geometric_discount = {geometric_discount}: trajectories continue with a probability in [0, 1)")
+            raise ValueError(
+                f"geometric_discount = {geometric_discount}: trajectories continue with a probability in [0, 1)"
+            )
         self.geometric_discount = geometric_discount
         env_seed, action_seed = np.random.SeedSequence(seed).generate_state(2)
         self.env_seed: int | None = int(env_seed)
@@ -150,7 +158,9 @@ class Sampler:
         if state["env_seeded"]:
             self.env_seed = None
 
-    def collect(self, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, batch_size: int, horizon: int) -> Batch:
+    def collect(
+        self, leader: TabularSoftmaxPolicy, follower: TabularSoftmaxPolicy, batch_size: int, horizon: int
+    ) -> Batch:
         if batch_size < 1 or horizon < 1:
             raise ValueError(f"batch_size = {batch_size}, horizon = {horizon}: both must be >= 1")
         n = self.env.num_envs
@@ -234,7 +244,9 @@ class Sampler:
             if episodes_can_end:
                 record(mask, t, alive)
             if self.native:
-                s, r, terminated, truncated = self.env.unwrapped.step_torch(a1, a2, copies if copies is not None else first)
+                s, r, terminated, truncated = self.env.unwrapped.step_torch(
+                    a1, a2, copies if copies is not None else first
+                )
             else:
                 s, r, terminated, truncated = self._step_numpy(a1, a2)
             record(rewards, t, r.to(self.dtype))
@@ -301,7 +313,9 @@ class Sampler:
             time = torch.floor(torch.log1p(-u) / math.log(self.probe_discount)).long()
         action = torch.randint(num_actions, (n,), generator=self.generator, device=self.device)
         if self.probe_share < 1.0:  # the on-policy action stays (marked -1) unless the uniform is drawn
-            on_policy = torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device) >= self.probe_share
+            on_policy = (
+                torch.rand(n, generator=self.generator, dtype=torch.float64, device=self.device) >= self.probe_share
+            )
             action = torch.where(on_policy, -1, action)
         return time, action
 
@@ -323,7 +337,9 @@ class Sampler:
             failed = int(np.flatnonzero(info["_env_error"])[0])
             raise EnvFault(str(info["env_error"][failed]), detail=str(info["env_error_detail"][failed]))
         if "contract_error" in info:  # found in a subprocess copy (envs.contract.RewardPairInInfo)
-            raise ContractError(next(str(m) for m, found in zip(info["contract_error"], info["_contract_error"]) if found))
+            raise ContractError(
+                next(str(m) for m, found in zip(info["contract_error"], info["_contract_error"]) if found)
+            )
         pair = np.asarray(info.get("reward_pair", reward), dtype=np.float64)
         if pair.shape != (self.env.num_envs, 2):
             raise ContractError(

@@ -66,7 +66,9 @@ class StopSignals:
                     self._requeue[number] = previous
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
@@ -74,8 +76,11 @@ class StopSignals:
         self._requeue = {}
         if requeue is not None and isinstance(error, RunStopped):
             stopped = str(error).split("; continue with", 1)[0]  # the job is not continued by hand
-            log.warning("%s", f"{stopped}; handed on to submitit, which requeues the job (at its time limit only "
-                              "hydra.launcher.max_num_timeout times) to continue from it")
+            log.warning(
+                "%s",
+                f"{stopped}; handed on to submitit, which requeues the job (at its time limit only "
+                "hydra.launcher.max_num_timeout times) to continue from it",
+            )
             requeue(self.received, None)  # requeues and raises SystemExit
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
@@ -84,21 +89,28 @@ class StopSignals:
             return
         requeue = self._requeue.get(self.received)
         if requeue is not None:  # preempted and signalled again: requeue now, from the last complete checkpoint
-            _say(f"{signal_name(number)} received while stopping for {signal_name(self.received)}: submitit requeues the job "
-                 "at once; it continues from checkpoints/last.pt")
+            _say(
+                f"{signal_name(number)} received while stopping for {signal_name(self.received)}: submitit requeues the job "
+                "at once; it continues from checkpoints/last.pt"
+            )
             self._requeue = {}
             requeue(self.received, frame)
             return
-        _say(f"{signal_name(number)} received again: exiting at once; checkpoints/last.pt holds the last complete checkpoint, "
-             "continue with trainer.resume=auto")
+        _say(
+            f"{signal_name(number)} received again: exiting at once; checkpoints/last.pt holds the last complete checkpoint, "
+            "continue with trainer.resume=auto"
+        )
         _exit_now(128 + number)
 
 
 def requeues_the_job(handler: Any) -> bool:
     """Whether ``handler`` is submitit's handler of its preemption signal (a job running under
     submitit has it): it checkpoints the job's submission, requeues the job and exits."""
-    return callable(handler) and getattr(handler, "__module__", "").startswith("submitit.") and \
-        getattr(handler, "__name__", "").startswith("checkpoint_and_")
+    return (
+        callable(handler)
+        and getattr(handler, "__module__", "").startswith("submitit.")
+        and getattr(handler, "__name__", "").startswith("checkpoint_and_")
+    )
 
 
 def restart_count() -> int:
@@ -118,8 +130,13 @@ def resume_if_requeued(cfg: DictConfig, run_dir: Path) -> DictConfig:
         return cfg
     if not ((run_dir / "checkpoints" / "last.pt").is_file() or any(run_dir.glob("restart_*/checkpoints/last.pt"))):
         return cfg
-    log.info("SLURM restarted this job (SLURM_RESTART_COUNT=%d): it continues from its checkpoint in %s "
-             "(trainer.resume=auto instead of %s)", count, run_dir, cfg.trainer.resume or "null")
+    log.info(
+        "SLURM restarted this job (SLURM_RESTART_COUNT=%d): it continues from its checkpoint in %s "
+        "(trainer.resume=auto instead of %s)",
+        count,
+        run_dir,
+        cfg.trainer.resume or "null",
+    )
     cfg = copy.deepcopy(cfg)
     OmegaConf.update(cfg, "trainer.resume", "auto")
     return cfg

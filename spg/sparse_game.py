@@ -63,9 +63,7 @@ class SparseTabularGame(GameModel):
         terminal = None if terminal is None else _to_numpy(terminal)
         gamma = real_scalar("gamma", gamma)
         if succ.ndim != 4 or probs.shape != succ.shape:
-            raise ValueError(
-                f"successors {succ.shape} and successor_probs {probs.shape} must both be [S, A1, A2, K]"
-            )
+            raise ValueError(f"successors {succ.shape} and successor_probs {probs.shape} must both be [S, A1, A2, K]")
         if not np.issubdtype(succ.dtype, np.integer):
             raise ValueError(f"successors has dtype {succ.dtype}: successor indices must be integers")
         S = succ.shape[0]
@@ -73,7 +71,9 @@ class SparseTabularGame(GameModel):
         out = (succ < 0) | (succ >= S)
         if out.any():
             index = _first_index(out)
-            raise ValueError(f"successors{_fmt_index(index)} = {succ[index]}: successor indices must lie in [0, S) = [0, {S})")
+            raise ValueError(
+                f"successors{_fmt_index(index)} = {succ[index]}: successor indices must lie in [0, S) = [0, {S})"
+            )
         check_probability_rows("successor_probs", probs)
         check_rewards_and_distributions(R1, R2, gamma, rho, mu, terminal)
         terminal = check_terminal(terminal, S)
@@ -107,7 +107,9 @@ class SparseTabularGame(GameModel):
         S, (A1, A2) = self.num_states, self.num_actions
         P = torch.zeros(S, A1, A2, S, dtype=self.dtype, device=self.device)
         P.scatter_add_(-1, self.successors, self.successor_probs)
-        game = TabularGame(P, self.R1, self.R2, self.gamma, self.rho, self.mu, self.terminal, dtype=self.dtype, device=self.device)
+        game = TabularGame(
+            P, self.R1, self.R2, self.gamma, self.rho, self.mu, self.terminal, dtype=self.dtype, device=self.device
+        )
         game.mu_is_default = self.mu_is_default
         return game
 
@@ -155,8 +157,15 @@ def load_game(path: str | os.PathLike, **kwargs) -> TabularGame | SparseTabularG
             f"{', '.join(SPARSE_KEYS)} and optionally mu, terminal (found: {', '.join(arrays)})"
         )
     return SparseTabularGame(
-        arrays["successors"], arrays["successor_probs"], arrays["R1"], arrays["R2"], arrays["gamma"],
-        arrays["rho"], arrays.get("mu"), arrays.get("terminal"), **kwargs,
+        arrays["successors"],
+        arrays["successor_probs"],
+        arrays["R1"],
+        arrays["R2"],
+        arrays["gamma"],
+        arrays["rho"],
+        arrays.get("mu"),
+        arrays.get("terminal"),
+        **kwargs,
     )
 
 

@@ -70,8 +70,14 @@ def _arrays(game):
     if hasattr(game, "dense"):
         game = game.dense()
     live = ~game.terminal.cpu().numpy().astype(bool)
-    return (game.P.cpu().double().numpy(), game.R1.cpu().double().numpy(), game.R2.cpu().double().numpy(), float(game.gamma),
-            game.rho.cpu().double().numpy(), live)
+    return (
+        game.P.cpu().double().numpy(),
+        game.R1.cpu().double().numpy(),
+        game.R2.cpu().double().numpy(),
+        float(game.gamma),
+        game.rho.cpu().double().numpy(),
+        live,
+    )
 
 
 def bilinear_states(game) -> int:
@@ -86,13 +92,17 @@ def size_problem(game) -> str | None:
     """Why the game is too large for the SSE program (one line with the fix), or ``None``."""
     S, (A1, A2) = game.num_states, game.num_actions
     if S * A2 > MAX_EXACT_BINARIES:
-        return (f"no SSE reference: the game has S={S}, A2={A2}: S*A2 = {S * A2} follower binaries, above the limit "
-                f"{MAX_EXACT_BINARIES} of the SSE program (docs/sse.md, Limits); compare with the quantal value instead")
+        return (
+            f"no SSE reference: the game has S={S}, A2={A2}: S*A2 = {S * A2} follower binaries, above the limit "
+            f"{MAX_EXACT_BINARIES} of the SSE program (docs/sse.md, Limits); compare with the quantal value instead"
+        )
     bilinear = bilinear_states(game)
     if bilinear and (S > MAX_STATES or max(A1, A2) > MAX_ACTIONS):
-        return (f"no SSE reference: the game has S={S}, A1={A1}, A2={A2} and leader-dependent transitions, above the limits of "
-                f"the SSE program there (S <= {MAX_STATES}, actions <= {MAX_ACTIONS}; docs/sse.md, Limits); "
-                "compare with the quantal value instead")
+        return (
+            f"no SSE reference: the game has S={S}, A1={A1}, A2={A2} and leader-dependent transitions, above the limits of "
+            f"the SSE program there (S <= {MAX_STATES}, actions <= {MAX_ACTIONS}; docs/sse.md, Limits); "
+            "compare with the quantal value instead"
+        )
     return None
 
 
@@ -200,7 +210,10 @@ def _build(P, R1, R2, gamma, rho, live, bits, fixed_d=None):
     bounds = [_state_bounds(P, R, gamma, live) for R in (R1, R2)]  # [2][lo [S], hi [S]]
     pi = np.array([[prog.var(0.0, 1.0) for _ in range(A1)] for _ in range(S)])
     d = np.array([[prog.var(0.0, 1.0, integer=fixed_d is None) for _ in range(A2)] for _ in range(S)])
-    V = [np.array([prog.var(bounds[p][0][s], bounds[p][1][s]) if live[s] else prog.var(0.0, 0.0) for s in range(S)]) for p in range(2)]
+    V = [
+        np.array([prog.var(bounds[p][0][s], bounds[p][1][s]) if live[s] else prog.var(0.0, 0.0) for s in range(S)])
+        for p in range(2)
+    ]
     for s in range(S):
         prog.row({int(j): 1.0 for j in pi[s]}, 1.0, 1.0)
         prog.row({int(j): 1.0 for j in d[s]}, 1.0, 1.0)
@@ -289,8 +302,13 @@ def _solve_program(prog, c, time_limit):
     A = prog.matrix()
     integrality = np.array(prog.integer)
     options = {"time_limit": max(time_limit, 1.0), "mip_rel_gap": 1e-10, "disp": False}
-    return milp(c, integrality=integrality, bounds=Bounds(prog.lb, prog.ub),
-                constraints=LinearConstraint(A, prog.row_lo, prog.row_hi), options=options)
+    return milp(
+        c,
+        integrality=integrality,
+        bounds=Bounds(prog.lb, prog.ub),
+        constraints=LinearConstraint(A, prog.row_lo, prog.row_hi),
+        options=options,
+    )
 
 
 def _polish(P, R1, R2, gamma, rho, live, pi1, b):
@@ -325,17 +343,25 @@ def _polish(P, R1, R2, gamma, rho, live, pi1, b):
 
     sums = np.zeros((len(lives), S * A1))
     for i, s in enumerate(lives):
-        sums[i, s * A1:(s + 1) * A1] = 1.0
+        sums[i, s * A1 : (s + 1) * A1] = 1.0
     constraints = [{"type": "eq", "fun": lambda x: sums @ x - 1.0, "jac": lambda x: sums}]
     if A2 > 1:
         constraints.append({"type": "ineq", "fun": incentive})
-    result = minimize(objective, np.clip(np.asarray(pi1, dtype=float).ravel(), 0, 1), method="SLSQP", bounds=[(0.0, 1.0)] * (S * A1),
-                      constraints=constraints, options={"ftol": 1e-13, "maxiter": 500})
+    result = minimize(
+        objective,
+        np.clip(np.asarray(pi1, dtype=float).ravel(), 0, 1),
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * (S * A1),
+        constraints=constraints,
+        options={"ftol": 1e-13, "maxiter": 500},
+    )
     x = np.clip(result.x, 0.0, 1.0).reshape(S, A1)
     return x / x.sum(-1, keepdims=True)
 
 
-def strong_stackelberg_game(game, *, tol: float = 1e-4, bits: tuple[int, ...] = BITS, time_limit: float = TIME_LIMIT) -> SSESolution:
+def strong_stackelberg_game(
+    game, *, tol: float = 1e-4, bits: tuple[int, ...] = BITS, time_limit: float = TIME_LIMIT
+) -> SSESolution:
     """The SSE of ``game`` over stationary policies (module docstring): value, leader policy,
     the follower's pure policy, and an upper bound within ``tol`` of the value scale when the
     time allows. Raises :class:`SSEError` (one line) for games over the limits or a failed solver."""
@@ -359,11 +385,17 @@ def strong_stackelberg_game(game, *, tol: float = 1e-4, bits: tuple[int, ...] = 
         if result.x is None:
             if best is None:
                 reason = "the time limit" if result.status == 1 else f"status {result.status}: {result.message}"
-                raise SSEError(f"no SSE reference: the MILP (S={S}, A1={A1}, A2={A2}, bits={L}) stopped at {reason} with no "
-                               f"solution; raise time_limit (now {time_limit:g} s) or use a smaller game")
+                raise SSEError(
+                    f"no SSE reference: the MILP (S={S}, A1={A1}, A2={A2}, bits={L}) stopped at {reason} with no "
+                    f"solution; raise time_limit (now {time_limit:g} s) or use a smaller game"
+                )
             notes.append(f"bits={L}: no solution within the time limit")
             break
-        bound = -result.mip_dual_bound if result.mip_dual_bound is not None and np.isfinite(result.mip_dual_bound) else -result.fun
+        bound = (
+            -result.mip_dual_bound
+            if result.mip_dual_bound is not None and np.isfinite(result.mip_dual_bound)
+            else -result.fun
+        )
         upper = min(upper, bound + (0.0 if result.status == 0 else 0.0))
         if result.status != 0:
             notes.append(f"bits={L}: {result.message.strip()}")
@@ -404,8 +436,12 @@ def cache_path(game_path: str | os.PathLike) -> Path:
 
 def solution_json(game, solution: SSESolution) -> dict:
     out = asdict(solution)
-    out.update(leader_policy=solution.leader_policy.tolist(), follower_policy=[int(b) for b in solution.follower_policy],
-               gap=solution.gap, fingerprint=game.fingerprint())
+    out.update(
+        leader_policy=solution.leader_policy.tolist(),
+        follower_policy=[int(b) for b in solution.follower_policy],
+        gap=solution.gap,
+        fingerprint=game.fingerprint(),
+    )
     return out
 
 
@@ -429,8 +465,15 @@ def run_reference(game, game_path: str | None = None, time_limit: float = STARTU
     if problem:
         return None, problem
     if bilinear_states(game):
-        how = f"python scripts/reference.py --sse {game_path} --write-cache" if game_path else "python scripts/reference.py --sse GAME.npz --write-cache"
-        return None, f"no SSE reference at startup (leader-dependent transitions make it take seconds to minutes): {how} caches it for game/J_sse_gap"
+        how = (
+            f"python scripts/reference.py --sse {game_path} --write-cache"
+            if game_path
+            else "python scripts/reference.py --sse GAME.npz --write-cache"
+        )
+        return (
+            None,
+            f"no SSE reference at startup (leader-dependent transitions make it take seconds to minutes): {how} caches it for game/J_sse_gap",
+        )
     try:
         solution = strong_stackelberg_game(game, time_limit=time_limit)
     except SSEError as error:

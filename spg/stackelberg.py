@@ -96,7 +96,9 @@ def leader_direction(
 
 
 @torch.no_grad()
-def closed_form_solution(q1: torch.Tensor, follower_probs: torch.Tensor, counts: torch.Tensor, lam: float) -> torch.Tensor:
+def closed_form_solution(
+    q1: torch.Tensor, follower_probs: torch.Tensor, counts: torch.Tensor, lam: float
+) -> torch.Tensor:
     """``w = (-H)^-1 grad_2 V1`` at the follower's soft best response: ``A1(s, a2) / lam`` with
     ``A1 = Q1(s, a2) - sum_a pi2(a|s) Q1(s, a)`` the leader's advantage of the follower's action
     (``q1 [S, A2]``, the leader's action averaged under ``pi1``), centred under ``pi2`` as the

@@ -115,7 +115,9 @@ def start_weights(game: TabularGame | SparseTabularGame | None, start: str | Non
     env starts where ``J`` is judged (an env without such a model starts from its own ``rho``)."""
     if game is None or start != "mu" or torch.equal(game.mu, game.rho):
         return None
-    return torch.where(game.mu > 0, game.rho / game.mu.clamp_min(torch.finfo(game.mu.dtype).tiny), torch.zeros_like(game.rho))
+    return torch.where(
+        game.mu > 0, game.rho / game.mu.clamp_min(torch.finfo(game.mu.dtype).tiny), torch.zeros_like(game.rho)
+    )
 
 
 def make_task(cfg: DictConfig, device: torch.device) -> Task:
@@ -123,7 +125,9 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
     and its model, discount and spaces, for a config :func:`spg.config.check_config` accepted; an env
     that cannot be made or breaks the two-player contract is a :class:`SetupError`."""
     env_cfg = cfg.env
-    native_copies = env_cfg.num_envs or max(cfg.trainer.batch_size, NATIVE_COPIES)  # each update steps those its batch needs
+    native_copies = env_cfg.num_envs or max(
+        cfg.trainer.batch_size, NATIVE_COPIES
+    )  # each update steps those its batch needs
     try:
         if env_cfg.kind == "file":  # the kind and its id or path are checked with the config (spg.config.check_config)
             try:
@@ -136,12 +140,18 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
             if env_cfg.kind == "pettingzoo":  # env.id names a ParallelEnv factory, "module:function"
                 env_id, kwargs = PETTINGZOO_ID, {"factory": env_cfg.id, **kwargs}
             native = find_spec(env_id).vector_entry_point is not None
-            copies = native_copies if native and env_cfg.vectorization in ("auto", "native") else (env_cfg.num_envs or python_env_copies(env_cfg.vectorization, cfg.trainer.batch_size))
+            copies = (
+                native_copies
+                if native and env_cfg.vectorization in ("auto", "native")
+                else (env_cfg.num_envs or python_env_copies(env_cfg.vectorization, cfg.trainer.batch_size))
+            )
             env = make_vector_env(env_id, copies, env_cfg.vectorization, step_timeout=env_cfg.step_timeout, **kwargs)
             if isinstance(env, TabularVectorEnv):
                 game, start = env.game, env.start
                 if game.device != device:
-                    env = TabularVectorEnv(game.to(device), env.num_envs, start=start, max_episode_steps=env.max_episode_steps)
+                    env = TabularVectorEnv(
+                        game.to(device), env.num_envs, start=start, max_episode_steps=env.max_episode_steps
+                    )
                     game = env.game
             else:
                 probe = gym.make(find_spec(env_id).id, disable_env_checker=True, **kwargs)
@@ -154,8 +164,11 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
     except ContractError as error:
         if CONTRACT not in str(error):  # an unknown id, a module that failed to import
             raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
-        raise SetupError(f"env {env_cfg.id} breaks the two-player contract: {contract_problem(error)}; "
-                         "fix the env as docs/formats.md says (details in train.log)", detail=str(error)) from error
+        raise SetupError(
+            f"env {env_cfg.id} breaks the two-player contract: {contract_problem(error)}; "
+            "fix the env as docs/formats.md says (details in train.log)",
+            detail=str(error),
+        ) from error
     except (gym.error.Error, TypeError) as error:
         raise SetupError(f"cannot make env {env_cfg.id!r}: {error} (check env.id and env.kwargs)") from error
     except SetupError:
@@ -172,7 +185,9 @@ def make_task(cfg: DictConfig, device: torch.device) -> Task:
     if game is not None:
         fingerprint = game.fingerprint()
     else:  # no model: the env as configured
-        described = json.dumps([env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True), gamma], sort_keys=True, default=str)
+        described = json.dumps(
+            [env_cfg.id, OmegaConf.to_container(env_cfg.kwargs, resolve=True), gamma], sort_keys=True, default=str
+        )
         fingerprint = hashlib.sha256(described.encode()).hexdigest()
     return Task(env, game, gamma, int(S), (A1, A2), fingerprint, start_weights(game, start))
 

@@ -52,7 +52,9 @@ from spg.task import Rollouts, Task, has_derivatives, make_task, plan_rollouts, 
 log = logging.getLogger(__name__)
 
 
-def _checkpoint_state(cfg, task, leader, follower, algorithm, sampler, empirical, iteration, env_steps) -> dict[str, Any]:
+def _checkpoint_state(
+    cfg, task, leader, follower, algorithm, sampler, empirical, iteration, env_steps
+) -> dict[str, Any]:
     returned = algorithm.average  # the policies the run returns: the iterates, or their average
     return {
         "leader": returned.leader.state_dict(),
@@ -71,9 +73,14 @@ def _checkpoint_state(cfg, task, leader, follower, algorithm, sampler, empirical
 def _restore(cfg, task, state, path, leader, follower, algorithm, sampler, empirical) -> None:
     """Load a verified checkpoint of this game into the run; the settings that shape the saved
     state (the algorithm, the leader's optimiser) must be the ones it was written with."""
-    check_game(state, path, (task.num_states, *task.num_actions), task.fingerprint, allow_other=cfg.trainer.resume_any_game)
+    check_game(
+        state, path, (task.num_states, *task.num_actions), task.fingerprint, allow_other=cfg.trainer.resume_any_game
+    )
     saved = state["config"]["algo"]
-    for key, then, now in (("name", saved["name"], cfg.algo.name), ("leader.optimizer", saved["leader"]["optimizer"], cfg.algo.leader.optimizer)):
+    for key, then, now in (
+        ("name", saved["name"], cfg.algo.name),
+        ("leader.optimizer", saved["leader"]["optimizer"], cfg.algo.leader.optimizer),
+    ):
         if then != now:
             raise SetupError(
                 f"checkpoint {path} was written with algo.{key}={then}, this run has algo.{key}={now}: "
@@ -113,7 +120,9 @@ def _load_resume(path: Path, run_dir: Path) -> dict[str, Any]:
                 load_checkpoint(candidate)
             except SetupError:
                 continue
-            raise SetupError(f"{error}; the newest intact checkpoint is {candidate}: set trainer.resume={candidate}") from None
+            raise SetupError(
+                f"{error}; the newest intact checkpoint is {candidate}: set trainer.resume={candidate}"
+            ) from None
         raise
 
 
@@ -134,7 +143,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, float
         return _train(cfg, run_dir, started, stop)
 
 
-def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None], stop: StopSignals | None = None) -> dict[str, float]:
+def _train(
+    cfg: DictConfig, run_dir: Path, started: Callable[[], None], stop: StopSignals | None = None
+) -> dict[str, float]:
     if cfg.trainer.restarts == 1:
         return _train_one(cfg, run_dir, started, stop=stop)
     finals = []
@@ -148,16 +159,25 @@ def _train(cfg: DictConfig, run_dir: Path, started: Callable[[], None], stop: St
     estimates = [final.get("game/J", final.get("empirical/J", final["leader/return"])) for final in finals]
     best = max(range(len(finals)), key=estimates.__getitem__)
     with writing("checkpoint", run_dir / "checkpoints" / "last.pt"):
-        atomic_write(run_dir / "checkpoints" / "last.pt", (run_dir / f"restart_{best}" / "checkpoints" / "last.pt").read_bytes())
+        atomic_write(
+            run_dir / "checkpoints" / "last.pt", (run_dir / f"restart_{best}" / "checkpoints" / "last.pt").read_bytes()
+        )
     final = {**finals[best], "restart": best, "restart_estimates": estimates}
     save_json(run_dir / "metrics.json", final)
-    log.info("restarts: estimated J %s; kept restart %d, whose results are the run's:", ", ".join(f"{e:.5g}" for e in estimates), best)
+    log.info(
+        "restarts: estimated J %s; kept restart %d, whose results are the run's:",
+        ", ".join(f"{e:.5g}" for e in estimates),
+        best,
+    )
     _summary(cfg, final)
     return final
 
 
 def _train_one(
-    cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None,
+    cfg: DictConfig,
+    run_dir: Path,
+    started: Callable[[], None],
+    restart: tuple[int, torch.Generator] | None = None,
     stop: StopSignals | None = None,
 ) -> dict[str, float]:
     """One training run into ``run_dir`` (``restart``: its index and the generator of its random
@@ -172,7 +192,11 @@ class Experiment:
     checkpoints; then the final table."""
 
     def __init__(
-        self, cfg: DictConfig, run_dir: Path, started: Callable[[], None], restart: tuple[int, torch.Generator] | None = None,
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        started: Callable[[], None],
+        restart: tuple[int, torch.Generator] | None = None,
         stop: StopSignals | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.stop = cfg, run_dir, stop
@@ -199,20 +223,33 @@ class Experiment:
         self.empirical = _empirical_game(cfg, task, self.device)
         self.rollouts = plan_rollouts(task.gamma, cfg.trainer.horizon, cfg.trainer.rollouts)
         self.native = native = isinstance(task.env.unwrapped, TabularVectorEnv)
-        for warning in config_warnings(cfg, gamma=task.gamma, horizon=self.rollouts.horizon, geometric=self.rollouts.geometric, native=native,
-                                       max_abs_reward=task.game.max_abs_reward() if task.game is not None else None):
+        for warning in config_warnings(
+            cfg,
+            gamma=task.gamma,
+            horizon=self.rollouts.horizon,
+            geometric=self.rollouts.geometric,
+            native=native,
+            max_abs_reward=task.game.max_abs_reward() if task.game is not None else None,
+        ):
             log.warning("%s", warning)
         self.judged = "game" if task.game is not None else "empirical"  # the metric family the equilibrium check reads
         self.game_scale = value_scale(task.game) if task.game is not None else None  # the equilibrium check's unit
-        self.sse = SSEReference(task.game, cfg.env.path if cfg.env.kind == "file" else None)  # game/J_sse_gap (docs/sse.md)
+        self.sse = SSEReference(
+            task.game, cfg.env.path if cfg.env.kind == "file" else None
+        )  # game/J_sse_gap (docs/sse.md)
         log.info("%s", self.sse.line)
 
     def _setup_learner(self, restart: tuple[int, torch.Generator] | None) -> None:
         cfg = self.cfg
-        self.leader, self.follower, self.algorithm = make_learner(cfg.algo, self.task.num_states, self.task.num_actions, self.device)
+        self.leader, self.follower, self.algorithm = make_learner(
+            cfg.algo, self.task.num_states, self.task.num_actions, self.device
+        )
         if restart is not None and restart[0] > 0:
             with torch.no_grad():
-                self.leader.logits.copy_(cfg.trainer.restart_scale * torch.randn(self.leader.logits.shape, generator=restart[1], dtype=self.leader.logits.dtype))
+                self.leader.logits.copy_(
+                    cfg.trainer.restart_scale
+                    * torch.randn(self.leader.logits.shape, generator=restart[1], dtype=self.leader.logits.dtype)
+                )
             self.algorithm.average.update(0)  # the average starts where the iterates do
         self.returned = self.algorithm.average  # what evaluations judge and the run returns (spg.averaging)
 
@@ -241,15 +278,34 @@ class Experiment:
             )
         if self.resume_from is not None:
             state = _load_resume(self.resume_from, run_dir)
-            _restore(cfg, self.task, state, self.resume_from, self.leader, self.follower, self.algorithm, self.sampler, self.empirical)
+            _restore(
+                cfg,
+                self.task,
+                state,
+                self.resume_from,
+                self.leader,
+                self.follower,
+                self.algorithm,
+                self.sampler,
+                self.empirical,
+            )
             self.start, self.collector.env_steps = int(state["iteration"]), int(state["env_steps"])
-            self.resumed_history = [(int(i), float(J)) for i, J in state.get("J_history", [])]  # older checkpoints hold none
+            self.resumed_history = [
+                (int(i), float(J)) for i, J in state.get("J_history", [])
+            ]  # older checkpoints hold none
             log.info("resumed from %s at iteration %d", self.resume_from, self.start)
             if self.start >= cfg.trainer.iterations:
-                log.info("the run was already complete (iteration %d of trainer.iterations=%d): nothing to train, its final "
-                         "policies are evaluated again; raise trainer.iterations to train on", self.start, cfg.trainer.iterations)
+                log.info(
+                    "the run was already complete (iteration %d of trainer.iterations=%d): nothing to train, its final "
+                    "policies are evaluated again; raise trainer.iterations to train on",
+                    self.start,
+                    cfg.trainer.iterations,
+                )
         elif cfg.trainer.resume == "auto":
-            log.info("trainer.resume=auto: no checkpoint to resume in %s (checkpoints/last.pt), so this is a fresh run", run_dir)
+            log.info(
+                "trainer.resume=auto: no checkpoint to resume in %s (checkpoints/last.pt), so this is a fresh run",
+                run_dir,
+            )
         self.already_complete = self.start >= cfg.trainer.iterations and self.resume_from is not None
         self.written = self.start if self.resume_from is not None else None  # the iteration last.pt holds
         self.last_good: tuple[int, dict[str, Any]] | None = None  # a user env's run: the state after its last update
@@ -273,7 +329,11 @@ class Experiment:
         except EnvFault as fault:
             saved = self._save_last_good()
             self._close()
-            where = f"checkpoints/last.pt holds update {saved}" if saved is not None else "no update finished, so there is no checkpoint"
+            where = (
+                f"checkpoints/last.pt holds update {saved}"
+                if saved is not None
+                else "no update finished, so there is no checkpoint"
+            )
             then = "continue with trainer.resume=auto" if saved is not None else "run again"
             raise EnvFault(f"{fault}; {where}: fix the env, then {then}", detail=fault.detail) from None
         except RunFault:
@@ -287,7 +347,9 @@ class Experiment:
         metrics: dict[str, float] = {}
         if self.start == 0:
             self._evaluate_start()
-            for _ in range(cfg.algo.follower_warmup):  # the follower approaches its best response before the leader moves
+            for _ in range(
+                cfg.algo.follower_warmup
+            ):  # the follower approaches its best response before the leader moves
                 self.algorithm.follower_step(self._objectives())
         for iteration in range(self.start, iterations):
             evaluating = (iteration + 1) % cfg.trainer.eval_every == 0 or iteration + 1 == iterations
@@ -325,14 +387,18 @@ class Experiment:
         result = algorithm.step(objectives)
         metrics = dict(result.metrics)
         if self.collector.last_batch is not None:
-            for name, returns in zip(("leader", "follower"), self.collector.last_batch.discounted_returns(self.collector.discount)):
+            for name, returns in zip(
+                ("leader", "follower"), self.collector.last_batch.discounted_returns(self.collector.discount)
+            ):
                 metrics[f"{name}/return"] = float(returns.mean())
         elapsed = time.perf_counter() - tick
         metrics["charts/env_steps"] = float(self.collector.env_steps)
         metrics["charts/env_steps_per_second"] = (self.collector.env_steps - steps_before) / elapsed
         metrics["charts/iterations_per_second"] = 1.0 / elapsed
         if reference is not None:
-            metrics["estimator/cosine_to_exact"] = float(torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0))
+            metrics["estimator/cosine_to_exact"] = float(
+                torch.cosine_similarity(result.leader_direction.flatten(), reference.flatten(), 0)
+            )
         return metrics
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -360,7 +426,15 @@ class Experiment:
             if final_evaluation:
                 metrics.update(local_ascent_metrics(task.game, returned.leader, cfg.algo.lam))
         if self.empirical is not None:
-            metrics.update(empirical_metrics(self.empirical, returned.leader, returned.follower, cfg.algo.lam, probe=final_evaluation and task.game is None))
+            metrics.update(
+                empirical_metrics(
+                    self.empirical,
+                    returned.leader,
+                    returned.follower,
+                    cfg.algo.lam,
+                    probe=final_evaluation and task.game is None,
+                )
+            )
         if f"{judged}/J" in metrics:
             scale = self.game_scale if task.game is not None else metrics["empirical/value_scale"]
             problems = equilibrium_problems(metrics, scale, family=judged)
@@ -386,8 +460,17 @@ class Experiment:
     def _state(self, iteration: int) -> dict[str, Any]:
         """The checkpoint of the run after update ``iteration``, with the ``J`` of its evaluations
         so far (the final table's last quarter then reads the same after a resume)."""
-        state = _checkpoint_state(self.cfg, self.task, self.leader, self.follower, self.algorithm, self.sampler, self.empirical,
-                                  iteration, self.collector.env_steps)
+        state = _checkpoint_state(
+            self.cfg,
+            self.task,
+            self.leader,
+            self.follower,
+            self.algorithm,
+            self.sampler,
+            self.empirical,
+            iteration,
+            self.collector.env_steps,
+        )
         state["J_history"] = [[int(i), float(J)] for i, J in self.J_history]
         return state
 
@@ -415,7 +498,8 @@ class Experiment:
         log.info("%s: stopping after update %d", signal_name(number), iteration)
         raise RunStopped(
             f"stopped by {signal_name(number)} at update {iteration}: checkpoint written to {last}; "
-            f"continue with trainer.resume=auto hydra.run.dir={self.home}", number
+            f"continue with trainer.resume=auto hydra.run.dir={self.home}",
+            number,
         )
 
     def _close(self) -> None:
@@ -434,19 +518,42 @@ class Experiment:
         exact_now = {k: v for k, v in metrics.items() if k.startswith(f"{judged}/")}  # the last iteration's evaluation
         moved = last_quarter(self.J_history, cfg.trainer.iterations) if f"{judged}/J" in exact_now else {}
         exact_now.update({f"{judged}/{key}": value for key, value in moved.items()})
-        final = _final_metrics(cfg, task, self.returned.leader, self.returned.follower, self.rollouts, self.collector.env_steps, seconds,
-                               exact_now, self.game_scale)
+        final = _final_metrics(
+            cfg,
+            task,
+            self.returned.leader,
+            self.returned.follower,
+            self.rollouts,
+            self.collector.env_steps,
+            seconds,
+            exact_now,
+            self.game_scale,
+        )
         motion = None
         if moved:
-            motion = j_motion(final, self.game_scale if task.game is not None else final["empirical/value_scale"], judged)
+            motion = j_motion(
+                final, self.game_scale if task.game is not None else final["empirical/value_scale"], judged
+            )
             spread = final[f"{judged}/J_spread_last_quarter"]
             final["J_last_quarter"] = f"{motion[0]}: {motion[1]}" if motion else f"settled (spread {spread:.3g})"
         save_json(self.run_dir / "metrics.json", final)
-        metric_tags = ("game/J", "game/best_response_gap", "empirical/J", "empirical/best_response_gap", "leader/return", "follower/return")
+        metric_tags = (
+            "game/J",
+            "game/best_response_gap",
+            "empirical/J",
+            "empirical/best_response_gap",
+            "leader/return",
+            "follower/return",
+        )
         self.logger.hparams(_hparams(cfg), [tag for tag in metric_tags if tag in metrics])
         self.logger.close()
         task.env.close()
-        _summary(cfg, final, advice=f"J over the last quarter {motion[0]}: {motion[1]}" if motion else None, already_complete=self.already_complete)
+        _summary(
+            cfg,
+            final,
+            advice=f"J over the last quarter {motion[0]}: {motion[1]}" if motion else None,
+            already_complete=self.already_complete,
+        )
         return final
 
 
@@ -467,10 +574,13 @@ def _empirical_game(cfg: DictConfig, task: Task, device: torch.device) -> Empiri
     if learns_on_it:
         raise SetupError(
             f"algo={cfg.algo.name} estimates the game's model, and S = {task.num_states} with actions "
-            f"{task.num_actions} needs {task.num_states ** 2 * task.num_actions[0] * task.num_actions[1]:,} transition counts, "
+            f"{task.num_actions} needs {task.num_states**2 * task.num_actions[0] * task.num_actions[1]:,} transition counts, "
             f"more than it keeps ({COUNT_LIMIT:,}): train from samples alone with algo=spg"
         )
-    log.warning("no estimates of J or of the follower's gap: the env's %d states are too many for an empirical model", task.num_states)
+    log.warning(
+        "no estimates of J or of the follower's gap: the env's %d states are too many for an empirical model",
+        task.num_states,
+    )
     return None
 
 
@@ -480,13 +590,21 @@ def _postfix(metrics: dict[str, float]) -> dict[str, str]:
 
 
 def _progress_line(metrics: dict[str, float]) -> str:
-    names = {"game/J": "J", "game/best_response_gap": "gap", "empirical/J": "J (estimated)",
-             "empirical/best_response_gap": "gap (estimated)", "leader/return": "R1", "follower/return": "R2",
-             "charts/env_steps_per_second": "env steps/s"}
+    names = {
+        "game/J": "J",
+        "game/best_response_gap": "gap",
+        "empirical/J": "J (estimated)",
+        "empirical/best_response_gap": "gap (estimated)",
+        "leader/return": "R1",
+        "follower/return": "R2",
+        "charts/env_steps_per_second": "env steps/s",
+    }
     return ", ".join(f"{short} {metrics[key]:.4g}" for key, short in names.items() if key in metrics)
 
 
-def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, seconds, exact_now, game_scale) -> dict[str, Any]:
+def _final_metrics(
+    cfg, task, leader, follower, rollouts: Rollouts, env_steps, seconds, exact_now, game_scale
+) -> dict[str, Any]:
     horizon = rollouts.horizon
     final: dict[str, Any] = {
         "algorithm": cfg.algo.name,
@@ -501,8 +619,14 @@ def _final_metrics(cfg, task, leader, follower, rollouts: Rollouts, env_steps, s
         final.update(exact_now or exact_metrics(task.game, leader, follower, cfg.algo.lam))
         final.pop("game/equilibrium", None)
         problems = equilibrium_problems(final, game_scale)
-        resting = "a local maximum of J (exact ascent from it climbs no further)" if "game/J_local_ascent" in final else "a stationary point of J that no longer rises"
-        final["equilibrium"] = "; ".join(problems) if problems else f"ok (follower at its best response, leader at {resting})"
+        resting = (
+            "a local maximum of J (exact ascent from it climbs no further)"
+            if "game/J_local_ascent" in final
+            else "a stationary point of J that no longer rises"
+        )
+        final["equilibrium"] = (
+            "; ".join(problems) if problems else f"ok (follower at its best response, leader at {resting})"
+        )
         final["evaluation_start"] = "rho"
     else:
         final.update(exact_now)
@@ -537,25 +661,41 @@ def _describe(cfg: DictConfig, task: Task, rollouts: Rollouts, run_dir: Path) ->
     log.info("run directory: %s", run_dir)
     log.info(
         "%s on %s: S=%d, A1=%d, A2=%d, gamma=%g, lam=%g, %s, batch=%d",
-        cfg.algo.name, game_source(cfg.env), task.num_states, *task.num_actions, task.gamma, cfg.algo.lam,
-        f"geometric rollout lengths (mean {1 / (1 - task.gamma):.0f}, cut at {horizon})" if rollouts.geometric else f"horizon={horizon}",
+        cfg.algo.name,
+        game_source(cfg.env),
+        task.num_states,
+        *task.num_actions,
+        task.gamma,
+        cfg.algo.lam,
+        f"geometric rollout lengths (mean {1 / (1 - task.gamma):.0f}, cut at {horizon})"
+        if rollouts.geometric
+        else f"horizon={horizon}",
         cfg.trainer.batch_size,
     )
     if task.game is not None:
         mu = "rho (full support)" if torch.equal(task.game.mu, task.game.rho) else "mu != rho"
-        log.info("training rollouts start from %s; J is judged at rho; truncation bias <= %.2e", mu, task.game.truncation_bias(horizon))
+        log.info(
+            "training rollouts start from %s; J is judged at rho; truncation bias <= %.2e",
+            mu,
+            task.game.truncation_bias(horizon),
+        )
 
 
 def _summary(cfg: DictConfig, final: dict[str, Any], advice: str | None = None, already_complete: bool = False) -> None:
     """The final table, and a warning when the equilibrium check failed, with ``advice`` (what
     to change, from how ``J`` moved over the last quarter) where there is any."""
     rows = [("algorithm", final["algorithm"]), ("iterations", final["iterations"]), ("env steps", final["env_steps"])]
-    wall = f"{final['seconds']:.1f}" + (" (the run was already complete: nothing was trained)" if already_complete else "")
+    wall = f"{final['seconds']:.1f}" + (
+        " (the run was already complete: nothing was trained)" if already_complete else ""
+    )
     rows.append(("wall time [s]", wall))
     log.info("final results\n" + format_table(rows + metric_rows(final)))
     if not final["equilibrium"].startswith(("ok", "not checked")):
-        log.warning("not at a Stackelberg equilibrium yet: %s (%s; see docs/results.md, When a run does not reach the equilibrium)",
-                    final["equilibrium"], advice or "more trainer.iterations")
+        log.warning(
+            "not at a Stackelberg equilibrium yet: %s (%s; see docs/results.md, When a run does not reach the equilibrium)",
+            final["equilibrium"],
+            advice or "more trainer.iterations",
+        )
 
 
 def _hydra_output_dir() -> Path:

@@ -40,8 +40,14 @@ class Scripts:
 
     def run(self, name: str, *args, cwd: Path = ROOT, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
         """Run to the end; stdout and stderr captured as text."""
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout, **kwargs)
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
 
     def start(self, name: str, *args, cwd: Path = ROOT, **kwargs) -> subprocess.Popen:
         """Start in the background; ``kwargs`` go to ``subprocess.Popen``."""

@@ -62,7 +62,9 @@ def sampled_trajectories(cfg, updates: int) -> int:
     return cfg.algo.follower_warmup * b + sum(math.ceil(b * (1 + t / t0) ** g) for t in range(updates))
 
 
-def follower_q_estimates(batch, follower_logits: torch.Tensor, num_leader_actions: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def follower_q_estimates(
+    batch, follower_logits: torch.Tensor, num_leader_actions: int, **kwargs
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch's Q estimates of both players over the follower's actions ``[S, A2]`` (the
     leader's actions pooled as sampled) and their sample counts."""
     q1, q2, counts = joint_q_estimates(batch, follower_logits, num_leader_actions, **kwargs)
@@ -79,7 +81,9 @@ def z_scores(samples: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
     return (samples.mean(0) - expected) / standard_error.clamp_min(1e-15)
 
 
-def derivatives(v1: torch.Tensor, v2: torch.Tensor, theta1: torch.Tensor, theta2: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def derivatives(
+    v1: torch.Tensor, v2: torch.Tensor, theta1: torch.Tensor, theta2: torch.Tensor, v: torch.Tensor, w: torch.Tensor
+) -> torch.Tensor:
     """grad_1 V1, grad_2 V1, grad_2 V2, H v and (d2 V2 / d1 d2) w, flattened into one vector."""
     g11, g12 = torch.autograd.grad(v1, (theta1, theta2), retain_graph=True)
     (g22,) = torch.autograd.grad(v2, theta2, create_graph=True)

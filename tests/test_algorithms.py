@@ -88,8 +88,10 @@ def test_spg_beats_pg_where_commitment_pays():
     # Conitzer-Sandholm: the leader's dominant row U gives Nash payoff 2; committing to a mix earns up to 3.5
     game = matrix_game(COMMITMENT_LEADER_PAYOFF, COMMITMENT_FOLLOWER_PAYOFF)
     lam = 0.1
-    J_star = max(exact.stackelberg_objective(game, torch.log(torch.tensor([[p, 1 - p]], dtype=torch.float64)), lam)
-                 for p in torch.linspace(0.01, 0.99, 981).tolist())  # a dense grid of commitments
+    J_star = max(
+        exact.stackelberg_objective(game, torch.log(torch.tensor([[p, 1 - p]], dtype=torch.float64)), lam)
+        for p in torch.linspace(0.01, 0.99, 981).tolist()
+    )  # a dense grid of commitments
     results = {}
     for name in ("spg", "pg"):
         leader, _ = train(game, name, lam, 200, N=512, T=1)
@@ -103,7 +105,9 @@ def test_natural_follower_update_converges_linearly_to_the_soft_best_response(ka
     # Cen et al. (2021), Thm. 1 with eta = kappa (1 - gamma) / lam: ||log pi* - log pi_t|| <= 2 C1 / lam * r^t,
     # r = 1 - kappa (1 - gamma), C1 = ||Q* - Q_0|| + 2 lam (1 - kappa) ||log pi* - log pi_0|| (sup norms)
     lam, game = 0.2, random_game(3, 2, 3, seed=4, gamma=0.8)
-    leader, follower, algo = learner(game, "exact_pg", f"algo.lam={lam}", f"algo.follower.kappa={kappa}", "algo.follower.steps=1")
+    leader, follower, algo = learner(
+        game, "exact_pg", f"algo.lam={lam}", f"algo.follower.kappa={kappa}", "algo.follower.steps=1"
+    )
     leader.logits.data = seeded_logits(3, 2, 0)
     source = ExactObjectives(game)
     response = exact.soft_best_response(game, leader.probs().detach(), lam)
@@ -142,7 +146,11 @@ def test_decaying_schedule_and_its_assumption_1_check():
 def test_the_batch_grows_as_the_leader_step_shrinks():
     """``batch (lr_0 / lr_t)^g`` rounded up: with ``lr (t0 / (t + t0))`` that is ``batch (1 + t / t0)^g``."""
     step = StepSize(0.1, power=1.0, t0=50.0)
-    assert [growing_batch(32, 1.25, step, t) for t in (0, 50, 150)] == [32, math.ceil(32 * 2**1.25), math.ceil(32 * 4**1.25)]
+    assert [growing_batch(32, 1.25, step, t) for t in (0, 50, 150)] == [
+        32,
+        math.ceil(32 * 2**1.25),
+        math.ceil(32 * 4**1.25),
+    ]
     assert growing_batch(32, 1.25, step, 399) == 498  # the last of 400 updates at the shipped defaults
     assert {growing_batch(64, 0.0, step, t) for t in range(0, 400, 37)} == {64}  # no growth
     assert {growing_batch(32, 1.25, StepSize(0.1), t) for t in range(0, 400, 37)} == {32}  # a constant step: no growth
@@ -153,7 +161,9 @@ def test_follower_step_decays_more_slowly_than_the_leaders():
     leader updates is (t0 / (t + t0))^power times its change at t = 0; a follower step that decays
     as fast as the leader's breaks Assumption 1."""
     game = random_game(3, 2, 2, seed=4)
-    leader, follower, algo = learner(game, "spg", "algo.follower.kappa=0.5", "algo.follower.power=0.5", "algo.follower.t0=10")
+    leader, follower, algo = learner(
+        game, "spg", "algo.follower.kappa=0.5", "algo.follower.power=0.5", "algo.follower.t0=10"
+    )
     sampler = Sampler(TabularVectorEnv(game, 256), seed=0)
     source = SampledObjectives(sampler.collect(leader, follower, 256, 10), game.gamma)
     start = follower.logits.detach().clone()
@@ -206,7 +216,10 @@ def test_sub_batches_give_independent_factors():
     # (sub-batch 2) stays within 4 / sqrt(200) of 0, while on one batch it is clearly not 0
     lam = 0.3
     game = random_game(2, 2, 2, seed=2, gamma=0.5)
-    leader, follower = TabularSoftmaxPolicy(2, 2, logits=seeded_logits(2, 2, 0)), TabularSoftmaxPolicy(2, 2, logits=seeded_logits(2, 2, 1))
+    leader, follower = (
+        TabularSoftmaxPolicy(2, 2, logits=seeded_logits(2, 2, 0)),
+        TabularSoftmaxPolicy(2, 2, logits=seeded_logits(2, 2, 1)),
+    )
     V1, V2 = exact.objectives(game, leader.logits, follower.logits, lam)
     b_exact = torch.autograd.grad(V1, follower.logits, retain_graph=True)[0][0, 0]
     g_exact = torch.autograd.grad(V2, follower.logits)[0][0, 0]
@@ -215,8 +228,12 @@ def test_sub_batches_give_independent_factors():
     for _ in range(200):
         parts = SampledObjectives(sampler.collect(leader, follower, 200, 20), game.gamma).split(2)
         b = torch.autograd.grad(parts[0].objectives(leader.logits, follower.logits, lam)[0], follower.logits)[0][0, 0]
-        g_split = torch.autograd.grad(parts[1].objectives(leader.logits, follower.logits, lam)[1], follower.logits)[0][0, 0]
-        g_same = torch.autograd.grad(parts[0].objectives(leader.logits, follower.logits, lam)[1], follower.logits)[0][0, 0]
+        g_split = torch.autograd.grad(parts[1].objectives(leader.logits, follower.logits, lam)[1], follower.logits)[0][
+            0, 0
+        ]
+        g_same = torch.autograd.grad(parts[0].objectives(leader.logits, follower.logits, lam)[1], follower.logits)[0][
+            0, 0
+        ]
         split_errors.append((float(b - b_exact), float(g_split - g_exact)))
         same_errors.append((float(b - b_exact), float(g_same - g_exact)))
     corr = lambda pairs: float(torch.corrcoef(torch.tensor(pairs, dtype=torch.float64).T)[0, 1])  # noqa: E731

@@ -24,7 +24,9 @@ def test_polynomial_decay_average_weighs_iterate_k_as_its_closed_form():
             follower.logits.copy_(theta2)
         average.update(k)
     t = len(iterates)
-    weights = torch.tensor([4 * k * (k + 1) * (k + 2) / (t * (t + 1) * (t + 2) * (t + 3)) for k in range(1, t + 1)], dtype=torch.float64)
+    weights = torch.tensor(
+        [4 * k * (k + 1) * (k + 2) / (t * (t + 1) * (t + 2) * (t + 3)) for k in range(1, t + 1)], dtype=torch.float64
+    )
     assert float(weights.sum()) == pytest.approx(1.0, abs=1e-12)
     for player, average_policy in enumerate((average.leader, average.follower)):
         expected = sum(w * pair[player] for w, pair in zip(weights, iterates))

@@ -33,7 +33,12 @@ from spg.trainer import SetupError, train
 from tests.helpers import ROOT, TINY, config
 
 RUN = TINY[3:]  # iterations, batch, horizon, periods: the env settings are the case's own
-ONE_LINE_ERRORS = (SetupError, ContractError, FloatingPointError, RunFault)  # what scripts/train.py prints as one line, exit 1
+ONE_LINE_ERRORS = (
+    SetupError,
+    ContractError,
+    FloatingPointError,
+    RunFault,
+)  # what scripts/train.py prints as one line, exit 1
 
 ENV_MODULE = '''
 import gymnasium as gym, numpy as np
@@ -183,7 +188,11 @@ SETUP_CASES = [
     ("config-leader-power", _random("algo.leader.power=-1"), "algo.leader.power = -1.0"),
     ("config-follower-power", _random("algo.follower.power=-0.5"), "algo.follower.power = -0.5"),
     ("config-follower-t0", _random("algo.follower.t0=0"), "algo.follower.t0 = 0.0"),
-    ("config-solve-without-eq19", _random("algo=pg", "algo.solve=cg"), "algo.solve = cg: algo=pg does not follow eq. (19)"),
+    (
+        "config-solve-without-eq19",
+        _random("algo=pg", "algo.solve=cg"),
+        "algo.solve = cg: algo=pg does not follow eq. (19)",
+    ),
     ("config-leader-lr", _random("algo.leader.lr=0"), "algo.leader.lr = 0.0"),
     ("config-leader-lr-nan", _random("algo.leader.lr=nan"), "algo.leader.lr = nan"),
     ("config-lam", _random("algo.lam=-1"), "algo.lam = -1.0"),
@@ -195,28 +204,59 @@ SETUP_CASES = [
     ("config-cg-damping", _random("algo.cg.damping=-1"), "algo.cg.damping = -1.0"),
     ("config-sub-batches", _random("algo.sub_batches=4"), "algo.sub_batches = 4"),
     ("config-estimator", _random("algo.estimator=dice"), "algo.estimator = 'dice': choose pooled or reinforce"),
-    ("config-appended-typo", _random("+trainer.batchsize=3"), "trainer.batchsize is not a setting: did you mean trainer.batch_size? Set trainer.batch_size=3"),
-    ("config-appended-nested-typo", _random("+algo.follower.kapa=0.5"), "did you mean algo.follower.kappa? Set algo.follower.kappa=0.5"),
-    ("config-appended-unknown", _random("+colour=1"), "colour is not a setting: the settings there are algo, device, env, seed, threads, trainer"),
+    (
+        "config-appended-typo",
+        _random("+trainer.batchsize=3"),
+        "trainer.batchsize is not a setting: did you mean trainer.batch_size? Set trainer.batch_size=3",
+    ),
+    (
+        "config-appended-nested-typo",
+        _random("+algo.follower.kapa=0.5"),
+        "did you mean algo.follower.kappa? Set algo.follower.kappa=0.5",
+    ),
+    (
+        "config-appended-unknown",
+        _random("+colour=1"),
+        "colour is not a setting: the settings there are algo, device, env, seed, threads, trainer",
+    ),
     ("config-fresh-run-over-a-finished-one", _random(), "already holds a run"),
     ("config-resume-missing", _random("trainer.resume=/nonexistent/last.pt"), "trainer.resume = /nonexistent/last.pt"),
-    ("env-unknown-module", lambda d: ["env=gym", "env.id=no_such_module:X-v0", "env.gamma=0.5"], "cannot import module 'no_such_module'"),
+    (
+        "env-unknown-module",
+        lambda d: ["env=gym", "env.id=no_such_module:X-v0", "env.gamma=0.5"],
+        "cannot import module 'no_such_module'",
+    ),
     ("env-no-model-no-gamma", lambda d: ["env=gym", "env.id=bad_env_module:Bad-v0"], "set its discount with env.gamma"),
-    ("env-action-space", lambda d: ["env=gym", "env.id=bad_env_module:OnePlayer-v0", "env.gamma=0.5"], "got action_space Discrete(2)"),
+    (
+        "env-action-space",
+        lambda d: ["env=gym", "env.id=bad_env_module:OnePlayer-v0", "env.gamma=0.5"],
+        "got action_space Discrete(2)",
+    ),
     ("env-scalar-reward", _env("+env.kwargs.mode=scalar"), "got the reward 1.0"),
     ("env-reward-length-3", _env("+env.kwargs.mode=three"), "got the reward array([0., 0., 0.])"),
     ("env-text-reward", _env("+env.kwargs.mode=text"), "got the reward 'high'"),
     ("env-nan-reward", _env("+env.kwargs.mode=not_finite"), "got the reward array([nan,  0.])"),
     ("env-observation-range", _env("+env.kwargs.mode=obs"), "got the observation 7 from Discrete(2)"),
-    ("env-breaks-mid-rollout", _env("+env.kwargs.mode=obs", "+env.kwargs.after=5"), "broke the two-player contract mid-rollout"),
-    ("env-breaks-mid-rollout-async", _env("+env.kwargs.mode=three", "+env.kwargs.after=5", "env.vectorization=async"),
-     "got the reward array([0., 0., 0.])"),
+    (
+        "env-breaks-mid-rollout",
+        _env("+env.kwargs.mode=obs", "+env.kwargs.after=5"),
+        "broke the two-player contract mid-rollout",
+    ),
+    (
+        "env-breaks-mid-rollout-async",
+        _env("+env.kwargs.mode=three", "+env.kwargs.after=5", "env.vectorization=async"),
+        "got the reward array([0., 0., 0.])",
+    ),
 ]
 
 
 def _snapshot(run_dir):
     """Every file of a run directory and its bytes (the lock file's holder pid aside)."""
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def _refused(run_dir, overrides, expected):
@@ -234,7 +274,9 @@ def _refused(run_dir, overrides, expected):
 @pytest.mark.parametrize("case, overrides, expected", SETUP_CASES, ids=[c[0] for c in SETUP_CASES])
 def test_bad_setup_is_one_line_and_leaves_the_run_directory(case, overrides, expected, files, user_envs, tmp_path):
     run_dir = tmp_path / "run"
-    if case.startswith("env-breaks-mid-rollout"):  # training had started, no update finished: only its TensorBoard events were written
+    if case.startswith(
+        "env-breaks-mid-rollout"
+    ):  # training had started, no update finished: only its TensorBoard events were written
         run_dir.mkdir()
         with warnings.catch_warnings(record=True) as echoed, pytest.raises(EnvFault, match=re.escape(expected)):
             warnings.simplefilter("always")
@@ -274,7 +316,12 @@ CHECKPOINT_CASES = [
     ("truncated", _truncate, [], "is damaged or not a spg checkpoint"),
     ("empty", lambda p: p.write_bytes(b""), [], "is damaged or not a spg checkpoint"),
     ("text", lambda p: p.write_text("leader: uniform\n"), [], "is damaged or not a spg checkpoint"),
-    ("malicious-pickle", lambda p: torch.save({"leader": _Exploit()}, p), [], "holds Python objects that weights_only loading refuses"),
+    (
+        "malicious-pickle",
+        lambda p: torch.save({"leader": _Exploit()}, p),
+        [],
+        "holds Python objects that weights_only loading refuses",
+    ),
     ("bit-flip", _flip_a_logit, [], "do not match its checksum"),
     ("no-checksum", _without_checksum, [], "has no checksum"),
     ("other-optimizer", None, ["algo.leader.optimizer=sgd"], "algo.leader.optimizer=adam"),
@@ -298,8 +345,17 @@ def test_bad_checkpoint_is_refused_in_one_line(case, damage, overrides, expected
 def test_another_game_resumes_with_the_explicit_override(files, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(files / "finished", run_dir)
-    final = train(config(*TINY[:3], "env.kwargs.seed=7", *RUN, "trainer.iterations=8", "trainer.resume=auto",
-                         "trainer.resume_any_game=true"), run_dir=run_dir)
+    final = train(
+        config(
+            *TINY[:3],
+            "env.kwargs.seed=7",
+            *RUN,
+            "trainer.iterations=8",
+            "trainer.resume=auto",
+            "trainer.resume_any_game=true",
+        ),
+        run_dir=run_dir,
+    )
     assert final["iterations"] == 8
 
 
@@ -307,7 +363,9 @@ def test_a_run_directory_in_use_is_refused(files, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(files / "finished", run_dir)
     with claim(run_dir):  # flock is per open file: this process's second claim is refused too
-        message = _refused(run_dir, [*TINY[:3], "trainer.resume=auto", "trainer.iterations=8"], "is in use by another run")
+        message = _refused(
+            run_dir, [*TINY[:3], "trainer.resume=auto", "trainer.iterations=8"], "is in use by another run"
+        )
     assert f"pid {os.getpid()}" in message
     train(config(*TINY, "trainer.resume=auto", "trainer.iterations=8"), run_dir=run_dir)  # released with the block
 
@@ -321,14 +379,26 @@ def test_every_shipped_config_file_holds_only_settings_of_the_schema(group):
 def test_warnings_for_legal_but_likely_wrong_values():
     cfg = config(*TINY)
     assert config_warnings(cfg, gamma=0.8, horizon=12, max_abs_reward=1.0, native=True) == []
-    slow = config_warnings(config("trainer.batch_size=100000", "trainer.batch_growth=0", "trainer.horizon=2000"), gamma=0.999, horizon=2000, max_abs_reward=1.0, native=True)
+    slow = config_warnings(
+        config("trainer.batch_size=100000", "trainer.batch_growth=0", "trainer.horizon=2000"),
+        gamma=0.999,
+        horizon=2000,
+        max_abs_reward=1.0,
+        native=True,
+    )
     assert len(slow) == 1 and "2e+08 env steps" in slow[0] and "trainer.horizon" in slow[0]
     # a growing batch is judged by its last update's: 10000 (1 + 399 / t0)^growth trajectories
     grown = config("algo=spg", "trainer.batch_size=10000", "trainer.horizon=2000", "trainer.iterations=400")
     last = math.ceil(10000 * (1 + 399 / grown.algo.leader.t0) ** grown.trainer.batch_growth)
     growing = config_warnings(grown, gamma=0.999, horizon=2000, max_abs_reward=1.0, native=True)
     assert len(growing) == 1 and f"samples {last} trajectories" in growing[0] and "trainer.batch_growth" in growing[0]
-    python_env = config_warnings(config("trainer.batch_size=10000", "trainer.batch_growth=0", "env.gamma=0.99"), gamma=0.99, horizon=1000, max_abs_reward=None, native=False)
+    python_env = config_warnings(
+        config("trainer.batch_size=10000", "trainer.batch_growth=0", "env.gamma=0.99"),
+        gamma=0.99,
+        horizon=1000,
+        max_abs_reward=None,
+        native=False,
+    )
     assert len(python_env) == 1 and "1e+07 env steps" in python_env[0]
     long = config_warnings(config("trainer.horizon=200"), gamma=0.8, horizon=200, max_abs_reward=1.0, native=True)
     assert len(long) == 1 and "0.8^200" in long[0] and "trainer.horizon=null" in long[0]
@@ -412,7 +482,9 @@ SCRIPT_CASES = [
 
 
 @pytest.mark.parametrize("case, arguments, expected", SCRIPT_CASES, ids=[c[0] for c in SCRIPT_CASES])
-def test_scripts_refuse_bad_input_in_one_line(case, arguments, expected, files, user_envs, tmp_path, monkeypatch, capsys):
+def test_scripts_refuse_bad_input_in_one_line(
+    case, arguments, expected, files, user_envs, tmp_path, monkeypatch, capsys
+):
     name, *args = arguments(files, tmp_path)
     watched = files / "finished"
     before = _snapshot(watched)
@@ -431,8 +503,16 @@ def test_train_script_cases_end_with_one_line_and_exit_code_1(files, scripts, tm
     held = tmp_path / "held"
     shutil.copytree(files / "finished", held)
     cases = {  # run directory, overrides, expected text (the other cases run the same code in-process, above)
-        "gamma-1-never-hangs": (tmp_path / "a", ["env=gym", "env.id=bad_env_module:Bad-v0", "env.gamma=1.0", "trainer.horizon=null"], "env.gamma = 1.0"),
-        "appended-typo": (tmp_path / "b", ["+trainer.batchsize=3"], "did you mean trainer.batch_size? Set trainer.batch_size=3"),
+        "gamma-1-never-hangs": (
+            tmp_path / "a",
+            ["env=gym", "env.id=bad_env_module:Bad-v0", "env.gamma=1.0", "trainer.horizon=null"],
+            "env.gamma = 1.0",
+        ),
+        "appended-typo": (
+            tmp_path / "b",
+            ["+trainer.batchsize=3"],
+            "did you mean trainer.batch_size? Set trainer.batch_size=3",
+        ),
         "directory-in-use": (held, [*TINY[:3], "trainer.resume=auto"], "is in use by another run"),
         "fresh-run-over-a-finished-one": (tmp_path / "finished", TINY[:3], "already holds a run"),
     }
@@ -440,8 +520,16 @@ def test_train_script_cases_end_with_one_line_and_exit_code_1(files, scripts, tm
     before = {name: _snapshot(run_dir) for name, (run_dir, _, _) in cases.items()}
     with claim(held):
         runs = {
-            name: scripts.start("train.py", *overrides, *RUN, f"hydra.run.dir={run_dir}", cwd=files,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            name: scripts.start(
+                "train.py",
+                *overrides,
+                *RUN,
+                f"hydra.run.dir={run_dir}",
+                cwd=files,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             for name, (run_dir, overrides, _) in cases.items()
         }
         outputs = {name: run.communicate(timeout=120)[0] for name, run in runs.items()}

@@ -42,7 +42,9 @@ def test_lp_breaks_a_three_way_tie_in_the_leaders_favour():
 @pytest.mark.parametrize("name", list(MATRIX_GAMES))
 def test_matrix_games_have_their_documented_stackelberg_value(name):
     spec = MATRIX_GAMES[name]
-    assert strong_stackelberg(spec.leader_payoff, spec.follower_payoff).value == pytest.approx(spec.stackelberg_value, abs=1e-9)
+    assert strong_stackelberg(spec.leader_payoff, spec.follower_payoff).value == pytest.approx(
+        spec.stackelberg_value, abs=1e-9
+    )
     assert spec.source and spec.note
 
 
@@ -66,8 +68,16 @@ def test_every_benchmark_game_validates_and_passes_check_env(env_id):
 
 def test_patrolling_entries_by_hand():
     values = [1.0, 3.0, 2.0]
-    game = patrolling_game("line", 3, defender_values=values, attacker_values=[0.5, 4.0, 1.0], slip=0.1,
-                           attack_duration=1, capture_reward=1.5, penalty=2.0)
+    game = patrolling_game(
+        "line",
+        3,
+        defender_values=values,
+        attacker_values=[0.5, 4.0, 1.0],
+        slip=0.1,
+        attack_duration=1,
+        capture_reward=1.5,
+        penalty=2.0,
+    )
     assert game.num_states == 3 and game.num_actions == (3, 4)  # stay + 2 neighbours; wait + 3 targets
     s = state_index(3, 1, 0, None, 0)
     # at node 0 the defender moves to node 1 (its only neighbour) while the attacker hits target 1

@@ -25,7 +25,10 @@ def share_of_gap(name: str, algo: str, tmp_path, *overrides: str) -> tuple[float
     game, lam = GAMES[name]
     path = tmp_path / f"{name}.npz"
     game.to_npz(path)
-    train(config("env=file", f"env.path={path}", f"algo={algo}", f"algo.lam={lam}", "trainer.progress=false", *overrides), run_dir=tmp_path / algo)
+    train(
+        config("env=file", f"env.path={path}", f"algo={algo}", f"algo.lam={lam}", "trainer.progress=false", *overrides),
+        run_dir=tmp_path / algo,
+    )
     state = torch.load(tmp_path / algo / "checkpoints" / "last.pt", weights_only=True)
     theta1, theta2 = state["leader"]["logits"], state["follower"]["logits"]
     J_star = quantal_stackelberg(game, lam).value
@@ -50,7 +53,9 @@ def test_the_default_model_spg_closes_99_percent_of_the_gap_from_samples(name, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["Commitment", "security-5-targets", "random-2x2-repeated-g0.5", "random-3-states", "epidemic-4-levels"])
+@pytest.mark.parametrize(
+    "name", ["Commitment", "security-5-targets", "random-2x2-repeated-g0.5", "random-3-states", "epidemic-4-levels"]
+)
 def test_spg_closes_95_percent_of_the_gap_from_samples(name, tmp_path):
     share, gap, scale = share_of_gap(name, "spg", tmp_path)
     assert share >= 0.95 and gap < 0.01 * scale, (share, gap)
@@ -77,7 +82,9 @@ def test_simultaneous_play_stays_behind_where_commitment_matters(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, estimator", [("security-4-targets", "pooled"), ("random-3-states", "pooled"), ("Commitment", "reinforce")])
+@pytest.mark.parametrize(
+    "name, estimator", [("security-4-targets", "pooled"), ("random-3-states", "pooled"), ("Commitment", "reinforce")]
+)
 def test_spg_with_conjugate_gradient_closes_95_percent_of_the_gap(name, estimator, tmp_path):
     """Eq. (19) by Hessian-vector products and CG from samples (the paper's form with
     ``reinforce``; Rao-Blackwellised factors with ``pooled``) at the shipped defaults."""

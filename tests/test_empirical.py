@@ -20,7 +20,9 @@ LAM = 0.1
 
 def policies(game):
     (A1, A2), S = game.num_actions, game.num_states
-    return TabularSoftmaxPolicy(S, A1, logits=seeded_logits(S, A1, 1)), TabularSoftmaxPolicy(S, A2, logits=seeded_logits(S, A2, 2))
+    return TabularSoftmaxPolicy(S, A1, logits=seeded_logits(S, A1, 1)), TabularSoftmaxPolicy(
+        S, A2, logits=seeded_logits(S, A2, 2)
+    )
 
 
 def estimate(game, batches: int, seed: int = 0, empirical: EmpiricalGame | None = None) -> EmpiricalGame:
@@ -59,7 +61,12 @@ def test_estimated_J_gap_and_values_converge_to_the_exact_ones_as_the_sample_gro
         empirical = estimate(GAME, batches, seed=batches, empirical=empirical)
         used += batches
         estimates = empirical_metrics(empirical, leader, follower, LAM)
-        errors.append({k: abs(estimates[f"empirical/{k}"] - truth[f"game/{k}"]) for k in ("J", "leader_value", "follower_value", "best_response_gap")})
+        errors.append(
+            {
+                k: abs(estimates[f"empirical/{k}"] - truth[f"game/{k}"])
+                for k in ("J", "leader_value", "follower_value", "best_response_gap")
+            }
+        )
     scale = value_scale(GAME)
     for key in errors[0]:
         assert errors[-1][key] < 0.005 * scale, (key, errors)
@@ -78,7 +85,9 @@ def test_unvisited_pairs_borrow_their_state_and_unvisited_states_stay_put():
     batch.states[batch.states == 2] = 0  # pretend state 2 was never reached
     empirical.update(batch)
     model = empirical.model()
-    assert empirical.coverage()["empirical/visited_states"] == 2 and empirical.coverage()["empirical/fewest_visits"] == 0
+    assert (
+        empirical.coverage()["empirical/visited_states"] == 2 and empirical.coverage()["empirical/fewest_visits"] == 0
+    )
     assert torch.equal(model.P[2, :, :, 2], torch.ones(2, 2, dtype=torch.float64)) and model.R1[2].abs().sum() == 0
     counts = empirical.transitions.reshape(3, 2, 2, 3)
     pooled = counts[0].sum((0, 1)) / counts[0].sum()
@@ -106,7 +115,9 @@ def test_terminations_are_modelled_as_terminal_states():
     z = (model.P[:3] - P) / torch.sqrt(P * (1 - P) / visits).clamp_min(1e-12)
     assert z.abs().max() < 5.0, z.abs().max()  # the 72 entries into the terminal state among them
     leader, follower = policies(game)
-    truth = exact_metrics(TabularGame(game.P, game.R1, game.R2, 0.9, game.mu, None, game.terminal), leader, follower, LAM)
+    truth = exact_metrics(
+        TabularGame(game.P, game.R1, game.R2, 0.9, game.mu, None, game.terminal), leader, follower, LAM
+    )
     estimates = empirical_metrics(empirical, leader, follower, LAM)
     for key in ("J", "leader_value", "follower_value"):
         assert abs(estimates[f"empirical/{key}"] - truth[f"game/{key}"]) < 0.005 * value_scale(game), key
@@ -128,10 +139,16 @@ def test_a_state_where_episodes_start_is_never_terminal():
     # must stay a valid game (rho on a terminal state would be refused) that goes on from state 0
     n = 8
     batch = Batch(
-        states=torch.zeros(n, 1, dtype=torch.long), leader_actions=torch.arange(n)[:, None] % 2,
-        follower_actions=torch.zeros(n, 1, dtype=torch.long), leader_rewards=torch.ones(n, 1), follower_rewards=torch.zeros(n, 1),
-        mask=torch.ones(n, 1, dtype=torch.bool), weights=torch.ones(n, 1), remaining=torch.zeros(n, dtype=torch.long),
-        final_states=torch.zeros(n, dtype=torch.long), horizon=1,
+        states=torch.zeros(n, 1, dtype=torch.long),
+        leader_actions=torch.arange(n)[:, None] % 2,
+        follower_actions=torch.zeros(n, 1, dtype=torch.long),
+        leader_rewards=torch.ones(n, 1),
+        follower_rewards=torch.zeros(n, 1),
+        mask=torch.ones(n, 1, dtype=torch.bool),
+        weights=torch.ones(n, 1),
+        remaining=torch.zeros(n, dtype=torch.long),
+        final_states=torch.zeros(n, dtype=torch.long),
+        horizon=1,
     )
     empirical = EmpiricalGame(2, (2, 2), 0.5)
     empirical.update(batch)

@@ -56,7 +56,11 @@ def test_registered_ids_make_single_and_native_vector_envs(tmp_path):
     assert sparse.sparse and sparse.game.num_states == 50 and sparse.game.num_successors == 3
 
 
-GAME_CONFIGS = [p for p in sorted((ROOT / "configs" / "env").glob("*.yaml")) if yaml.safe_load(p.read_text()).get("id") in GAME_BUILDERS]
+GAME_CONFIGS = [
+    p
+    for p in sorted((ROOT / "configs" / "env").glob("*.yaml"))
+    if yaml.safe_load(p.read_text()).get("id") in GAME_BUILDERS
+]
 
 
 def test_every_registered_game_with_defaults_has_a_config_file():
@@ -72,7 +76,10 @@ def test_env_defaults_are_written_once_and_the_config_builds_what_gym_make_build
     assert kwargs == OmegaConf.to_container(OmegaConf.create(default_kwargs(env.id)))
     assert gym.make(env.id, **kwargs).unwrapped.game.fingerprint() == gym.make(env.id).unwrapped.game.fingerprint()
     key, value = ("num_states", 5) if "num_states" in kwargs else ("gamma", 0.5)  # overridable without +
-    assert OmegaConf.to_container(config(f"env={path.stem}", f"env.kwargs.{key}={value}").env.kwargs) == {**kwargs, key: value}
+    assert OmegaConf.to_container(config(f"env={path.stem}", f"env.kwargs.{key}={value}").env.kwargs) == {
+        **kwargs,
+        key: value,
+    }
 
 
 def test_bad_game_gives_validation_error_not_a_torch_trace(tmp_path):

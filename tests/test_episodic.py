@@ -65,17 +65,36 @@ def four_state_game(shift: float = 0.0) -> TabularGame:
     [
         (lambda a: a.update(terminal=np.array([True, False])), r"terminal has shape \(2,\).*\[S\] = \(3,\)"),
         (lambda a: a.update(terminal=np.array([0, 2, 0])), r"terminal has entries other than True/False"),
-        (lambda a: a["R2"].__setitem__((2, 1, 0), 0.5), r"R2\[2, 1, 0\] = 0.5 at terminal state 2: the rewards of a terminal state are never collected"),
-        (lambda a: a.update(rho=np.array([0.0, 0.0, 1.0])), r"rho puts all its mass on terminal states \(rho\[2\] = 1.0, terminal\[2\] = True\): every episode would be empty"),
-        (lambda a: a.update(mu=np.array([0.5, 0.4, 0.1])), r"mu\[2\] = 0.1 on a terminal state: a training episode starting there is empty"),
-        (lambda a: a.update(mu=np.array([1.0, 0.0, 0.0])), r"mu\[1\] = 0.0: mu must have full support \(every non-terminal state > 0\)"),
+        (
+            lambda a: a["R2"].__setitem__((2, 1, 0), 0.5),
+            r"R2\[2, 1, 0\] = 0.5 at terminal state 2: the rewards of a terminal state are never collected",
+        ),
+        (
+            lambda a: a.update(rho=np.array([0.0, 0.0, 1.0])),
+            r"rho puts all its mass on terminal states \(rho\[2\] = 1.0, terminal\[2\] = True\): every episode would be empty",
+        ),
+        (
+            lambda a: a.update(mu=np.array([0.5, 0.4, 0.1])),
+            r"mu\[2\] = 0.1 on a terminal state: a training episode starting there is empty",
+        ),
+        (
+            lambda a: a.update(mu=np.array([1.0, 0.0, 0.0])),
+            r"mu\[1\] = 0.0: mu must have full support \(every non-terminal state > 0\)",
+        ),
     ],
 )
 def test_terminal_validation_names_the_state_and_the_rule(change, message):
     rng = np.random.default_rng(0)
     R1, R2 = rng.normal(size=(3, 2, 2)), rng.normal(size=(3, 2, 2))
     R1[2] = R2[2] = 0.0
-    a = dict(P=rng.dirichlet(np.ones(3), size=(3, 2, 2)), R1=R1, R2=R2, gamma=0.9, rho=np.ones(3) / 3, terminal=np.array([False, False, True]))
+    a = dict(
+        P=rng.dirichlet(np.ones(3), size=(3, 2, 2)),
+        R1=R1,
+        R2=R2,
+        gamma=0.9,
+        rho=np.ones(3) / 3,
+        terminal=np.array([False, False, True]),
+    )
     change(a)
     with pytest.raises(ValueError, match=message):
         TabularGame(**a)
@@ -87,7 +106,9 @@ def test_default_mu_avoids_terminal_states_and_files_round_trip(tmp_path):
     game.to_npz(tmp_path / "dense.npz")
     loaded = load_game(tmp_path / "dense.npz")
     assert torch.equal(loaded.terminal, game.terminal) and torch.equal(loaded.P, game.P)
-    sparse = SparseTabularGame(torch.arange(5).expand(5, 2, 3, 5), game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal)
+    sparse = SparseTabularGame(
+        torch.arange(5).expand(5, 2, 3, 5), game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal
+    )
     sparse.to_npz(tmp_path / "sparse.npz")
     assert torch.equal(load_game(tmp_path / "sparse.npz").terminal, game.terminal)
     assert torch.equal(sparse.dense().terminal, game.terminal)
@@ -105,11 +126,16 @@ def test_terminal_states_match_the_absorbing_encoding_to_1e_10():
     twin = absorbing(game, -LAM * math.log(3))
     theta1 = seeded_logits(5, 2, 1)
     pi1 = torch.softmax(theta1, -1)
-    assert exact.stackelberg_objective(game, theta1, LAM) == pytest.approx(exact.stackelberg_objective(twin, theta1, LAM), abs=1e-10)
+    assert exact.stackelberg_objective(game, theta1, LAM) == pytest.approx(
+        exact.stackelberg_objective(twin, theta1, LAM), abs=1e-10
+    )
     response, twin_response = exact.soft_best_response(game, pi1, LAM), exact.soft_best_response(twin, pi1, LAM)
     assert torch.allclose(response.probs, twin_response.probs, rtol=0, atol=1e-10)
     assert torch.allclose(response.probs[3:], torch.full((2, 3), 1 / 3, dtype=torch.float64), rtol=0, atol=1e-12)
-    values, twin_values = exact.policy_values(game, pi1, response.probs, LAM), exact.policy_values(twin, pi1, response.probs, LAM)
+    values, twin_values = (
+        exact.policy_values(game, pi1, response.probs, LAM),
+        exact.policy_values(twin, pi1, response.probs, LAM),
+    )
     for ours, theirs in ((values.v1, twin_values.v1), (values.v2, twin_values.v2)):
         assert torch.allclose(ours, theirs, rtol=0, atol=1e-10) and (ours[3:] == 0).all()
     assert (values.q1[3:] == 0).all() and (values.q2[3:] == 0).all()
@@ -128,10 +154,14 @@ def test_hard_best_response_matches_the_plain_zero_reward_absorbing_state():
     twin = absorbing(game, 0.0)
     theta1 = seeded_logits(5, 2, 2)
     pi1 = torch.softmax(theta1, -1)
-    assert exact.stackelberg_objective(game, theta1, 0.0) == pytest.approx(exact.stackelberg_objective(twin, theta1, 0.0), abs=1e-10)
+    assert exact.stackelberg_objective(game, theta1, 0.0) == pytest.approx(
+        exact.stackelberg_objective(twin, theta1, 0.0), abs=1e-10
+    )
     pi2 = torch.softmax(seeded_logits(5, 3, 3), -1)  # any follower: without entropy the encodings agree
     ours, theirs = exact.policy_values(game, pi1, pi2, 0.0), exact.policy_values(twin, pi1, pi2, 0.0)
-    assert torch.allclose(ours.v1, theirs.v1, rtol=0, atol=1e-12) and torch.allclose(ours.v2, theirs.v2, rtol=0, atol=1e-12)
+    assert torch.allclose(ours.v1, theirs.v1, rtol=0, atol=1e-12) and torch.allclose(
+        ours.v2, theirs.v2, rtol=0, atol=1e-12
+    )
 
 
 def test_occupancy_counts_a_terminal_state_once_and_reproduces_values():
@@ -150,14 +180,25 @@ def test_occupancy_counts_a_terminal_state_once_and_reproduces_values():
 
 def test_sparse_iterative_solver_gives_terminal_states_value_0():
     game = five_state_game()
-    sparse = SparseTabularGame(torch.arange(5).expand(5, 2, 3, 5), game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal)
+    sparse = SparseTabularGame(
+        torch.arange(5).expand(5, 2, 3, 5), game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal
+    )
     theta1 = seeded_logits(5, 2, 1)
     pi1 = torch.softmax(theta1, -1)
     response, dense_response = exact.soft_best_response(sparse, pi1, LAM), exact.soft_best_response(game, pi1, LAM)
     assert torch.allclose(response.probs, dense_response.probs, atol=1e-8) and (response.q[3:] == 0).all()
-    values, dense_values = exact.policy_values(sparse, pi1, response.probs, LAM), exact.policy_values(game, pi1, response.probs, LAM)
-    assert torch.allclose(values.v2, dense_values.v2, atol=1e-7) and (values.v1[3:] == 0).all() and (values.v2[3:] == 0).all()
-    assert exact.stackelberg_objective(sparse, theta1, LAM) == pytest.approx(exact.stackelberg_objective(game, theta1, LAM), abs=1e-7)
+    values, dense_values = (
+        exact.policy_values(sparse, pi1, response.probs, LAM),
+        exact.policy_values(game, pi1, response.probs, LAM),
+    )
+    assert (
+        torch.allclose(values.v2, dense_values.v2, atol=1e-7)
+        and (values.v1[3:] == 0).all()
+        and (values.v2[3:] == 0).all()
+    )
+    assert exact.stackelberg_objective(sparse, theta1, LAM) == pytest.approx(
+        exact.stackelberg_objective(game, theta1, LAM), abs=1e-7
+    )
 
 
 def test_soccer_by_hand():
@@ -167,7 +208,9 @@ def test_soccer_by_hand():
     # A on cell 2 with the ball, B on cell 0: A runs east off the grid and scores whatever the order
     # states enumerate (a, b != a, holder): (0,1,A) (0,1,B) (0,2,A) (0,2,B) (1,0,A) (1,0,B) (1,2,A) (1,2,B) (2,0,A) ...
     s = 8  # (2, 0, A)
-    assert float(game.P[s, EAST, STAND, 12]) == 1.0 and float(game.R1[s, EAST, STAND]) == 100.0 == -float(game.R2[s, EAST, STAND])
+    assert float(game.P[s, EAST, STAND, 12]) == 1.0 and float(game.R1[s, EAST, STAND]) == 100.0 == -float(
+        game.R2[s, EAST, STAND]
+    )
     # B (on cell 0, without the ball) runs west: no goal, it stays; A stands
     assert float(game.P[s, STAND, WEST, s]) == 1.0 and float(game.R1[s, STAND, WEST]) == 0.0
     # A on cell 1 with the ball runs into B on cell 2: the ball passes to B, nobody moves
@@ -175,7 +218,11 @@ def test_soccer_by_hand():
     assert float(game.P[a1b2_ball_a, EAST, STAND, a1b2_ball_b]) == 1.0
     twin = soccer_game(rows=1, cols=3, episodic=False)
     uniform = torch.full((13, 5), 0.2, dtype=torch.float64)
-    assert not twin.episodic and torch.allclose(exact.policy_values(game, uniform, uniform, 0.1).v1, exact.policy_values(twin, uniform, uniform, 0.1).v1, atol=1e-12)
+    assert not twin.episodic and torch.allclose(
+        exact.policy_values(game, uniform, uniform, 0.1).v1,
+        exact.policy_values(twin, uniform, uniform, 0.1).v1,
+        atol=1e-12,
+    )
 
 
 # --- the envs ---------------------------------------------------------------------------------
@@ -210,7 +257,9 @@ def test_single_and_vector_env_terminate_on_entering_a_terminal_state():
     # a copy that started in a terminal state ends at once with reward 0; the others end on entering one
     assert torch.equal(terminated, game.terminal[next_states]) and (rewards[started_terminal] == 0).all()
     _, rewards, terminated, _ = vector.step_torch(a1, a2)
-    assert (rewards[game.terminal[next_states]] == 0).all() and not terminated[game.terminal[next_states]].any()  # next-step autoreset
+    assert (rewards[game.terminal[next_states]] == 0).all() and not terminated[
+        game.terminal[next_states]
+    ].any()  # next-step autoreset
 
 
 @pytest.mark.parametrize("vectorization", ["native", "native sparse", "sync"])
@@ -222,7 +271,12 @@ def test_monte_carlo_returns_from_rho_match_exact_values(vectorization):
         sampler = evaluation_sampler(game, 4000, seed=0, rollouts=Rollouts(200, geometric=False))
     elif vectorization == "native sparse":
         successors = torch.arange(5).expand(5, 2, 3, 5)
-        sampler = evaluation_sampler(SparseTabularGame(successors, game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal), 4000, seed=0, rollouts=Rollouts(200, geometric=False))
+        sampler = evaluation_sampler(
+            SparseTabularGame(successors, game.P, game.R1, game.R2, 0.9, game.rho, None, game.terminal),
+            4000,
+            seed=0,
+            rollouts=Rollouts(200, geometric=False),
+        )
     else:
         env = gym.vector.SyncVectorEnv([lambda: RewardPairInInfo(StochasticGameEnv(game, start="rho"))] * 200)
         sampler = Sampler(env, seed=0)
@@ -253,7 +307,9 @@ def test_batches_stop_when_every_episode_ended_and_count_only_played_steps():
 # --- the estimators, as in tests/test_estimators.py, on an episodic game ----------------------
 
 
-@pytest.mark.parametrize("shift, probes, geometric", [(0.0, False, False), (0.0, True, False), (5.0, True, False), (0.0, True, True)])
+@pytest.mark.parametrize(
+    "shift, probes, geometric", [(0.0, False, False), (0.0, True, False), (5.0, True, False), (0.0, True, True)]
+)
 def test_estimators_are_unbiased_at_first_and_second_order_with_terminal_states(shift, probes, geometric):
     # geometric: trajectories of geometric length (undiscounted sums, centred rewards), which a
     # terminal state may end before their length
@@ -265,7 +321,10 @@ def test_estimators_are_unbiased_at_first_and_second_order_with_terminal_states(
     # the values themselves, then every derivative eq. (19) needs
     expected = torch.cat([torch.stack([V1, V2]).detach(), derivatives(V1, V2, leader.logits, follower.logits, v, w)])
     sampler = Sampler(
-        TabularVectorEnv(game, 400), seed=1, probe_discount=game.gamma if probes else None, geometric_discount=game.gamma if geometric else None
+        TabularVectorEnv(game, 400),
+        seed=1,
+        probe_discount=game.gamma if probes else None,
+        geometric_discount=game.gamma if geometric else None,
     )
     samples, lengths = [], []
     for _ in range(150):
@@ -273,7 +332,9 @@ def test_estimators_are_unbiased_at_first_and_second_order_with_terminal_states(
         lengths.append(batch.length)
         discount = 1.0 if geometric else game.gamma
         F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=discount, lam=LAM, center=geometric)
-        samples.append(torch.cat([torch.stack([F1, F2]).detach(), derivatives(F1, F2, leader.logits, follower.logits, v, w)]))
+        samples.append(
+            torch.cat([torch.stack([F1, F2]).detach(), derivatives(F1, F2, leader.logits, follower.logits, v, w)])
+        )
     samples = torch.stack(samples)
     z = z_scores(samples, expected)
     assert z.abs().max() < 4.0, z
@@ -288,7 +349,9 @@ def test_implicit_surrogate_and_q_estimates_are_unbiased_with_terminal_states():
     theta1, theta2 = seeded_logits(4, 2, 1), seeded_logits(4, 3, 2)
     leader, follower = TabularSoftmaxPolicy(4, 2, logits=theta1), TabularSoftmaxPolicy(4, 3, logits=theta2)
     w = seeded_logits(4, 3, 5)
-    (expected,) = torch.autograd.grad(ExactObjectives(game).implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+    (expected,) = torch.autograd.grad(
+        ExactObjectives(game).implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits
+    )
     pi1, pi2 = torch.softmax(theta1, -1), torch.softmax(theta2, -1)
     values = exact.policy_values(game, pi1, pi2, LAM)
     expected_q = torch.cat([torch.einsum("sa,sab->sb", pi1, q)[:3].flatten() for q in (values.q1, values.q2)])
@@ -297,7 +360,15 @@ def test_implicit_surrogate_and_q_estimates_are_unbiased_with_terminal_states():
     implicit, q = [], []
     for _ in range(150):
         batch = sampler.collect(leader, follower, 400, HORIZON)
-        surrogate = implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=game.gamma, lam=LAM, start_weights=rho_over_mu[batch.states[:, 0]])
+        surrogate = implicit_surrogate(
+            batch,
+            leader.logits,
+            follower.logits,
+            w,
+            gamma=game.gamma,
+            lam=LAM,
+            start_weights=rho_over_mu[batch.states[:, 0]],
+        )
         (g,) = torch.autograd.grad(surrogate, leader.logits)
         implicit.append(g.flatten())
         q1, q2, counts = follower_q_estimates(batch, follower.logits, leader.num_actions, gamma=game.gamma, lam=LAM)
@@ -320,13 +391,22 @@ def test_pooled_leader_terms_match_the_exact_ones_with_terminal_states():
 
     def terms(source):
         (direct,) = torch.autograd.grad(source.leader_objective(leader.logits, follower.logits, LAM), leader.logits)
-        (implicit,) = torch.autograd.grad(source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+        (implicit,) = torch.autograd.grad(
+            source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits
+        )
         return torch.cat([direct[:3].flatten(), implicit[:3].flatten()])  # the terminal state's rows are 0 in both
 
     expected = terms(ExactObjectives(game))
     sampler = Sampler(TabularVectorEnv(game, 2000), seed=9, probe_discount=game.gamma)
     weights = start_weights(game, "mu")
-    samples = torch.stack([terms(SampledObjectives(sampler.collect(leader, follower, 2000, HORIZON), game.gamma, start_weights=weights)) for _ in range(40)])
+    samples = torch.stack(
+        [
+            terms(
+                SampledObjectives(sampler.collect(leader, follower, 2000, HORIZON), game.gamma, start_weights=weights)
+            )
+            for _ in range(40)
+        ]
+    )
     z = z_scores(samples, expected)
     assert z.abs().max() < 4.0, z
     assert samples.std(0).max() / 40**0.5 < 0.05 * expected.abs().max()  # power

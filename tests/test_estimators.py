@@ -32,22 +32,35 @@ def sampled_derivatives(game, leader, follower, v, w, batches, N, baseline=True,
     """``probes``: the probability of a uniform follower action at the probe step (0: no probes);
     with ``geometric``: rollouts of geometric length, undiscounted, centred rewards."""
     sampler = Sampler(
-        TabularVectorEnv(game, N), seed=seed, probe_discount=game.gamma, probe_share=float(probes),
+        TabularVectorEnv(game, N),
+        seed=seed,
+        probe_discount=game.gamma,
+        probe_share=float(probes),
         geometric_discount=game.gamma if geometric else None,
     )
     gamma = 1.0 if geometric else game.gamma
     out = []
     for _ in range(batches):
         batch = sampler.collect(leader, follower, N, HORIZON)
-        F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=gamma, lam=LAM, baseline=baseline, center=geometric)
+        F1, F2 = surrogate_objectives(
+            batch, leader.logits, follower.logits, gamma=gamma, lam=LAM, baseline=baseline, center=geometric
+        )
         out.append(derivatives(F1, F2, leader.logits, follower.logits, v, w))
     return torch.stack(out)
 
 
 @pytest.mark.parametrize(
     "shift, baseline, probes, geometric",
-    [(0.0, True, 0.0, False), (5.0, True, 0.0, False), (0.0, False, 0.0, False), (0.0, True, 1.0, False), (5.0, True, 1.0, False),
-     (5.0, True, 0.25, False), (0.0, True, 0.0, True), (5.0, True, 1.0, True)],
+    [
+        (0.0, True, 0.0, False),
+        (5.0, True, 0.0, False),
+        (0.0, False, 0.0, False),
+        (0.0, True, 1.0, False),
+        (5.0, True, 1.0, False),
+        (5.0, True, 0.25, False),
+        (0.0, True, 0.0, True),
+        (5.0, True, 1.0, True),
+    ],
 )
 def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, probes, geometric):
     base = random_game(3, 2, 3, seed=0, gamma=GAMMA)
@@ -57,7 +70,9 @@ def test_estimators_are_unbiased_at_first_and_second_order(shift, baseline, prob
     v, w = seeded_logits(3, 3, 3), seeded_logits(3, 3, 4)
     V1, V2 = exact.objectives(base, leader.logits, follower.logits, LAM)
     expected = derivatives(V1, V2, leader.logits, follower.logits, v, w)
-    samples = sampled_derivatives(game, leader, follower, v, w, batches=150, N=400, baseline=baseline, probes=probes, geometric=geometric)
+    samples = sampled_derivatives(
+        game, leader, follower, v, w, batches=150, N=400, baseline=baseline, probes=probes, geometric=geometric
+    )
     z = z_scores(samples, expected)
     assert z.abs().max() < 4.0, z
     # the test has power: the estimates are far from a wrong answer (the pure-score Hessian)
@@ -106,7 +121,9 @@ def test_masked_steps_after_episode_end_are_excluded():
 
 def test_returns_to_go_and_leave_one_out_baseline_by_hand():
     rewards = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
-    assert torch.allclose(returns_to_go(rewards, 0.5), torch.tensor([[1 + 1 + 0.75, 2 + 1.5, 3.0]], dtype=torch.float64))
+    assert torch.allclose(
+        returns_to_go(rewards, 0.5), torch.tensor([[1 + 1 + 0.75, 2 + 1.5, 3.0]], dtype=torch.float64)
+    )
     states = torch.tensor([[0, 1], [0, 0], [1, 1]])
     values = torch.tensor([[1.0, 2.0], [3.0, 5.0], [7.0, 11.0]], dtype=torch.float64)
     mask = torch.ones(3, 2, dtype=torch.bool)
@@ -119,9 +136,13 @@ def test_returns_to_go_and_leave_one_out_baseline_by_hand():
 def test_probes_try_every_follower_action_and_weights_keep_returns_unbiased():
     game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
     leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
-    follower = TabularSoftmaxPolicy(3, 3, logits=torch.tensor([[12.0, 0.0, 0.0]] * 3, dtype=torch.float64))  # near-deterministic
+    follower = TabularSoftmaxPolicy(
+        3, 3, logits=torch.tensor([[12.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    )  # near-deterministic
     plain = Sampler(TabularVectorEnv(game, 2000), seed=3).collect(leader, follower, 2000, HORIZON)
-    probed = Sampler(TabularVectorEnv(game, 2000), seed=3, probe_discount=GAMMA).collect(leader, follower, 2000, HORIZON)
+    probed = Sampler(TabularVectorEnv(game, 2000), seed=3, probe_discount=GAMMA).collect(
+        leader, follower, 2000, HORIZON
+    )
     tried = lambda batch: torch.bincount(batch.follower_actions.flatten(), minlength=3)  # noqa: E731
     # expected without probes: 2000 x 40 x 2 e^-12 ~ 1 other action; with them ~ 2000 / 3 each
     assert tried(plain)[1:].sum() < 10 and (tried(probed)[1:] > 300).all()
@@ -141,8 +162,12 @@ def test_mixed_probes_try_every_action_with_bounded_weights_and_unbiased_returns
     share, N = 0.25, 4000
     game = random_game(3, 2, 3, seed=0, gamma=GAMMA)
     leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
-    follower = TabularSoftmaxPolicy(3, 3, logits=torch.tensor([[12.0, 0.0, 0.0]] * 3, dtype=torch.float64))  # near-deterministic
-    probed = Sampler(TabularVectorEnv(game, N), seed=3, probe_discount=GAMMA, probe_share=share).collect(leader, follower, N, HORIZON)
+    follower = TabularSoftmaxPolicy(
+        3, 3, logits=torch.tensor([[12.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    )  # near-deterministic
+    probed = Sampler(TabularVectorEnv(game, N), seed=3, probe_discount=GAMMA, probe_share=share).collect(
+        leader, follower, N, HORIZON
+    )
     others = torch.bincount(probed.follower_actions.flatten(), minlength=3)[1:]
     # expected: N p / 3 = 333 of each other action (the probe step always lies within the horizon: 0.6^40 ~ 1e-9)
     assert ((others - N * share / 3).abs() < 4 * (N * share / 3) ** 0.5).all(), others
@@ -155,7 +180,9 @@ def test_mixed_probes_try_every_action_with_bounded_weights_and_unbiased_returns
     for value, returns in zip((V1, V2), probed.discounted_returns(game.gamma)):
         assert abs(float(returns.mean() - value)) < 4 * float(returns.std()) / N**0.5
     # probability 0: no probes, the very batch of a sampler without them
-    off = Sampler(TabularVectorEnv(game, N), seed=3, probe_discount=GAMMA, probe_share=0.0).collect(leader, follower, N, HORIZON)
+    off = Sampler(TabularVectorEnv(game, N), seed=3, probe_discount=GAMMA, probe_share=0.0).collect(
+        leader, follower, N, HORIZON
+    )
     plain = Sampler(TabularVectorEnv(game, N), seed=3).collect(leader, follower, N, HORIZON)
     assert torch.equal(off.follower_actions, plain.follower_actions) and bool((off.weights == 1).all())
 
@@ -170,7 +197,13 @@ def test_q_estimates_match_both_players_q_functions():
     sampler = Sampler(TabularVectorEnv(game, 500), seed=4, probe_discount=GAMMA)
     estimates = []
     for _ in range(60):
-        q1, q2, counts = follower_q_estimates(sampler.collect(leader, follower, 500, 2 * HORIZON), follower.logits, leader.num_actions, gamma=GAMMA, lam=LAM)
+        q1, q2, counts = follower_q_estimates(
+            sampler.collect(leader, follower, 500, 2 * HORIZON),
+            follower.logits,
+            leader.num_actions,
+            gamma=GAMMA,
+            lam=LAM,
+        )
         assert (counts > 0).all()
         estimates.append(torch.cat([q1.flatten(), q2.flatten()]))
     z = z_scores(torch.stack(estimates), expected)
@@ -193,7 +226,9 @@ def test_q_advantages_from_geometric_rollouts_with_centred_rewards():
     for _ in range(60):
         batch = sampler.collect(leader, follower, 500, HORIZON)
         returns = weighted_returns(batch, follower.logits, gamma=1.0, lam=LAM, baseline=False, center=True)
-        q1, q2, _ = follower_q_estimates(batch, follower.logits, leader.num_actions, gamma=1.0, lam=LAM, returns=returns)
+        q1, q2, _ = follower_q_estimates(
+            batch, follower.logits, leader.num_actions, gamma=1.0, lam=LAM, returns=returns
+        )
         estimates.append(torch.cat([advantage(q1), advantage(q2)]))
     z = z_scores(torch.stack(estimates), expected)
     assert z.abs().max() < 4.0, z
@@ -207,9 +242,14 @@ def test_implicit_surrogate_is_unbiased_for_the_exact_implicit_term(probes, geom
     leader = TabularSoftmaxPolicy(3, 2, logits=seeded_logits(3, 2, 1))
     follower = TabularSoftmaxPolicy(3, 3, logits=seeded_logits(3, 3, 2))
     w = seeded_logits(3, 3, 5)
-    (expected,) = torch.autograd.grad(ExactObjectives(game).implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+    (expected,) = torch.autograd.grad(
+        ExactObjectives(game).implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits
+    )
     sampler = Sampler(
-        TabularVectorEnv(game, 400), seed=6, probe_discount=GAMMA if probes else None, geometric_discount=GAMMA if geometric else None
+        TabularVectorEnv(game, 400),
+        seed=6,
+        probe_discount=GAMMA if probes else None,
+        geometric_discount=GAMMA if geometric else None,
     )
     gamma = 1.0 if geometric else GAMMA
     samples = []
@@ -236,7 +276,9 @@ def test_probes_of_actions_with_probability_zero_keep_every_estimate_finite():
     F1, F2 = surrogate_objectives(batch, leader.logits, follower.logits, gamma=GAMMA, lam=LAM)
     grads = torch.autograd.grad(F1 + F2, (leader.logits, follower.logits))
     w = seeded_logits(3, 3, 5)
-    (implicit,) = torch.autograd.grad(implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=GAMMA, lam=LAM), leader.logits)
+    (implicit,) = torch.autograd.grad(
+        implicit_surrogate(batch, leader.logits, follower.logits, w, gamma=GAMMA, lam=LAM), leader.logits
+    )
     q1, q2, counts = follower_q_estimates(batch, follower.logits, leader.num_actions, gamma=GAMMA, lam=LAM)
     assert all(torch.isfinite(x).all() for x in (F1, F2, *grads, implicit, q1, q2))
     assert (counts[:, 0] > 0).all()
@@ -259,7 +301,9 @@ def test_start_weights_estimate_the_leaders_terms_at_rho_from_rollouts_that_star
         v1, v2 = source.objectives(leader.logits, follower.logits, LAM)
         (g1,) = torch.autograd.grad(v1, leader.logits, retain_graph=True)
         (g2,) = torch.autograd.grad(v2, follower.logits)
-        (implicit,) = torch.autograd.grad(source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits)
+        (implicit,) = torch.autograd.grad(
+            source.implicit_objective(leader.logits, follower.logits, LAM, w), leader.logits
+        )
         return torch.cat([g1.flatten(), implicit.flatten(), g2.flatten()])
 
     expected = terms(exact_source)
@@ -271,4 +315,6 @@ def test_start_weights_estimate_the_leaders_terms_at_rho_from_rollouts_that_star
         unweighted.append(terms(SampledObjectives(batch, GAMMA)))
     z = z_scores(torch.stack(weighted), expected)
     assert z.abs().max() < 4.0, z
-    assert z_scores(torch.stack(unweighted), expected)[:6].abs().max() > 10.0  # without the weights: the leader's terms at mu
+    assert (
+        z_scores(torch.stack(unweighted), expected)[:6].abs().max() > 10.0
+    )  # without the weights: the leader's terms at mu

@@ -28,7 +28,9 @@ from tests.helpers import TINY, config
 
 RUN = TINY[3:]  # iterations 6, batch 32, horizon 12, evaluations every 3, checkpoints every 2
 ENV = ["env=gym", "env.id=fault_env_module:Faulty-v0", "env.gamma=0.5", "env.num_envs=2", "algo.follower_warmup=0"]
-STEPS_PER_UPDATE = 32 * 12 // 2  # per copy: the batch's trajectories of horizon 12 over 2 copies (the batch grows a little)
+STEPS_PER_UPDATE = (
+    32 * 12 // 2
+)  # per copy: the batch's trajectories of horizon 12 over 2 copies (the batch grows a little)
 
 # the fault comes from the environment variable, not the env's kwargs: the fixed env is the same game
 ENV_MODULE = '''
@@ -149,37 +151,135 @@ def assert_left_resumable(run_dir, iteration):
 # (fault, overrides, injection(monkeypatch, set_fault) -> action at update 3 or None, exception, exit code,
 #  the line's start, text it must hold, the iteration last.pt holds afterwards)
 FAULTS = [
-    ("sigterm", [], lambda mp, env: at_update(mp, 3, send(signal.SIGTERM)), RunStopped, 143,
-     "stopped by SIGTERM at update 3: checkpoint written to", "continue with trainer.resume=auto hydra.run.dir=", 3),
-    ("sigint", [], lambda mp, env: at_update(mp, 3, send(signal.SIGINT)), RunStopped, 130,
-     "stopped by SIGINT at update 3", "trainer.resume=auto", 3),
-    ("sigusr1", [], lambda mp, env: at_update(mp, 5, send(signal.SIGUSR1)), RunStopped, 128 + signal.SIGUSR1,
-     "stopped by SIGUSR1 at update 5", "trainer.resume=auto", 5),
-    ("sigusr2", [], lambda mp, env: at_update(mp, 4, send(signal.SIGUSR2)), RunStopped, 128 + signal.SIGUSR2,
-     "stopped by SIGUSR2 at update 4", "trainer.resume=auto", 4),
-    ("disk-full-checkpoint", [], lambda mp, env: at_update(mp, 3, refuse_writes(mp, "last.pt", errno.ENOSPC)), StorageError, 1,
-     "cannot write checkpoint", "last.pt: No space left on device (ENOSPC); free space or set hydra.run.dir to a writable place, then trainer.resume=auto", 2),
-    ("read-only-results", [], lambda mp, env: at_update(mp, 6, refuse_writes(mp, "metrics.json", errno.EROFS)), StorageError, 1,
-     "cannot write results", "metrics.json: Read-only file system (EROFS)", 6),
-    ("no-permission-events", [], lambda mp, env: at_update(mp, 3, refuse_events(mp, errno.EACCES)), StorageError, 1,
-     "cannot write TensorBoard events in", "Permission denied (EACCES)", 2),
-    ("env-nan-reward", ENV, lambda mp, env: env("nan", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
-     "env fault_env_module:Faulty-v0 broke the two-player contract mid-rollout after", "got the reward array([nan,", 3),
-    ("env-raises", ENV, lambda mp, env: env("raise", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
-     "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after", "holds update 3: fix the env", 3),
-    ("env-step-timeout", [*ENV, "env.step_timeout=0.2"], lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
-     "env fault_env_module:Faulty-v0 took longer than env.step_timeout = 0.2 s in one step after", "holds update 3", 3),
-    ("env-raises-async", [*ENV, "env.vectorization=async"], lambda mp, env: env("raise", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
-     "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after", "holds update 3", 3),
-    ("env-step-timeout-async", [*ENV, "env.vectorization=async", "env.step_timeout=0.2"],
-     lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40), EnvFault, 1,
-     "env fault_env_module:Faulty-v0 took longer than env.step_timeout = 0.2 s in one step after", "holds update 3", 3),
+    (
+        "sigterm",
+        [],
+        lambda mp, env: at_update(mp, 3, send(signal.SIGTERM)),
+        RunStopped,
+        143,
+        "stopped by SIGTERM at update 3: checkpoint written to",
+        "continue with trainer.resume=auto hydra.run.dir=",
+        3,
+    ),
+    (
+        "sigint",
+        [],
+        lambda mp, env: at_update(mp, 3, send(signal.SIGINT)),
+        RunStopped,
+        130,
+        "stopped by SIGINT at update 3",
+        "trainer.resume=auto",
+        3,
+    ),
+    (
+        "sigusr1",
+        [],
+        lambda mp, env: at_update(mp, 5, send(signal.SIGUSR1)),
+        RunStopped,
+        128 + signal.SIGUSR1,
+        "stopped by SIGUSR1 at update 5",
+        "trainer.resume=auto",
+        5,
+    ),
+    (
+        "sigusr2",
+        [],
+        lambda mp, env: at_update(mp, 4, send(signal.SIGUSR2)),
+        RunStopped,
+        128 + signal.SIGUSR2,
+        "stopped by SIGUSR2 at update 4",
+        "trainer.resume=auto",
+        4,
+    ),
+    (
+        "disk-full-checkpoint",
+        [],
+        lambda mp, env: at_update(mp, 3, refuse_writes(mp, "last.pt", errno.ENOSPC)),
+        StorageError,
+        1,
+        "cannot write checkpoint",
+        "last.pt: No space left on device (ENOSPC); free space or set hydra.run.dir to a writable place, then trainer.resume=auto",
+        2,
+    ),
+    (
+        "read-only-results",
+        [],
+        lambda mp, env: at_update(mp, 6, refuse_writes(mp, "metrics.json", errno.EROFS)),
+        StorageError,
+        1,
+        "cannot write results",
+        "metrics.json: Read-only file system (EROFS)",
+        6,
+    ),
+    (
+        "no-permission-events",
+        [],
+        lambda mp, env: at_update(mp, 3, refuse_events(mp, errno.EACCES)),
+        StorageError,
+        1,
+        "cannot write TensorBoard events in",
+        "Permission denied (EACCES)",
+        2,
+    ),
+    (
+        "env-nan-reward",
+        ENV,
+        lambda mp, env: env("nan", after=3 * STEPS_PER_UPDATE + 40),
+        EnvFault,
+        1,
+        "env fault_env_module:Faulty-v0 broke the two-player contract mid-rollout after",
+        "got the reward array([nan,",
+        3,
+    ),
+    (
+        "env-raises",
+        ENV,
+        lambda mp, env: env("raise", after=3 * STEPS_PER_UPDATE + 40),
+        EnvFault,
+        1,
+        "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after",
+        "holds update 3: fix the env",
+        3,
+    ),
+    (
+        "env-step-timeout",
+        [*ENV, "env.step_timeout=0.2"],
+        lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40),
+        EnvFault,
+        1,
+        "env fault_env_module:Faulty-v0 took longer than env.step_timeout = 0.2 s in one step after",
+        "holds update 3",
+        3,
+    ),
+    (
+        "env-raises-async",
+        [*ENV, "env.vectorization=async"],
+        lambda mp, env: env("raise", after=3 * STEPS_PER_UPDATE + 40),
+        EnvFault,
+        1,
+        "env fault_env_module:Faulty-v0 raised ZeroDivisionError in step: the env divided by zero after",
+        "holds update 3",
+        3,
+    ),
+    (
+        "env-step-timeout-async",
+        [*ENV, "env.vectorization=async", "env.step_timeout=0.2"],
+        lambda mp, env: env("sleep", after=3 * STEPS_PER_UPDATE + 40),
+        EnvFault,
+        1,
+        "env fault_env_module:Faulty-v0 took longer than env.step_timeout = 0.2 s in one step after",
+        "holds update 3",
+        3,
+    ),
 ]
 
 
-@pytest.mark.parametrize("fault, overrides, inject, error, exit_code, start, holds, iteration", FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_ends_the_run_in_one_line_and_leaves_it_resumable(fault, overrides, inject, error, exit_code, start, holds, iteration,
-                                                                 fault_env, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "fault, overrides, inject, error, exit_code, start, holds, iteration", FAULTS, ids=[f[0] for f in FAULTS]
+)
+def test_fault_ends_the_run_in_one_line_and_leaves_it_resumable(
+    fault, overrides, inject, error, exit_code, start, holds, iteration, fault_env, tmp_path, monkeypatch
+):
     run_dir = tmp_path / "run"
     handlers = {number: signal.getsignal(number) for number in signals.STOP_SIGNALS}
     with monkeypatch.context() as injected:
@@ -210,8 +310,10 @@ def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(number
             train(config(*RUN, *TINY[:3]), run_dir=tmp_path / "split")
     split = train(config(*RUN, *TINY[:3], "trainer.resume=auto"), run_dir=tmp_path / "split")
     assert {k: v for k, v in whole.items() if k != "seconds"} == {k: v for k, v in split.items() if k != "seconds"}
-    assert_same_state(load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"),
-                      load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt"))
+    assert_same_state(
+        load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"),
+        load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt"),
+    )
 
 
 def test_second_signal_exits_at_once_and_handlers_come_back(monkeypatch):
@@ -255,7 +357,9 @@ def under_submitit(monkeypatch):
     signal.signal(signal.SIGUSR2, previous)
 
 
-def test_submitits_preemption_signal_requeues_after_the_checkpoint_and_the_requeued_job_continues(under_submitit, tmp_path, monkeypatch):
+def test_submitits_preemption_signal_requeues_after_the_checkpoint_and_the_requeued_job_continues(
+    under_submitit, tmp_path, monkeypatch
+):
     run_dir = tmp_path / "split"
     submitit = under_submitit(run_dir)
     assert signals.requeues_the_job(signal.getsignal(signal.SIGUSR2))
@@ -270,9 +374,14 @@ def test_submitits_preemption_signal_requeues_after_the_checkpoint_and_the_reque
         train(config(*RUN, *TINY[:3]), run_dir=run_dir)
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeued job: the same command, SLURM's restart count
     split = train(config(*RUN, *TINY[:3]), run_dir=run_dir)
-    whole = train(config(*RUN, *TINY[:3]), run_dir=tmp_path / "whole")  # restarted too, but without a checkpoint: from the start
+    whole = train(
+        config(*RUN, *TINY[:3]), run_dir=tmp_path / "whole"
+    )  # restarted too, but without a checkpoint: from the start
     assert {k: v for k, v in whole.items() if k != "seconds"} == {k: v for k, v in split.items() if k != "seconds"}
-    assert_same_state(load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"), load_checkpoint(run_dir / "checkpoints" / "last.pt"))
+    assert_same_state(
+        load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"),
+        load_checkpoint(run_dir / "checkpoints" / "last.pt"),
+    )
     assert submitit.calls == [(signal.SIGUSR2, 3)]
 
 
@@ -326,7 +435,9 @@ def mount():
             pytest.skip("no mount(8) on PATH")
         done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
-            pytest.skip(f"mount {' '.join(args)} {target} was refused: {done.stderr.strip() or f'exit status {done.returncode}'}")
+            pytest.skip(
+                f"mount {' '.join(args)} {target} was refused: {done.stderr.strip() or f'exit status {done.returncode}'}"
+            )
         if "remount" not in args:
             mounted.append(target)
 
@@ -355,7 +466,9 @@ def test_a_real_read_only_run_directory_ends_in_one_line(mount, tmp_path, monkey
         at_update(monkeypatch, 2, lambda run_dir: checkpoints.chmod(0o555))
         cause = r"Permission denied \(EACCES\)"
     try:
-        with pytest.raises(StorageError, match=rf"^cannot write checkpoint {checkpoints}/iteration_000004.pt: {cause}; ") as raised:
+        with pytest.raises(
+            StorageError, match=rf"^cannot write checkpoint {checkpoints}/iteration_000004.pt: {cause}; "
+        ) as raised:
             train(config(*TINY), run_dir=tmp_path)
     finally:
         if os.geteuid() != 0:
@@ -377,9 +490,11 @@ def test_a_full_tmpfs_ends_the_run_in_one_line(mount, tmp_path, monkeypatch):
         train(config(*TINY), run_dir=run_dir)
     message = str(raised.value)
     # the checkpoint at update 4 or the events before it, whichever the disk refuses first
-    assert re.fullmatch(rf"cannot write (checkpoint {run_dir}/checkpoints/iteration_000004.pt|TensorBoard events in {run_dir}): "
-                        r"No space left on device \(ENOSPC\); free space or set hydra.run.dir to a writable place, then trainer.resume=auto",
-                        message), message
+    assert re.fullmatch(
+        rf"cannot write (checkpoint {run_dir}/checkpoints/iteration_000004.pt|TensorBoard events in {run_dir}): "
+        r"No space left on device \(ENOSPC\); free space or set hydra.run.dir to a writable place, then trainer.resume=auto",
+        message,
+    ), message
     assert raised.value.exit_code == 1
     assert_left_resumable(run_dir, 2)
     (disk / "filler").unlink()  # space again: the run continues from update 2 to the end
@@ -392,20 +507,32 @@ def test_contract_error_is_a_short_line_with_the_details_apart(fault_env, tmp_pa
     with pytest.raises(SetupError) as raised:
         train(config(*RUN, *ENV), run_dir=tmp_path / "run")
     message = str(raised.value)
-    assert message.startswith("env fault_env_module:Faulty-v0 breaks the two-player contract: got the reward array([nan,"), message
-    assert message.endswith("fix the env as docs/formats.md says (details in train.log)") and len(message) <= 160, message
+    assert message.startswith(
+        "env fault_env_module:Faulty-v0 breaks the two-player contract: got the reward array([nan,"
+    ), message
+    assert message.endswith("fix the env as docs/formats.md says (details in train.log)") and len(message) <= 160, (
+        message
+    )
     assert "OrderEnforcing" in raised.value.detail and "MultiDiscrete([A1, A2])" in raised.value.detail
 
 
 @pytest.mark.slow
 def test_contract_error_prints_at_most_200_characters_and_logs_the_details(scripts, fault_env, tmp_path):
     run_dir = tmp_path / "run"
-    done = scripts.run("train.py", *RUN, *ENV, f"hydra.run.dir={run_dir}", cwd=tmp_path,
-                       env={**os.environ, "SPG_TEST_FAULT": "nan", "SPG_TEST_AFTER": "0"})
+    done = scripts.run(
+        "train.py",
+        *RUN,
+        *ENV,
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        env={**os.environ, "SPG_TEST_FAULT": "nan", "SPG_TEST_AFTER": "0"},
+    )
     assert done.returncode == 1
     lines = [line for line in (done.stdout + done.stderr).splitlines() if "[ERROR]" in line]
     assert len(lines) == 1 and len(lines[0]) <= 200, lines
-    assert "breaks the two-player contract: got the reward array([nan," in lines[0] and lines[0].endswith("(details in train.log)")
+    assert "breaks the two-player contract: got the reward array([nan," in lines[0] and lines[0].endswith(
+        "(details in train.log)"
+    )
     log = (run_dir / "train.log").read_text()
     assert "details: <" in log and "MultiDiscrete([A1, A2])" in log  # the wrapper chain and the whole contract
 
@@ -424,9 +551,17 @@ def test_sigterm_to_the_script_checkpoints_exits_143_and_resumes(scripts, tmp_pa
     output, _ = process.communicate(timeout=60)  # Hydra's console log is on stdout
     assert process.returncode == 143, output[-3000:]
     line = output.strip().splitlines()[-1]
-    assert "stopped by SIGTERM at update" in line and f"continue with trainer.resume=auto hydra.run.dir={run_dir}" in line, line
+    assert (
+        "stopped by SIGTERM at update" in line and f"continue with trainer.resume=auto hydra.run.dir={run_dir}" in line
+    ), line
     state = load_checkpoint(last)
     assert 3 <= state["iteration"] < 100000 and not list(run_dir.rglob(".*.tmp"))
-    resumed = scripts.run("train.py", *endless, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
+    resumed = scripts.run(
+        "train.py",
+        *endless,
+        f"trainer.iterations={state['iteration'] + 2}",
+        "trainer.resume=auto",
+        f"hydra.run.dir={run_dir}",
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint(last)["iteration"] == state["iteration"] + 2 and (run_dir / "metrics.json").is_file()

@@ -19,7 +19,9 @@ def test_training_on_cuda_matches_the_exact_solver_on_cpu(tmp_path):
     final = train(config(*TINY, "device=cuda"), run_dir=tmp_path)
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     game = GAME_BUILDERS["spg/RandomGame-v0"](num_states=3, num_leader_actions=2, num_follower_actions=2)
-    assert final["game/J"] == pytest.approx(exact.stackelberg_objective(game, state["leader"]["logits"].cpu(), 0.1), rel=1e-9)
+    assert final["game/J"] == pytest.approx(
+        exact.stackelberg_objective(game, state["leader"]["logits"].cpu(), 0.1), rel=1e-9
+    )
 
 
 def test_sampler_and_sparse_env_on_cuda():

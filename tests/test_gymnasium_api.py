@@ -88,7 +88,13 @@ class EndsAtRandom(gym.Env):
 
     def step(self, action):
         pair = np.array([action[0] + self.np_random.random(), action[1] - 1.0], np.float32)
-        return int(self.np_random.integers(5)), float(pair[0]), bool(self.np_random.random() < 0.3), False, {"reward_pair": pair}
+        return (
+            int(self.np_random.integers(5)),
+            float(pair[0]),
+            bool(self.np_random.random() < 0.3),
+            False,
+            {"reward_pair": pair},
+        )
 
 
 def test_project_sync_vectoriser_steps_exactly_as_gymnasiums_sync_vector_env():
@@ -101,7 +107,9 @@ def test_project_sync_vectoriser_steps_exactly_as_gymnasiums_sync_vector_env():
     for action in actions:
         o1, r1, te1, tr1, info1 = ours.step(action)
         o2, r2, te2, tr2, info2 = theirs.step(action)
-        assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(te1, te2) and np.array_equal(tr1, tr2)
+        assert (
+            np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(te1, te2) and np.array_equal(tr1, tr2)
+        )
         stepped = info2.get("_reward_pair", np.zeros(6, bool))
         assert np.array_equal(info1["_reward_pair"], stepped)
         assert np.array_equal(info1["reward_pair"][stepped], info2["reward_pair"][stepped])

@@ -11,23 +11,43 @@ from tests.helpers import TINY
 
 JOBS = 32
 # 32 runs of 2 updates on the 3-state game (seconds each, most of it the evaluation)
-SHORT = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.eval_every", "trainer.checkpoint_every", "trainer.eval_episodes"))]
+SHORT = [
+    o
+    for o in TINY
+    if not o.startswith(
+        ("trainer.iterations", "trainer.eval_every", "trainer.checkpoint_every", "trainer.eval_episodes")
+    )
+]
 SHORT += ["trainer.iterations=2", "trainer.eval_every=2", "trainer.checkpoint_every=2", "trainer.eval_episodes=10"]
 
 
 @pytest.mark.slow
 def test_joblib_multirun_of_32_jobs_on_two_workers_leaves_32_complete_distinct_runs(scripts, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e .[sweep]")
-    sweep = scripts.run("train.py", "-m", f"seed=range(0,{JOBS})", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SHORT,
-                        f"hydra.sweep.dir={tmp_path}", timeout=600)
+    sweep = scripts.run(
+        "train.py",
+        "-m",
+        f"seed=range(0,{JOBS})",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *SHORT,
+        f"hydra.sweep.dir={tmp_path}",
+        timeout=600,
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     runs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in runs] == sorted(f"{k}_model_spg_RandomGame-v0_seed{k}" for k in range(JOBS))
     returns = set()
     for k, run in enumerate(sorted(runs, key=lambda p: int(p.name.split("_")[0]))):
         # complete: its record, log, events, both checkpoints and results
-        assert {p.name for p in run.iterdir()} == {".hydra", ".lock", "train.log", "checkpoints", "metrics.json",
-                                                   *(p.name for p in run.glob("events.out.tfevents.*"))}, sorted(run.iterdir())
+        assert {p.name for p in run.iterdir()} == {
+            ".hydra",
+            ".lock",
+            "train.log",
+            "checkpoints",
+            "metrics.json",
+            *(p.name for p in run.glob("events.out.tfevents.*")),
+        }, sorted(run.iterdir())
         assert len(list(run.glob("events.out.tfevents.*"))) == 1
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iteration_000002.pt", "last.pt"]
         # not mixed: every file of the directory is job k's

@@ -22,8 +22,13 @@ ENV = [f"env.id={MODULE}:ModelFreeCoordination-v0", "env=gym", "env.gamma=0.5", 
 SOURCE = coordination_env_source("ModelFreeCoordination-v0")
 # the game the env plays, written from its rules: the leader earns 1 when the actions match, the
 # follower 1 for its action 1; the next state is uniform, the first one 0
-MODEL = TabularGame(np.full((2, 2, 2, 2), 0.5), np.broadcast_to(np.eye(2), (2, 2, 2)),
-                    np.broadcast_to(np.array([0.0, 1.0]), (2, 2, 2)), 0.5, np.array([1.0, 0.0]))
+MODEL = TabularGame(
+    np.full((2, 2, 2, 2), 0.5),
+    np.broadcast_to(np.eye(2), (2, 2, 2)),
+    np.broadcast_to(np.array([0.0, 1.0]), (2, 2, 2)),
+    0.5,
+    np.array([1.0, 0.0]),
+)
 
 
 @pytest.fixture
@@ -52,10 +57,14 @@ def test_evaluate_estimates_J_and_checks_the_equilibrium_from_the_saved_counts(m
     result = evaluate_run(run_dir, episodes=50)
     for key in ("empirical/J", "empirical/best_response_gap", "empirical/J_local_ascent", "empirical/transitions"):
         assert result[key] == pytest.approx(final[key], rel=1e-9), key
-    assert result["equilibrium"] == final["equilibrium"] and "estimated from the empirical game" in result["equilibrium"]
+    assert (
+        result["equilibrium"] == final["equilibrium"] and "estimated from the empirical game" in result["equilibrium"]
+    )
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     J = exact.stackelberg_objective(MODEL, state["leader"]["logits"], 0.1)
-    assert abs(result["empirical/J"] - J) < 0.05  # ~290 transitions a pair: within a few hundredths of the value scale 2
+    assert (
+        abs(result["empirical/J"] - J) < 0.05
+    )  # ~290 transitions a pair: within a few hundredths of the value scale 2
 
 
 def test_evaluate_from_another_directory_says_where_python_looked_for_the_module(model_free_run, tmp_path, monkeypatch):

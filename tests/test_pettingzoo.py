@@ -54,7 +54,9 @@ class TabularParallelEnv(pettingzoo.ParallelEnv):
 
     def step(self, actions):
         a1, a2 = (actions[agent] for agent in self.possible_agents)
-        rewards = dict(zip(self.possible_agents, (float(self.R1[self.state, a1, a2]), float(self.R2[self.state, a1, a2]))))
+        rewards = dict(
+            zip(self.possible_agents, (float(self.R1[self.state, a1, a2]), float(self.R2[self.state, a1, a2])))
+        )
         self.state = int(self.rng.choice(self.game.num_states, p=self.P[self.state, a1, a2]))
         self.t += 1
         done = self.t >= self.max_steps
@@ -119,7 +121,9 @@ def rps_model(gamma: float) -> TabularGame:
     return TabularGame(P, R1, -R1, gamma, np.eye(10)[0])
 
 
-def monte_carlo_z_scores(factory: str, game: TabularGame, vectorization: str, copies: int, N: int, T: int) -> list[float]:
+def monte_carlo_z_scores(
+    factory: str, game: TabularGame, vectorization: str, copies: int, N: int, T: int
+) -> list[float]:
     """``(mean return - exact value) / standard error`` of both players over ``N`` rollouts of
     ``T`` steps of the adapted env, at seeded policies."""
     env = make_vector_env(PETTINGZOO_ID, copies, vectorization, factory=factory)
@@ -138,7 +142,9 @@ def monte_carlo_z_scores(factory: str, game: TabularGame, vectorization: str, co
 
 @pytest.mark.parametrize("vectorization, copies", [("sync", 64), ("async", 4)])
 def test_parallel_env_written_here_returns_match_exact_values(vectorization, copies):
-    z = monte_carlo_z_scores(f"{HERE}:tabular", GAME, vectorization, copies, 256 if vectorization == "async" else 1024, 20)
+    z = monte_carlo_z_scores(
+        f"{HERE}:tabular", GAME, vectorization, copies, 256 if vectorization == "async" else 1024, 20
+    )
     assert max(map(abs, z)) < 4.0, z
 
 
@@ -182,32 +188,55 @@ def test_bad_factory_names_are_rejected(factory):
 
 
 def test_a_factory_whose_package_is_missing_is_one_line_naming_the_install():
-    with pytest.raises(ContractError, match=r"could not import no_such_package_for_spg: install it .*pip install -e '.\[pettingzoo\]'"):
+    with pytest.raises(
+        ContractError, match=r"could not import no_such_package_for_spg: install it .*pip install -e '.\[pettingzoo\]'"
+    ):
         make_vector_env(PETTINGZOO_ID, 2, "sync", factory=f"{HERE}:needs_a_missing_package")
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_make_vec_of_an_adapted_parallel_env_keeps_gymnasium_vector_api(mode):
-    env = gym.make_vec(PETTINGZOO_ID, num_envs=3, vectorization_mode=mode, max_episode_steps=2, factory=f"{HERE}:tabular")
+    env = gym.make_vec(
+        PETTINGZOO_ID, num_envs=3, vectorization_mode=mode, max_episode_steps=2, factory=f"{HERE}:tabular"
+    )
     low, high = [min(GAME.R1.min(), GAME.R2.min())] * 2, [max(GAME.R1.max(), GAME.R2.max())] * 2
-    played = check_vector_env(env, gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32)), episode_steps=2)
+    played = check_vector_env(
+        env, gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32)), episode_steps=2
+    )
     env.close()
     # every reward pair is the model's R1, R2 at the state and joint action it was played in
     for states, actions, pairs in played:
-        expected = np.stack([GAME.R1.numpy()[states, actions[:, 0], actions[:, 1]], GAME.R2.numpy()[states, actions[:, 0], actions[:, 1]]], -1)
+        expected = np.stack(
+            [
+                GAME.R1.numpy()[states, actions[:, 0], actions[:, 1]],
+                GAME.R2.numpy()[states, actions[:, 0], actions[:, 1]],
+            ],
+            -1,
+        )
         np.testing.assert_allclose(pairs, expected, rtol=1e-6)
     assert len(played) == 3  # steps 1, 2 and 4 (step 3 only restarts)
 
 
 def train(scripts, tmp_path, *overrides):
-    return scripts.run("train.py", "env=pettingzoo", "env.gamma=0.9", "trainer.progress=false", f"hydra.run.dir={tmp_path}", *overrides)
+    return scripts.run(
+        "train.py", "env=pettingzoo", "env.gamma=0.9", "trainer.progress=false", f"hydra.run.dir={tmp_path}", *overrides
+    )
 
 
 @pytest.mark.slow
 def test_trainer_trains_on_pettingzoo_rock_paper_scissors(scripts, tmp_path):
     pytest.importorskip("pygame", reason="PettingZoo's classic games need pygame")
-    done = train(scripts, tmp_path, "env.id=envs.pettingzoo_adapter:rock_paper_scissors", "trainer.iterations=4", "algo.follower_warmup=1",
-                 "trainer.batch_size=32", "trainer.horizon=10", "trainer.eval_every=2", "trainer.eval_episodes=32")
+    done = train(
+        scripts,
+        tmp_path,
+        "env.id=envs.pettingzoo_adapter:rock_paper_scissors",
+        "trainer.iterations=4",
+        "algo.follower_warmup=1",
+        "trainer.batch_size=32",
+        "trainer.horizon=10",
+        "trainer.eval_every=2",
+        "trainer.eval_episodes=32",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["leader"]["logits"].shape == (10, 3) and state["follower"]["logits"].shape == (10, 3)

@@ -42,10 +42,16 @@ def sweep(tmp_path):
     root = tmp_path / "sweep"
     sampled = {"overrides": [], "env": GAME, "env_steps": [100.0, 200.0, 300.0]}
     write_run(root / "0", seed=0, scalars={"game/J": [1.0, 2.0, 3.0, 4.0]}, **sampled)
-    write_run(root / "1", seed=0, scalars={"game/J": [1.0, 3.0, 4.0, 5.0]}, **sampled, config_in_events=True)  # seed 0 again
+    write_run(
+        root / "1", seed=0, scalars={"game/J": [1.0, 3.0, 4.0, 5.0]}, **sampled, config_in_events=True
+    )  # seed 0 again
     write_run(root / "2", seed=1, scalars={"game/J": [1.0, 1.0, 2.0, 3.0]}, **sampled)
-    write_run(root / "3", seed=0, overrides=["algo=exact_spg"], env=GAME, scalars={"game/J": [1.0, 5.0, 6.0]})  # samples nothing
-    write_run(root / "4", seed=0, overrides=["env=gym"], env=OTHER, scalars={"empirical/J": [-1.5, -1.4]}, env_steps=[50.0])
+    write_run(
+        root / "3", seed=0, overrides=["algo=exact_spg"], env=GAME, scalars={"game/J": [1.0, 5.0, 6.0]}
+    )  # samples nothing
+    write_run(
+        root / "4", seed=0, overrides=["env=gym"], env=OTHER, scalars={"empirical/J": [-1.5, -1.4]}, env_steps=[50.0]
+    )
     write_run(root / "5", seed=0, overrides=["algo=pg"], env=GAME, scalars={"leader/return": [0.5]})  # no J at all
     return root
 
@@ -60,8 +66,11 @@ def test_one_panel_per_game_and_x_axis_with_seeds_counted_by_seed(sweep):
     assert skipped == ["it logged no game/J or empirical/J"]
     figure, lines = PLOT["draw"](found)
     panels = {(ax.get_title(), ax.get_xlabel()): ax for ax in figure.axes}
-    assert set(panels) == {("spg/RandomGame-v0", "env steps"), ("spg/RandomGame-v0", "iterations (leader updates)"),
-                           ("my_games:Inspection-v0", "env steps")}
+    assert set(panels) == {
+        ("spg/RandomGame-v0", "env steps"),
+        ("spg/RandomGame-v0", "iterations (leader updates)"),
+        ("my_games:Inspection-v0", "env steps"),
+    }
     assert lines == 3
     sampled = panels["spg/RandomGame-v0", "env steps"]
     (line,) = sampled.get_lines()
@@ -71,16 +80,24 @@ def test_one_panel_per_game_and_x_axis_with_seeds_counted_by_seed(sweep):
     (exact,) = panels["spg/RandomGame-v0", "iterations (leader updates)"].get_lines()
     assert exact.get_label() == "algo=exact_spg (1 seed; game/J)" and np.array_equal(exact.get_xdata(), [0, 1, 2])
     (estimated,) = panels["my_games:Inspection-v0", "env steps"].get_lines()
-    assert estimated.get_label() == "env=gym (1 seed; empirical/J)" and panels["my_games:Inspection-v0", "env steps"].get_ylabel() == "empirical/J"
+    assert (
+        estimated.get_label() == "env=gym (1 seed; empirical/J)"
+        and panels["my_games:Inspection-v0", "env steps"].get_ylabel() == "empirical/J"
+    )
 
 
 def test_games_that_share_an_id_are_told_apart_by_their_settings(tmp_path):
     other_seed = {**GAME, "kwargs": {"num_states": 8, "seed": 1}}
     write_run(tmp_path / "a", seed=0, overrides=[], env=GAME, scalars={"game/J": [1.0]}, env_steps=[])
-    write_run(tmp_path / "b", seed=0, overrides=["env.kwargs.seed=1"], env=other_seed, scalars={"game/J": [2.0]}, env_steps=[])
+    write_run(
+        tmp_path / "b", seed=0, overrides=["env.kwargs.seed=1"], env=other_seed, scalars={"game/J": [2.0]}, env_steps=[]
+    )
     figure, _ = PLOT["draw"](curves(tmp_path)[0])
     titles = sorted(ax.get_title() for ax in figure.axes)
-    assert titles == ['spg/RandomGame-v0 {"num_states": 8, "seed": 0}', 'spg/RandomGame-v0 {"num_states": 8, "seed": 1}']
+    assert titles == [
+        'spg/RandomGame-v0 {"num_states": 8, "seed": 0}',
+        'spg/RandomGame-v0 {"num_states": 8, "seed": 1}',
+    ]
 
 
 def test_the_script_names_every_skipped_run_and_writes_the_image(sweep, tmp_path, monkeypatch, capsys):
@@ -88,7 +105,10 @@ def test_the_script_names_every_skipped_run_and_writes_the_image(sweep, tmp_path
     monkeypatch.setattr(sys, "argv", ["plot.py", str(sweep), "--out", str(out)])
     assert PLOT["main"]() == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed == [f"wrote {out}: 5 of 6 runs, 3 curves in 3 panels", f"skipped {sweep / '5'}: it logged no game/J or empirical/J"]
+    assert printed == [
+        f"wrote {out}: 5 of 6 runs, 3 curves in 3 panels",
+        f"skipped {sweep / '5'}: it logged no game/J or empirical/J",
+    ]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setattr(sys, "argv", ["plot.py", str(sweep), "--out", str(out), "--tag", "leader/return"])
     assert PLOT["main"]() == 0

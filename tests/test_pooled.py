@@ -43,7 +43,11 @@ def test_state_values_carry_cut_trajectories_on_with_the_value_they_reached():
         returns = weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False)
         bootstrapped.append(state_values(batch, returns, 3, gamma=GAMMA)[0].T.flatten())
         # gamma = 1 marks no trajectory as cut: the plain means of the truncated returns
-        plain.append(state_values(batch, weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False), 3, gamma=1.0)[0].T.flatten())
+        plain.append(
+            state_values(
+                batch, weighted_returns(batch, follower.logits, gamma=GAMMA, lam=LAM, baseline=False), 3, gamma=1.0
+            )[0].T.flatten()
+        )
     z = z_scores(torch.stack(bootstrapped), expected)
     assert z.abs().max() < 4.0, z
     assert z_scores(torch.stack(plain), expected).abs().max() > 20.0  # power: truncation is visible at this horizon
@@ -57,7 +61,10 @@ def test_joint_q_estimates_match_both_players_q_functions(probes, geometric):
     centre = lambda q: (q - q.mean(1, keepdim=True)).flatten()  # noqa: E731  (centred rewards shift Q by a constant)
     expected = torch.cat([centre(values.q1.detach()), centre(values.q2.detach())])
     sampler = Sampler(
-        TabularVectorEnv(game, 2000), seed=4, probe_discount=GAMMA if probes else None, geometric_discount=GAMMA if geometric else None
+        TabularVectorEnv(game, 2000),
+        seed=4,
+        probe_discount=GAMMA if probes else None,
+        geometric_discount=GAMMA if geometric else None,
     )
     gamma = 1.0 if geometric else GAMMA
     estimates = []
@@ -78,7 +85,10 @@ def leader_terms(source, leader, follower, w):
     return torch.cat([direct.flatten(), implicit.flatten()])
 
 
-@pytest.mark.parametrize("probes, geometric, from_mu", [(0.0, False, False), (1.0, False, False), (0.25, False, False), (1.0, True, False), (1.0, False, True)])
+@pytest.mark.parametrize(
+    "probes, geometric, from_mu",
+    [(0.0, False, False), (1.0, False, False), (0.25, False, False), (1.0, True, False), (1.0, False, True)],
+)
 def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
     # probes: the probability of a uniform follower action at the probe step (0: none)
     # grad_1 V1(rho) and sum_s d(s) sum_a2 pi2 w grad_1 Q2^lam at any policies and any w
@@ -89,7 +99,10 @@ def test_pooled_leader_terms_match_the_exact_ones(probes, geometric, from_mu):
     w = seeded_logits(3, 3, 5)
     expected = leader_terms(ExactObjectives(game), leader, follower, w)
     sampler = Sampler(
-        TabularVectorEnv(game, 2000), seed=6, probe_discount=GAMMA, probe_share=probes,
+        TabularVectorEnv(game, 2000),
+        seed=6,
+        probe_discount=GAMMA,
+        probe_share=probes,
         geometric_discount=GAMMA if geometric else None,
     )
     weights = start_weights(game, "mu")
@@ -114,7 +127,9 @@ def squared_errors(factors, *args) -> dict[str, float]:
     for _ in range(30):
         batch = sampler.collect(args[0], args[1], 256, 90)
         for estimator in errors:
-            errors[estimator] += float(((factors(SampledObjectives(batch, 0.9, estimator=estimator), *args) - expected) ** 2).sum())
+            errors[estimator] += float(
+                ((factors(SampledObjectives(batch, 0.9, estimator=estimator), *args) - expected) ** 2).sum()
+            )
     return errors
 
 
@@ -122,6 +137,7 @@ def test_pooled_leader_terms_have_less_error_than_the_reinforce_forms():
     leader, follower = policies()
     errors = squared_errors(leader_terms, leader, follower, seeded_logits(3, 3, 5))
     assert errors["pooled"] < 0.5 * errors["reinforce"], errors
+
 
 def curvature_factors(source, leader, follower, v, w):
     """``grad_1 V1``, ``grad_2 V1``, ``H v`` and ``d/d theta1 (grad_2 V2 . w)`` from a source's

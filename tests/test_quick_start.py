@@ -22,7 +22,10 @@ def quick_start() -> list[str]:
 
 def measured() -> dict[str, float]:
     """The final ``J`` of each command of the README's table."""
-    return {command: float(J) for command, J in re.findall(r"^\| `(python scripts/train\.py[^`]*)`[^|]*\| ([-0-9.]+) \|", README, re.M)}
+    return {
+        command: float(J)
+        for command, J in re.findall(r"^\| `(python scripts/train\.py[^`]*)`[^|]*\| ([-0-9.]+) \|", README, re.M)
+    }
 
 
 def final_J(output: str) -> float:
@@ -40,7 +43,9 @@ def test_readme_quick_start_runs_as_written_and_reproduces_its_table(tmp_path):
     for command in commands:
         program, script, *arguments = shlex.split(command)
         assert program == "python", command
-        done = subprocess.run([sys.executable, script, *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, script, *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
         output = done.stdout + done.stderr
         assert done.returncode == 0, (command, output[-3000:])
         if script == "scripts/train.py":

@@ -88,7 +88,10 @@ def test_a_native_env_steps_only_the_copies_a_batch_needs(episodic):
         terminal = torch.tensor([0, 0, 0, 0, 1], dtype=torch.bool)
         R1, R2 = (R.masked_fill(terminal[:, None, None], 0.0) for R in (game.R1, game.R2))  # never collected there
         game = TabularGame(game.P, R1, R2, game.gamma, game.rho, terminal=terminal)
-    leader, follower = TabularSoftmaxPolicy(5, 2, logits=seeded_logits(5, 2, 0)), TabularSoftmaxPolicy(5, 3, logits=seeded_logits(5, 3, 1))
+    leader, follower = (
+        TabularSoftmaxPolicy(5, 2, logits=seeded_logits(5, 2, 0)),
+        TabularSoftmaxPolicy(5, 3, logits=seeded_logits(5, 3, 1)),
+    )
     small, large = Sampler(TabularVectorEnv(game, 40), seed=2), Sampler(TabularVectorEnv(game, 512), seed=2)
     for _ in range(2):  # the second batch continues both streams
         a, b = small.collect(leader, follower, 40, 9), large.collect(leader, follower, 40, 9)
@@ -151,7 +154,9 @@ def test_sampler_state_dict_restores_the_rollout_stream():
 def test_geometric_lengths_have_the_discounted_mean_and_cut_the_batch():
     game = random_game(4, 2, 2, seed=1, gamma=0.8)
     follower = TabularSoftmaxPolicy(4, 2)
-    batch = Sampler(TabularVectorEnv(game, 4000), seed=2, geometric_discount=0.8).collect(TabularSoftmaxPolicy(4, 2), follower, 4000, 30)
+    batch = Sampler(TabularVectorEnv(game, 4000), seed=2, geometric_discount=0.8).collect(
+        TabularSoftmaxPolicy(4, 2), follower, 4000, 30
+    )
     lengths = batch.mask.sum(1).double()
     # every trajectory is a prefix of the buffer, and the buffer ends with the longest one
     assert torch.equal(batch.mask, torch.arange(batch.horizon)[None, :] < lengths[:, None])
@@ -165,4 +170,7 @@ def test_rollout_plans():
     assert plan_rollouts(0.9, None, "auto") == Rollouts(auto_horizon(0.9), geometric=False)
     plan = plan_rollouts(0.99, None, "auto")
     assert plan.geometric and 0.99**plan.horizon <= GEOMETRIC_TAIL < 0.99 ** (plan.horizon - 1)
-    assert plan_rollouts(0.99, 50, "fixed") == Rollouts(50, geometric=False) and plan_rollouts(0.0, None, "geometric").horizon == 1
+    assert (
+        plan_rollouts(0.99, 50, "fixed") == Rollouts(50, geometric=False)
+        and plan_rollouts(0.0, None, "geometric").horizon == 1
+    )

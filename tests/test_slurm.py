@@ -27,14 +27,20 @@ def _unavailable() -> str | None:
         sinfo = subprocess.run(["sinfo", "-h", "-p", "debug", "-o", "%t"], capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
         return "sinfo did not answer within 20 s"
-    if sinfo.returncode != 0 or not any(s.rstrip("*~#$@^-!") in ("idle", "mix", "alloc", "comp") for s in sinfo.stdout.split()):
+    if sinfo.returncode != 0 or not any(
+        s.rstrip("*~#$@^-!") in ("idle", "mix", "alloc", "comp") for s in sinfo.stdout.split()
+    ):
         answer = (sinfo.stdout + sinfo.stderr).strip().splitlines()[-1:] or ["no node"]
         return f"no SLURM node up in partition debug (sinfo: {answer[0]}); scripts/slurm_cluster.sh up starts one"
     return None
 
 
 def _queued(job_ids: list[str]) -> bool:
-    return bool(subprocess.run(["squeue", "-h", "-j", ",".join(job_ids)], capture_output=True, text=True, timeout=30).stdout.strip())
+    return bool(
+        subprocess.run(
+            ["squeue", "-h", "-j", ",".join(job_ids)], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+    )
 
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e .[sweep]")
@@ -52,7 +58,9 @@ def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(scr
     slow = [o for o in TINY if not o.startswith(("trainer.iterations", "trainer.checkpoint_every"))]
     sweep = ["-m", "seed=0,1", *SLURM, *slow, "trainer.checkpoint_every=1", f"hydra.sweep.dir={tmp_path}"]
     jobs = [tmp_path / "0_model_spg_RandomGame-v0_seed0", tmp_path / "1_model_spg_RandomGame-v0_seed1"]
-    launcher = scripts.start("train.py", *sweep, "trainer.iterations=100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launcher = scripts.start(
+        "train.py", *sweep, "trainer.iterations=100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     job_ids: list[str] = []
     try:
         deadline = time.time() + 120
@@ -73,7 +81,9 @@ def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(scr
     assert not any((job / "metrics.json").exists() for job in jobs)
 
     end = max(stopped) + 2
-    resumed = scripts.run("train.py", *sweep, f"trainer.iterations={end}", "trainer.resume=auto")  # the same sweep again
+    resumed = scripts.run(
+        "train.py", *sweep, f"trainer.iterations={end}", "trainer.resume=auto"
+    )  # the same sweep again
     assert resumed.returncode == 0, resumed.stderr
     for job, k in zip(jobs, stopped):
         assert _iteration(job) == end
@@ -86,7 +96,9 @@ def test_sweep_cancelled_with_scancel_resumes_every_job_in_its_own_directory(scr
 
 
 def _pending(job_ids: list[str]) -> bool:
-    states = subprocess.run(["squeue", "-h", "-o", "%t", "-j", ",".join(job_ids)], capture_output=True, text=True, timeout=30).stdout.split()
+    states = subprocess.run(
+        ["squeue", "-h", "-o", "%t", "-j", ",".join(job_ids)], capture_output=True, text=True, timeout=30
+    ).stdout.split()
     return "PD" in states
 
 
@@ -111,8 +123,18 @@ def test_preempted_job_requeues_and_ends_as_an_uninterrupted_run(how, scripts, t
     job = sweep / "0_spg_RandomGame-v0_seed1"
     # timeout_min=60: submitit takes a SIGUSR2 before 80% of the time limit for a preemption, which it requeues
     # without counting it against hydra.launcher.max_num_timeout
-    launcher = scripts.start("train.py", "-m", *run, "seed=1", *SLURM, "hydra.launcher.timeout_min=60", f"hydra.sweep.dir={sweep}",
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launcher = scripts.start(
+        "train.py",
+        "-m",
+        *run,
+        "seed=1",
+        *SLURM,
+        "hydra.launcher.timeout_min=60",
+        f"hydra.sweep.dir={sweep}",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     job_ids: list[str] = []
     try:
         deadline = time.time() + 120
@@ -124,7 +146,9 @@ def test_preempted_job_requeues_and_ends_as_an_uninterrupted_run(how, scripts, t
         while time.time() < deadline and not _pending(job_ids):
             time.sleep(0.2)
         assert _pending(job_ids), "the job was not requeued"
-        _, errors = launcher.communicate(timeout=300)  # a requeued job starts again after cred_expire (scripts/slurm_cluster.sh)
+        _, errors = launcher.communicate(
+            timeout=300
+        )  # a requeued job starts again after cred_expire (scripts/slurm_cluster.sh)
         assert launcher.returncode == 0, errors[-3000:]
     finally:
         if job_ids and _queued(job_ids):
@@ -134,9 +158,14 @@ def test_preempted_job_requeues_and_ends_as_an_uninterrupted_run(how, scripts, t
     stopped = int(log.split("stopping after update ", 1)[1].split()[0])
     assert 6 <= stopped < 80, log[-3000:]
     assert "SLURM restarted this job (SLURM_RESTART_COUNT=1)" in log
-    assert f"resumed from {job / 'checkpoints' / 'last.pt'} at iteration {stopped}" in log  # its own checkpoint at the stop
+    assert (
+        f"resumed from {job / 'checkpoints' / 'last.pt'} at iteration {stopped}" in log
+    )  # its own checkpoint at the stop
     final = json.loads((job / "metrics.json").read_text())
     expected = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     assert final.keys() == expected.keys()
     assert {k: v for k, v in final.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
-    assert_same_state(load_checkpoint(job / "checkpoints" / "last.pt"), load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"))
+    assert_same_state(
+        load_checkpoint(job / "checkpoints" / "last.pt"),
+        load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt"),
+    )

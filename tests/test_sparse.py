@@ -22,10 +22,18 @@ def test_iterative_exact_values_match_the_dense_solver():
     for x, y in ((a.v1, b.v1), (a.v2, b.v2), (a.q1, b.q1), (a.q2, b.q2)):
         assert torch.allclose(x, y, atol=1e-7)
     theta1 = seeded_logits(12, 3, 2)
-    assert exact.stackelberg_objective(sparse, theta1, LAM) == pytest.approx(exact.stackelberg_objective(dense, theta1, LAM), abs=1e-7)
-    assert torch.allclose(exact.soft_best_response(sparse, pi1, LAM).probs, exact.soft_best_response(dense, pi1, LAM).probs, atol=1e-7)
-    assert torch.equal(exact.soft_best_response(sparse, pi1, 0.0).probs, exact.soft_best_response(dense, pi1, 0.0).probs)
-    assert exact.best_response_gap(sparse, pi1, pi2, LAM) == pytest.approx(exact.best_response_gap(dense, pi1, pi2, LAM), abs=1e-7)
+    assert exact.stackelberg_objective(sparse, theta1, LAM) == pytest.approx(
+        exact.stackelberg_objective(dense, theta1, LAM), abs=1e-7
+    )
+    assert torch.allclose(
+        exact.soft_best_response(sparse, pi1, LAM).probs, exact.soft_best_response(dense, pi1, LAM).probs, atol=1e-7
+    )
+    assert torch.equal(
+        exact.soft_best_response(sparse, pi1, 0.0).probs, exact.soft_best_response(dense, pi1, 0.0).probs
+    )
+    assert exact.best_response_gap(sparse, pi1, pi2, LAM) == pytest.approx(
+        exact.best_response_gap(dense, pi1, pi2, LAM), abs=1e-7
+    )
     # exact derivatives densify small sparse games
     d_sparse = exact.stackelberg_gradient(sparse, theta1, LAM).total
     d_dense = exact.stackelberg_gradient(dense, theta1, LAM).total
@@ -78,7 +86,9 @@ def test_sparse_files_and_validation(tmp_path):
     args = (game.R1.numpy(), game.R2.numpy(), 0.9, game.rho.numpy())
     bad = succ.copy()
     bad[1, 0, 2, 1] = 5
-    with pytest.raises(ValueError, match=r"successors\[1, 0, 2, 1\] = 5: successor indices must lie in \[0, S\) = \[0, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"successors\[1, 0, 2, 1\] = 5: successor indices must lie in \[0, S\) = \[0, 5\)"
+    ):
         SparseTabularGame(bad, probs, *args)
     bad_probs = probs.copy()
     bad_probs[3, 1, 0] = [0.5, 0.4]
@@ -108,7 +118,14 @@ def test_training_on_a_sparse_game_file(tmp_path):
 def test_every_algorithm_trains_on_dense_and_sparse_game_files_through_the_cli(algo, kind, scripts, tmp_path):
     game = random_sparse_game(12, 2, 3, num_successors=3, seed=6, gamma=0.8)
     (game if kind == "sparse" else game.dense()).to_npz(tmp_path / "game.npz")
-    done = scripts.run("train.py", "env=file", f"env.path={tmp_path / 'game.npz'}", f"algo={algo}", f"hydra.run.dir={tmp_path / 'run'}", *TINY[3:])
+    done = scripts.run(
+        "train.py",
+        "env=file",
+        f"env.path={tmp_path / 'game.npz'}",
+        f"algo={algo}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *TINY[3:],
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert state["iteration"] == 6 and state["leader"]["logits"].shape == (12, 2)

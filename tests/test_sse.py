@@ -62,8 +62,14 @@ def brute_force(game: TabularGame, starts: int = 6, seed: int = 0) -> float:
         cons = [{"type": "eq", "fun": lambda x: sums @ x - 1}, {"type": "ineq", "fun": incentive}]
         for k in range(starts):
             x0 = np.full(S * A1, 1.0 / A1) if k == 0 else rng.dirichlet(np.ones(A1), S).ravel()
-            result = minimize(objective, x0, method="SLSQP", bounds=[(0, 1)] * (S * A1), constraints=cons,
-                              options={"ftol": 1e-12, "maxiter": 300})
+            result = minimize(
+                objective,
+                x0,
+                method="SLSQP",
+                bounds=[(0, 1)] * (S * A1),
+                constraints=cons,
+                options={"ftol": 1e-12, "maxiter": 300},
+            )
             if incentive(result.x).min() >= -1e-8 and abs(sums @ result.x - 1).max() < 1e-8:
                 best = max(best, -result.fun)
     return best
@@ -131,7 +137,10 @@ def test_repeated_game_is_one_shot_over_one_minus_gamma():
 # -- stochastic games: brute force and a grid -----------------------------------------------------
 
 
-@pytest.mark.parametrize("S, A1, A2, seed", [(2, 2, 2, 0), (2, 2, 2, 1), (2, 2, 3, 2), (3, 2, 2, 3), pytest.param(3, 2, 3, 4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "S, A1, A2, seed",
+    [(2, 2, 2, 0), (2, 2, 2, 1), (2, 2, 3, 2), (3, 2, 2, 3), pytest.param(3, 2, 3, 4, marks=pytest.mark.slow)],
+)
 def test_random_stochastic_games_match_brute_force(S, A1, A2, seed):
     game = random_game(S, A1, A2, gamma=0.8, seed=seed)
     solution = strong_stackelberg_game(game, time_limit=600)  # decided by the bits, not by the machine's speed
@@ -207,15 +216,24 @@ def test_reference_script_sse(tmp_path):
     spec = MATRIX_GAMES["SecurityGame"]
     path = tmp_path / "security.npz"
     matrix_game(spec.leader_payoff, spec.follower_payoff).to_npz(path)
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--sse", str(path), "--write-cache"],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reference.py"), "--sse", str(path), "--write-cache"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert "-0.6" in done.stdout and "gap" in done.stdout
     cached = json.loads(cache_path(path).read_text())
     assert cached["value"] == pytest.approx(-0.6, abs=1e-8)
     big = tmp_path / "big.npz"
     random_game(12, 3, 3, seed=0).to_npz(big)
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--sse", str(big)], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reference.py"), "--sse", str(big)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 

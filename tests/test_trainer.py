@@ -29,7 +29,11 @@ from tests.helpers import TINY, config, coordination_env_source, sampled_traject
 @pytest.mark.parametrize("algo", ["spg", "pg", "exact_spg", "exact_pg", "model_spg"])
 def test_every_algorithm_trains_and_writes_its_run_directory(algo, tmp_path):
     final = train(config(f"algo={algo}", *TINY), run_dir=tmp_path)
-    assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"game/J", "game/best_response_gap", "leader/return"}
+    assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {
+        "game/J",
+        "game/best_response_gap",
+        "leader/return",
+    }
     assert np.isfinite(final["game/J"])
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["iteration"] == 6 and state["leader"]["logits"].shape == (3, 2)
@@ -43,10 +47,23 @@ def test_tensorboard_event_files_hold_the_main_tags(tiny_run):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     expected = {
-        "leader/return", "follower/return", "game/J", "game/leader_value", "game/follower_value",
-        "game/best_response_gap", "leader/direct_norm", "leader/implicit_norm", "estimator/cosine_to_exact",
-        "charts/leader_lr", "charts/env_steps_per_second", "follower/logit_change", "follower/q_coverage",
-        "leader/min_prob", "follower/min_prob", "game/J_gradient_norm", "game/equilibrium",
+        "leader/return",
+        "follower/return",
+        "game/J",
+        "game/leader_value",
+        "game/follower_value",
+        "game/best_response_gap",
+        "leader/direct_norm",
+        "leader/implicit_norm",
+        "estimator/cosine_to_exact",
+        "charts/leader_lr",
+        "charts/env_steps_per_second",
+        "follower/logit_change",
+        "follower/q_coverage",
+        "leader/min_prob",
+        "follower/min_prob",
+        "game/J_gradient_norm",
+        "game/equilibrium",
     }
     assert expected <= scalars, expected - scalars
     for tag in ("game/J", "game/equilibrium"):  # evaluated before the first update too
@@ -58,7 +75,10 @@ def test_equilibrium_flag_is_also_logged_as_text_at_every_evaluation(tiny_run):
     events = EventAccumulator(str(tiny_run), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     flags = {e.step: e.value for e in events.Scalars("game/equilibrium")}
-    texts = {e.step: tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in events.Tensors("game/equilibrium_check/text_summary")}
+    texts = {
+        e.step: tensor_util.make_ndarray(e.tensor_proto).item().decode()
+        for e in events.Tensors("game/equilibrium_check/text_summary")
+    }
     assert sorted(texts) == sorted(flags) == [0, 3, 6]
     for step, text in texts.items():
         verdict = "ok (1)" if flags[step] == 1.0 else "not yet (0): "
@@ -68,13 +88,21 @@ def test_equilibrium_flag_is_also_logged_as_text_at_every_evaluation(tiny_run):
 def test_resume_says_when_it_starts_fresh_and_when_the_run_was_already_complete(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="spg.trainer")
     train(config(*TINY, "trainer.resume=auto"), run_dir=tmp_path)
-    assert f"trainer.resume=auto: no checkpoint to resume in {tmp_path} (checkpoints/last.pt), so this is a fresh run" in caplog.text
+    assert (
+        f"trainer.resume=auto: no checkpoint to resume in {tmp_path} (checkpoints/last.pt), so this is a fresh run"
+        in caplog.text
+    )
     caplog.clear()
     train(config(*TINY, "trainer.resume=auto"), run_dir=tmp_path)
     assert "the run was already complete (iteration 6 of trainer.iterations=6): nothing to train" in caplog.text
     assert "wall time [s]" in caplog.text and "(the run was already complete: nothing was trained)" in caplog.text
     caplog.clear()
-    train(config(*[o for o in TINY if not o.startswith("trainer.iterations")], "trainer.iterations=8", "trainer.resume=auto"), run_dir=tmp_path)
+    train(
+        config(
+            *[o for o in TINY if not o.startswith("trainer.iterations")], "trainer.iterations=8", "trainer.resume=auto"
+        ),
+        run_dir=tmp_path,
+    )
     assert "resumed from" in caplog.text and "already complete" not in caplog.text and "fresh run" not in caplog.text
 
 
@@ -82,7 +110,11 @@ def test_resume_says_when_it_starts_fresh_and_when_the_run_was_already_complete(
 def test_policy_heatmap_has_integer_ticks_and_a_labelled_colour_bar(states, actions, generator):
     figure = policy_figure(torch.softmax(torch.randn(states, actions, generator=generator), -1), "leader")
     heatmap, colour_bar = figure.axes
-    assert (heatmap.get_xlabel(), heatmap.get_ylabel(), colour_bar.get_ylabel()) == ("leader action", "state", "probability")
+    assert (heatmap.get_xlabel(), heatmap.get_ylabel(), colour_bar.get_ylabel()) == (
+        "leader action",
+        "state",
+        "probability",
+    )
     for ticks, count in ((heatmap.get_xticks(), actions), (heatmap.get_yticks(), states)):
         shown = [t for t in ticks if -0.5 <= t <= count - 0.5]
         assert shown and all(float(t).is_integer() for t in shown), ticks
@@ -104,7 +136,9 @@ def test_user_env_from_a_temporary_module(tmp_path, monkeypatch):
     pi1, pi2 = (torch.softmax(state[p]["logits"], -1) for p in ("leader", "follower"))
     J = exact.stackelberg_objective(model, state["leader"]["logits"], 0.1)
     cfg = config(*overrides, *TINY[3:])
-    transitions = sampled_trajectories(cfg, 6) * 11  # 10 follower warm-up batches and 6 updates; every step but a rollout's last
+    transitions = (
+        sampled_trajectories(cfg, 6) * 11
+    )  # 10 follower warm-up batches and 6 updates; every step but a rollout's last
     assert final["empirical/transitions"] == transitions and final["empirical/visited_pairs"] == 8
     # ~290 transitions a pair: P within ~0.03, so J and the gap within a few hundredths of the value scale (2)
     assert abs(final["empirical/J"] - J) < 0.05
@@ -182,14 +216,21 @@ def test_subprocess_run_with_overrides_and_bad_inputs(scripts, tmp_path):
         assert run.returncode == 1, output
         assert message in output and "Traceback" not in output, output
     unknown = scripts.run("train.py", "trainer.nonsense=1", f"hydra.run.dir={tmp_path / 'unknown'}")
-    assert unknown.returncode == 1 and "nonsense" in unknown.stderr and not (tmp_path / "unknown" / "metrics.json").exists()
+    assert (
+        unknown.returncode == 1
+        and "nonsense" in unknown.stderr
+        and not (tmp_path / "unknown" / "metrics.json").exists()
+    )
 
 
 @pytest.mark.slow
 def test_multirun_with_two_seeds_writes_two_run_directories(scripts, tmp_path):
     run = scripts.run("train.py", "-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert run.returncode == 0, run.stderr
-    jobs = [tmp_path / "0_model_spg_RandomGame-v0_seed0", tmp_path / "1_model_spg_RandomGame-v0_seed1"]  # named by algorithm, env and seed
+    jobs = [
+        tmp_path / "0_model_spg_RandomGame-v0_seed0",
+        tmp_path / "1_model_spg_RandomGame-v0_seed1",
+    ]  # named by algorithm, env and seed
     for job in jobs:
         assert (job / "checkpoints" / "last.pt").is_file()
     seeds = [json.loads((job / "metrics.json").read_text())["leader/return"] for job in jobs]
@@ -210,11 +251,19 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(scripts, tmp_path):
     process.wait()
     state = torch.load(last, weights_only=True)
     assert 5 <= state["iteration"] < 100000
-    resumed = scripts.run("train.py", *slow, f"trainer.iterations={state['iteration'] + 2}", "trainer.resume=auto", f"hydra.run.dir={run_dir}")
+    resumed = scripts.run(
+        "train.py",
+        *slow,
+        f"trainer.iterations={state['iteration'] + 2}",
+        "trainer.resume=auto",
+        f"hydra.run.dir={run_dir}",
+    )
     assert resumed.returncode == 0, resumed.stderr
     after = torch.load(last, weights_only=True)
     assert after["iteration"] == state["iteration"] + 2 and not list(run_dir.rglob(".*.tmp"))
-    whole = train(config(*slow, "algo=model_spg", f"trainer.iterations={state['iteration'] + 2}"), run_dir=tmp_path / "whole")  # never killed, the default algo
+    whole = train(
+        config(*slow, "algo=model_spg", f"trainer.iterations={state['iteration'] + 2}"), run_dir=tmp_path / "whole"
+    )  # never killed, the default algo
     uninterrupted = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
     for player in ("leader", "follower"):  # bit for bit
         assert torch.equal(after[player]["logits"], uninterrupted[player]["logits"])
@@ -222,7 +271,9 @@ def test_sigkill_leaves_a_loadable_checkpoint_that_resumes(scripts, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher, plugin", [("joblib", "hydra_joblib_launcher"), ("submitit_local", "hydra_submitit_launcher")])
+@pytest.mark.parametrize(
+    "launcher, plugin", [("joblib", "hydra_joblib_launcher"), ("submitit_local", "hydra_submitit_launcher")]
+)
 def test_sweep_launchers_from_the_sweep_extra(launcher, plugin, scripts, tmp_path):
     pytest.importorskip(f"hydra_plugins.{plugin}", reason="pip install -e .[sweep]")
     run = scripts.run("train.py", "-m", "seed=0,1", f"hydra/launcher={launcher}", *TINY, f"hydra.sweep.dir={tmp_path}")
@@ -259,7 +310,12 @@ def test_restarts_keep_the_pair_with_the_best_exact_J(tmp_path):
     assert torch.equal(best["leader"]["logits"], kept["leader"]["logits"])
     game = random_game(3, 2, 2, seed=0, gamma=0.8)  # env=random with TINY's sizes
     assert exact.stackelberg_objective(game, kept["leader"]["logits"], 0.1) == pytest.approx(max(estimates), rel=1e-9)
-    starts = [torch.load(tmp_path / f"restart_{k}" / "checkpoints" / "iteration_000002.pt", weights_only=True)["leader"]["logits"] for k in range(3)]
+    starts = [
+        torch.load(tmp_path / f"restart_{k}" / "checkpoints" / "iteration_000002.pt", weights_only=True)["leader"][
+            "logits"
+        ]
+        for k in range(3)
+    ]
     assert not torch.equal(starts[1], starts[2])  # the restarts start from different random leaders
 
 
@@ -267,16 +323,26 @@ def test_final_table_says_when_J_is_still_rising(tmp_path):
     # 20 spg updates on the default game leave J climbing (exact J from the evaluations at 0, 15
     # and 20), and exact ascent from their leader climbs on: the local-ascent probe says so; 400
     # exact_spg updates end at a local maximum that the probe cannot climb from
-    early = train(config("algo=spg", "trainer.iterations=20", "trainer.eval_every=5", "trainer.progress=false"), run_dir=tmp_path / "early")
+    early = train(
+        config("algo=spg", "trainer.iterations=20", "trainer.eval_every=5", "trainer.progress=false"),
+        run_dir=tmp_path / "early",
+    )
     assert early["game/J_rise_last_quarter"] > 1e-3 * 1.0 / (1 - 0.8)  # the value scale max|r| / (1 - gamma) <= 5
-    assert early["game/J_local_ascent"] > early["game/J"] + 0.01 * (early["game/J_local_ascent"] - early["game/J_uniform"])
+    assert early["game/J_local_ascent"] > early["game/J"] + 0.01 * (
+        early["game/J_local_ascent"] - early["game/J_uniform"]
+    )
     assert "exact ascent steps from the final leader raise J" in early["equilibrium"], early["equilibrium"]
     done = train(config("algo=exact_spg", "trainer.progress=false"), run_dir=tmp_path / "done")
     assert done["equilibrium"].startswith("ok"), done["equilibrium"]
     # without the probe (a leader too large for exact ascent), the rise over the last quarter decides
-    moved = {key: early[key] for key in ("game/J_rise_last_quarter", "game/J_trend_last_quarter", "game/J_spread_last_quarter")}
+    moved = {
+        key: early[key]
+        for key in ("game/J_rise_last_quarter", "game/J_trend_last_quarter", "game/J_spread_last_quarter")
+    }
     assert "it is still rising" in equilibrium_problems(moved, 1.0 / (1 - 0.8))[0]
-    assert early["J_last_quarter"].startswith("still rising") and early["J_last_quarter"].endswith("more trainer.iterations")
+    assert early["J_last_quarter"].startswith("still rising") and early["J_last_quarter"].endswith(
+        "more trainer.iterations"
+    )
 
 
 def test_geometric_rollouts_train_and_cost_fewer_env_steps(tmp_path):
@@ -284,5 +350,8 @@ def test_geometric_rollouts_train_and_cost_fewer_env_steps(tmp_path):
     geometric = train(config(*TINY, "trainer.rollouts=geometric"), run_dir=tmp_path / "geometric")
     assert (fixed["rollouts"], geometric["rollouts"]) == ("fixed", "geometric")
     # 10 warm-up batches and 6 growing ones: fixed trajectories take 12 steps each, geometric ones 1 / (1 - 0.8) = 5 on average
-    assert fixed["env_steps"] == sampled_trajectories(config(*TINY), 6) * 12 and geometric["env_steps"] < 0.6 * fixed["env_steps"]
+    assert (
+        fixed["env_steps"] == sampled_trajectories(config(*TINY), 6) * 12
+        and geometric["env_steps"] < 0.6 * fixed["env_steps"]
+    )
     assert np.isfinite(geometric["game/J"]) and np.isfinite(geometric["leader/return"])
