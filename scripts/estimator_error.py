@@ -30,6 +30,7 @@ from spg.config import AlgoConfig  # noqa: E402
 from spg.objectives import ESTIMATORS, ExactObjectives, SampledObjectives  # noqa: E402
 from spg.reference import ascend  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402
+from spg.stackelberg import leader_direction  # noqa: E402
 from spg.task import plan_rollouts, start_weights  # noqa: E402
 
 DEFAULT_GAMES = [
@@ -94,6 +95,59 @@ def errors(
     return {pair: float(((torch.stack(d) - target) ** 2).sum((1, 2)).mean()) / scale for pair, d in found.items()}
 
 
+FACTORS = ("all sampled", "H exact", "grad_2 V1 exact", "mixed term exact", "w exact")
+
+
+def factor_errors(
+    game, lam: float, ascent_steps: int, batches: int, trajectories: int, probes: float
+) -> dict[str, float]:
+    """``cg`` with ``reinforce``: the relative mean squared error of the direction with each factor
+    of eq. (19) exact in turn (the follower Hessian ``H``, ``grad_2 V1``, the mixed term, or the
+    whole solution ``w``), the others from the same batches."""
+    game = exact.dense_for_derivatives(game)
+    leader, follower, learner = make_learner(
+        OmegaConf.structured(AlgoConfig(name="spg", lam=lam, solve="cg", estimator="reinforce")),
+        game.num_states,
+        game.num_actions,
+    )
+    theta1 = ascend(game, torch.zeros_like(leader.logits), lam, iterations=ascent_steps) if ascent_steps else None
+    with torch.no_grad():
+        if theta1 is not None:
+            leader.logits.copy_(theta1)
+        follower.logits.copy_(exact.soft_best_response(game, leader.probs(), lam).logits)
+    t1, t2 = leader.logits, follower.logits
+    model = ExactObjectives(game)
+    cg = {"damping": learner.cg.damping, "cg_tol": learner.cg.tol, "cg_iterations": learner.cg.iters}
+    target = learner.reference_direction(model)
+    exact_v = lambda: model.curvature_objectives(t1, t2, lam)[:2]  # noqa: E731
+    w_exact = leader_direction(*exact_v(), t1, t2, damping=learner.cg.damping, cg_tol=1e-12).cg.solution
+    plan = plan_rollouts(game.gamma, None, "auto")
+    sampler = Sampler(
+        TabularVectorEnv(game, trajectories, start="mu"),
+        seed=1,
+        probe_discount=game.gamma,
+        probe_share=probes,
+        geometric_discount=game.gamma if plan.geometric else None,
+    )
+    found: dict[str, list[torch.Tensor]] = {name: [] for name in FACTORS}
+    for _ in range(batches):
+        batch = sampler.collect(leader, follower, trajectories, plan.horizon)
+        source = SampledObjectives(
+            batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"),
+            estimator="reinforce",
+        )  # fmt: skip
+        sampled = lambda: source.curvature_objectives(t1, t2, lam)[:2]  # noqa: E731
+        direct = leader_direction(*sampled(), t1, t2, **cg).direct
+        found["all sampled"].append(leader_direction(*sampled(), t1, t2, **cg).total)
+        found["H exact"].append(leader_direction(sampled()[0], exact_v()[1], t1, t2, v2_mixed=sampled()[1], **cg).total)
+        found["grad_2 V1 exact"].append(direct + leader_direction(exact_v()[0], sampled()[1], t1, t2, **cg).implicit)
+        found["mixed term exact"].append(leader_direction(*sampled(), t1, t2, v2_mixed=exact_v()[1], **cg).total)
+        no_solve = dict(cg, cg_iterations=0)  # the implicit term with the exact w
+        found["w exact"].append(leader_direction(*sampled(), t1, t2, warm_start=w_exact, **no_solve).total)
+    scale = float((target**2).sum())
+    return {name: float(((torch.stack(d) - target) ** 2).sum((1, 2)).mean()) / scale for name, d in found.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", nargs="+", default=DEFAULT_GAMES)
@@ -102,9 +156,20 @@ def main() -> None:
     parser.add_argument(
         "--probes", type=float, default=0.25, help="the follower's probe probability (algo.probes; 0: none)"
     )
+    parser.add_argument(
+        "--factors", action="store_true", help="cg with reinforce: the error with each factor of eq. (19) exact in turn"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     games = {name: (game, lam) for name, _, game, lam in convergence_games()}
+    if args.factors:
+        print(f"{'game':<28} {'leader':<10} " + " ".join(f"{name:>17}" for name in FACTORS) + "   (cg, reinforce)")
+        for name in args.games:
+            game, lam = games[name]
+            for label, steps in (("uniform", 0), ("ascent100", 100)):
+                row = factor_errors(game, lam, steps, args.batches, args.trajectories, args.probes)
+                print(f"{name:<28} {label:<10} " + " ".join(f"{row[f]:>17.3g}" for f in FACTORS), flush=True)
+        return
     names = [f"{solve}/{estimator}" for solve, estimator in PAIRS]
     print(
         f"{'game':<28} {'leader':<10} "

@@ -66,6 +66,7 @@ ALGORITHMS = {
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 FOLLOWER_UPDATES = ("npg", "gradient")
 SOLVERS = ("closed_form", "cg")
+FOLLOWER_TOL = 1e-8  # on a model, the follower's updates of one leader update stop once no logit moves more than this
 
 
 @dataclass
@@ -80,9 +81,6 @@ class CGSettings:
         metadata={
             "help": "with algo.solve=cg: the damping delta added to -H (small; scaled to the Hessian's spectrum)"
         },
-    )
-    warm_start: bool = field(
-        default=True, metadata={"help": "with algo.solve=cg: start CG from the previous update's solution"}
     )
 
 
@@ -109,11 +107,8 @@ class FollowerSettings:
     steps: int = field(
         default=1,
         metadata={
-            "help": "follower updates per leader update (on a model: until no logit moves more than tol; sampled: each on a fresh batch)"
+            "help": "follower updates per leader update (on a model: until no logit moves more than 1e-8; sampled: each on a fresh batch)"
         },
-    )
-    tol: float = field(
-        default=1e-8, metadata={"help": "on a model: the follower's updates stop once no logit moves more than this"}
     )
 
 
@@ -226,11 +221,11 @@ class TwoTimescalePolicyGradient:
 
     def follower_step(self, source: ObjectiveSource) -> StepResult:
         """Follower updates alone, the leader held fixed (on an exact source: up to
-        ``follower.steps`` of them, until the largest logit change is below ``follower.tol``)."""
+        ``follower.steps`` of them, until the largest logit change is at most ``FOLLOWER_TOL``)."""
         rounds = self.follower_settings.steps if source.exact else 1
         for _ in range(rounds):
             metrics = self._follower_update(source)
-            if metrics["follower/logit_change"] <= self.follower_settings.tol:
+            if metrics["follower/logit_change"] <= FOLLOWER_TOL:
                 break
         self.average.update(self.leader_updates)
         return StepResult(metrics, torch.zeros_like(self.leader.logits))
@@ -328,7 +323,7 @@ class TwoTimescalePolicyGradient:
             damping=self.cg.damping,
             cg_tol=self.cg.tol,
             cg_iterations=self.cg.iters,
-            warm_start=self._cg_solution if self.cg.warm_start else None,
+            warm_start=self._cg_solution,
             v2_mixed=mixed_v2,
         )
         if cg_diverged(result.cg, result.implicit):
@@ -409,8 +404,6 @@ def check_algo(a) -> None:
         raise invalid("algo.follower.steps", f.steps, "must be >= 1")
     if f.lr <= 0:
         raise invalid("algo.follower.lr", f.lr, "must be > 0")
-    if f.tol < 0:
-        raise invalid("algo.follower.tol", f.tol, "must be >= 0")
     if a.solve not in SOLVERS:
         raise SetupError(f"algo.solve = {a.solve!r}: choose {' or '.join(SOLVERS)}")
     if a.solve == "closed_form" and a.lam <= 0 and ALGORITHMS[a.name].stackelberg:

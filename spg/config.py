@@ -221,6 +221,25 @@ def schema_leaves(schema: type = Config, prefix: str = "") -> list[tuple[str, An
     return found
 
 
+RETIRED_SETTINGS = (
+    "algo.cg.warm_start",
+    "algo.follower.tol",
+)  # settings older runs recorded; now fixed (CG warm-starts, 1e-8)
+
+
+def upgrade_saved_config(saved: DictConfig) -> DictConfig:
+    """The config an older run recorded, in today's schema: ``algo.probes`` recorded as on or off
+    becomes 1 or 0 (on: every probe step uniform), and :data:`RETIRED_SETTINGS` are dropped."""
+    if isinstance(OmegaConf.select(saved, "algo.probes"), bool):
+        saved.algo.probes = 1.0 if saved.algo.probes else 0.0
+    for name in RETIRED_SETTINGS:
+        parent, _, key = name.rpartition(".")
+        node = OmegaConf.select(saved, parent)
+        if isinstance(node, DictConfig) and key in node:
+            node.pop(key)
+    return saved
+
+
 def game_source(env: DictConfig) -> str:
     """Where the run's game comes from: the game file's path or the env's id."""
     return str(env.path) if env.kind == "file" else str(env.id)

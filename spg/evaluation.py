@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from envs.tabular_vector import TabularVectorEnv
 from spg import exact
 from spg.checkpoint import check_game, load_checkpoint
-from spg.config import Config, SetupError, check_config
+from spg.config import Config, SetupError, check_config, upgrade_saved_config
 from spg.empirical import EmpiricalGame
 from spg.game import GameModel
 from spg.policy import TabularSoftmaxPolicy
@@ -305,9 +305,7 @@ def load_run(path: str | Path) -> tuple[DictConfig, dict]:
     source = hydra_config if hydra_config.is_file() else f"the config inside {checkpoint_path}"
     try:
         saved = OmegaConf.load(hydra_config) if hydra_config.is_file() else OmegaConf.create(state["config"])
-        if isinstance(OmegaConf.select(saved, "algo.probes"), bool):  # runs that recorded the probes as on or off
-            saved.algo.probes = 1.0 if saved.algo.probes else 0.0  # on: every probe step uniform
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), upgrade_saved_config(saved))
     except (OmegaConfBaseException, yaml.YAMLError) as error:
         raise SetupError(f"cannot use {source}: {' '.join(str(error).split())}") from None
     check_config(cfg)

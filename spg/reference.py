@@ -152,7 +152,7 @@ def simultaneous_play(game: TabularGame, lam: float, *, iterations: int = 2000) 
         leader_step=StepSize(0.1, 0.6, 50.0),
         leader_optimizer="adam",
         leader_betas=(0.9, 0.9),
-        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100, tol=1e-8),
+        follower_settings=FollowerSettings(kappa=1.0, power=0.0, steps=100),
         solve="closed_form",
         cg=CGSettings(),
         sub_batches=1,

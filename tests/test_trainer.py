@@ -177,6 +177,19 @@ def test_a_run_that_recorded_its_probes_as_on_or_off_still_loads(tiny_run, tmp_p
         assert cfg.algo.probes == probes
 
 
+def test_a_run_that_recorded_retired_settings_still_loads(tiny_run, tmp_path):
+    run_dir = tmp_path / "older"
+    shutil.copytree(tiny_run, run_dir)
+    saved = OmegaConf.create(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["config"])
+    saved.algo.cg.warm_start, saved.algo.follower.tol = False, 1e-6  # settings since fixed
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    cfg, _ = load_run(run_dir)
+    assert "warm_start" not in cfg.algo.cg and "tol" not in cfg.algo.follower
+    with pytest.raises(ConfigCompositionException, match="warm_start"):
+        config("algo.cg.warm_start=false")  # no longer a setting
+
+
 def test_resume_from_a_checkpoint_of_another_game_is_refused(tiny_run, tmp_path):
     last = tiny_run / "checkpoints" / "last.pt"
     before = last.read_bytes()
