@@ -31,7 +31,7 @@ from spg.objectives import ESTIMATORS, ExactObjectives, SampledObjectives  # noq
 from spg.reference import ascend  # noqa: E402
 from spg.sampler import Sampler  # noqa: E402
 from spg.stackelberg import leader_direction  # noqa: E402
-from spg.task import plan_rollouts, start_weights  # noqa: E402
+from spg.task import Rollouts, plan_rollouts, start_weights  # noqa: E402
 
 DEFAULT_GAMES = [
     "security-2-targets",
@@ -44,6 +44,22 @@ DEFAULT_GAMES = [
 
 
 PAIRS = [(solve, estimator) for solve in SOLVERS for estimator in ESTIMATORS]
+
+
+def spg_sampler(game, trajectories: int, probes: float) -> tuple[Rollouts, Sampler]:
+    """``spg``'s rollouts of ``game``: the automatic horizon, starts from ``mu``, follower probes."""
+    plan = plan_rollouts(game.gamma, None, "auto")
+    geometric = game.gamma if plan.geometric else None
+    env = TabularVectorEnv(game, trajectories, start="mu")
+    return plan, Sampler(env, seed=1, probe_discount=game.gamma, probe_share=probes, geometric_discount=geometric)
+
+
+def spg_source(batch, game, plan: Rollouts, estimator: str) -> SampledObjectives:
+    """The objectives ``spg`` estimates from ``batch`` with ``estimator``."""
+    weights = start_weights(game, "mu")
+    return SampledObjectives(
+        batch, plan.discount(game.gamma), center=plan.geometric, start_weights=weights, estimator=estimator
+    )
 
 
 def errors(
@@ -66,27 +82,14 @@ def errors(
             learner.leader.logits.copy_(theta)
             learner.follower.logits.copy_(response)
     target = learners["closed_form"].reference_direction(ExactObjectives(game))  # eq. (19) at the best response
-    plan = plan_rollouts(game.gamma, None, "auto")
-    sampler = Sampler(
-        TabularVectorEnv(game, trajectories, start="mu"),
-        seed=1,
-        probe_discount=game.gamma,
-        probe_share=probes,
-        geometric_discount=game.gamma if plan.geometric else None,
-    )
+    plan, sampler = spg_sampler(game, trajectories, probes)
     found: dict[tuple[str, str], list[torch.Tensor]] = {pair: [] for pair in PAIRS}
     for _ in range(batches):
         batch = sampler.collect(
             learners["closed_form"].leader, learners["closed_form"].follower, trajectories, plan.horizon
         )
         for solve, estimator in PAIRS:  # the same batches for every pair
-            source = SampledObjectives(
-                batch,
-                plan.discount(game.gamma),
-                center=plan.geometric,
-                start_weights=start_weights(game, "mu"),
-                estimator=estimator,
-            )
+            source = spg_source(batch, game, plan, estimator)
             learner = learners[solve]
             learner._cg_solution = None  # no warm start: each batch on its own
             direct, implicit, _ = learner._direction(source, {})
@@ -121,21 +124,11 @@ def factor_errors(
     target = learner.reference_direction(model)
     exact_v = lambda: model.curvature_objectives(t1, t2, lam)[:2]  # noqa: E731
     w_exact = leader_direction(*exact_v(), t1, t2, damping=learner.cg.damping, cg_tol=1e-12).cg.solution
-    plan = plan_rollouts(game.gamma, None, "auto")
-    sampler = Sampler(
-        TabularVectorEnv(game, trajectories, start="mu"),
-        seed=1,
-        probe_discount=game.gamma,
-        probe_share=probes,
-        geometric_discount=game.gamma if plan.geometric else None,
-    )
+    plan, sampler = spg_sampler(game, trajectories, probes)
     found: dict[str, list[torch.Tensor]] = {name: [] for name in FACTORS}
     for _ in range(batches):
         batch = sampler.collect(leader, follower, trajectories, plan.horizon)
-        source = SampledObjectives(
-            batch, plan.discount(game.gamma), center=plan.geometric, start_weights=start_weights(game, "mu"),
-            estimator="reinforce",
-        )  # fmt: skip
+        source = spg_source(batch, game, plan, "reinforce")
         sampled = lambda: source.curvature_objectives(t1, t2, lam)[:2]  # noqa: E731
         direct = leader_direction(*sampled(), t1, t2, **cg).direct
         found["all sampled"].append(leader_direction(*sampled(), t1, t2, **cg).total)
