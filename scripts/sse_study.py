@@ -152,20 +152,24 @@ def learner_table(out: Path, schedules: list[str | None]) -> None:
     for name in LEARNER_GAMES:
         game = games[name]
         path = write_game(name, game, out)
-        refs = quantal_values(name, game, LAMS, out)
-        for lam in LEARNER_LAMS:
-            ref = refs[lam]
-            for algo in LEARNERS:
-                for schedule in schedules:
-                    run_dir = out / "runs" / name / f"{algo}-lam{lam:g}-{schedule or 'fixed'}"
-                    m = train(path, algo, lam, run_dir, schedule)
-                    J, gap = m["game/J"], ref["J_star"] - ref["J_uniform"]
-                    share = (J - ref["J_uniform"]) / gap if gap > 1e-9 else math.nan
-                    print(
-                        f"| {name} | {lam:g} | {algo} | {schedule or '-'} | {m['env_steps']} | {m['iterations']} | {J:.4f} "
-                        f"| {ref['J_star']:.4f} | {share:.3f} | {m['game/J_sse_gap']:.4f} | {m['seconds']:.1f} |",
-                        flush=True,
-                    )
+        runs = {
+            (lam, algo, schedule): train(
+                path, algo, lam, out / "runs" / name / f"{algo}-lam{lam:g}-{schedule or 'fixed'}", schedule
+            )
+            for lam in LEARNER_LAMS
+            for algo in LEARNERS
+            for schedule in schedules
+        }
+        refs = quantal_values(name, game, LAMS, out)  # after the runs: another process may have cached them meanwhile
+        for (lam, algo, schedule), m in runs.items():
+            ref, J = refs[lam], m["game/J"]
+            gap = ref["J_star"] - ref["J_uniform"]
+            share = (J - ref["J_uniform"]) / gap if gap > 1e-9 else math.nan
+            print(
+                f"| {name} | {lam:g} | {algo} | {schedule or '-'} | {m['env_steps']} | {m['iterations']} | {J:.4f} "
+                f"| {ref['J_star']:.4f} | {share:.3f} | {m['game/J_sse_gap']:.4f} | {m['seconds']:.1f} |",
+                flush=True,
+            )
 
 
 def main() -> None:

@@ -287,3 +287,49 @@ def test_tiny_run_on_a_game_file_reads_the_cached_sse(tmp_path):
 def test_tiny_run_without_a_reference_has_no_tag(tiny_run):
     """The tiny run's 3-state game has leader-dependent transitions and no cache: no tag, same numbers."""
     assert "game/J_sse_gap" not in _scalars(tiny_run).Tags()["scalars"]
+
+
+# -- algo.lam_schedule ------------------------------------------------------------------------------
+
+
+def test_geometric_lam_schedule_values():
+    """10 lam at t = 0, sqrt(10) lam halfway, lam from ``updates`` on, falling in between."""
+    from spg.schedules import GeometricLam
+
+    schedule = GeometricLam(0.02, 100)
+    assert schedule(0) == pytest.approx(0.2)
+    assert schedule(50) == pytest.approx(0.02 * 10**0.5)
+    assert schedule(100) == schedule(400) == 0.02
+    assert all(schedule(t + 1) < schedule(t) for t in range(100))
+
+
+def test_lam_schedule_follower_answers_at_the_scheduled_lam():
+    """exact_spg on a one-state game with the schedule: before the leader's first update the
+    follower is solved at 10 lam, softmax(pi1 R2 / (10 lam)) with the uniform leader; after the
+    schedule's end the weight is lam. Off (the default), the learner keeps lam throughout."""
+    from spg.objectives import ExactObjectives
+    from spg.schedules import GeometricLam
+    from tests.helpers import learner
+
+    spec = MATRIX_GAMES["Commitment"]
+    game = matrix_game(spec.leader_payoff, spec.follower_payoff)
+    _, follower, algorithm = learner(game, "exact_spg", "algo.lam=0.05")
+    assert algorithm.lam_at is None
+    algorithm.lam_at = GeometricLam(0.05, 4)
+    algorithm.step(ExactObjectives(game))
+    u2 = np.asarray(spec.follower_payoff, dtype=np.float64).mean(0)  # the uniform leader's mix
+    expected = np.exp(u2 / 0.5) / np.exp(u2 / 0.5).sum()
+    assert follower.probs().detach().numpy().squeeze() == pytest.approx(expected, abs=1e-6)
+    for _ in range(4):
+        algorithm.step(ExactObjectives(game))
+    assert algorithm.lam == 0.05
+
+
+def test_lam_schedule_settings_are_checked():
+    from spg.algorithms import check_algo
+    from spg.errors import SetupError
+
+    with pytest.raises(SetupError, match="algo.lam_schedule"):
+        check_algo(config("algo.lam_schedule=linear").algo)
+    with pytest.raises(SetupError, match="algo.lam > 0"):
+        check_algo(config("algo.lam_schedule=geometric", "algo.lam=0", "algo.follower.rule=gradient").algo)
