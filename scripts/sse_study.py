@@ -2,8 +2,7 @@
 SSE program on seeded random games of growing size), ``python scripts/sse_study.py lam`` (the
 quantal Stackelberg value at shrinking ``lam`` beside the SSE value, on the suite's small games) and
 ``python scripts/sse_study.py learners`` (model_spg, exact_spg and spg at shrinking ``lam`` on three
-small games, each run judged by its quantal ``J`` and by ``game/J_sse_gap``; ``--schedule`` adds
-runs with ``algo.lam_schedule=geometric``)."""
+small games, each run judged by its quantal ``J`` and by ``game/J_sse_gap``)."""
 
 from __future__ import annotations
 
@@ -124,7 +123,7 @@ def write_game(name: str, game, out: Path) -> Path:
     return path
 
 
-def train(path: Path, algo: str, lam: float, run_dir: Path, schedule: str | None) -> dict:
+def train(path: Path, algo: str, lam: float, run_dir: Path) -> dict:
     """One run at the shipped defaults through the command line; its ``metrics.json``."""
     if not (run_dir / "metrics.json").is_file():
         command = [
@@ -137,36 +136,29 @@ def train(path: Path, algo: str, lam: float, run_dir: Path, schedule: str | None
             f"hydra.run.dir={run_dir}",
             "trainer.progress=false",
         ]
-        if schedule is not None:
-            command.append(f"algo.lam_schedule={schedule}")
         subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def learner_table(out: Path, schedules: list[str | None]) -> None:
+def learner_table(out: Path) -> None:
     games = {name: game for name, _, game, _ in convergence_games()}
-    print(
-        "| game | lam | algo | lam_schedule | env steps | iterations | J (quantal) | J* | share of gap | game/J_sse_gap | seconds |"
-    )
-    print("|" + "---|" * 11)
+    print("| game | lam | algo | env steps | iterations | J (quantal) | J* | share of gap | game/J_sse_gap | seconds |")
+    print("|" + "---|" * 10)
     for name in LEARNER_GAMES:
         game = games[name]
         path = write_game(name, game, out)
         runs = {
-            (lam, algo, schedule): train(
-                path, algo, lam, out / "runs" / name / f"{algo}-lam{lam:g}-{schedule or 'fixed'}", schedule
-            )
+            (lam, algo): train(path, algo, lam, out / "runs" / name / f"{algo}-lam{lam:g}")
             for lam in LEARNER_LAMS
             for algo in LEARNERS
-            for schedule in schedules
         }
         refs = quantal_values(name, game, LAMS, out)  # after the runs: another process may have cached them meanwhile
-        for (lam, algo, schedule), m in runs.items():
+        for (lam, algo), m in runs.items():
             ref, J = refs[lam], m["game/J"]
             gap = ref["J_star"] - ref["J_uniform"]
             share = (J - ref["J_uniform"]) / gap if gap > 1e-9 else math.nan
             print(
-                f"| {name} | {lam:g} | {algo} | {schedule or '-'} | {m['env_steps']} | {m['iterations']} | {J:.4f} "
+                f"| {name} | {lam:g} | {algo} | {m['env_steps']} | {m['iterations']} | {J:.4f} "
                 f"| {ref['J_star']:.4f} | {share:.3f} | {m['game/J_sse_gap']:.4f} | {m['seconds']:.1f} |",
                 flush=True,
             )
@@ -179,16 +171,13 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("sse_study"), help="game files, runs and the quantal values' cache"
     )
-    parser.add_argument(
-        "--schedule", action="store_true", help="learners: also each run with algo.lam_schedule=geometric"
-    )
     args = parser.parse_args()
     if args.what == "limits":
         limits(args.time_limit)
     elif args.what == "lam":
         lam_table(args.out)
     else:
-        learner_table(args.out, [None, "geometric"] if args.schedule else [None])
+        learner_table(args.out)
 
 
 if __name__ == "__main__":

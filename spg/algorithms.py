@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -181,7 +180,6 @@ class TwoTimescalePolicyGradient:
             )
         self.leader, self.follower = leader, follower
         self.lam = lam
-        self.lam_at: Callable[[int], float] | None = None  # algo.lam_schedule: lam after t leader updates
         self.leader_lr = leader_step
         check_two_timescales(leader_step, self.follower_decay)
         self.solve = solve
@@ -229,8 +227,6 @@ class TwoTimescalePolicyGradient:
     def follower_step(self, source: ObjectiveSource) -> StepResult:
         """Follower updates alone, the leader held fixed (on an exact source: up to
         ``follower.steps`` of them, until the largest logit change is below ``follower.tol``)."""
-        if self.lam_at is not None:
-            self.lam = self.lam_at(self.leader_updates)
         rounds = self.follower_settings.steps if source.exact else 1
         for _ in range(rounds):
             metrics = self._follower_update(source)
@@ -245,9 +241,6 @@ class TwoTimescalePolicyGradient:
         response (``follower_step``), then the leader moves; on a sampled one both move from the
         same policies and the same batch (eqs. 8-9)."""
         metrics: dict[str, float] = {}
-        if self.lam_at is not None:
-            self.lam = self.lam_at(self.leader_updates)
-            metrics["charts/lam"] = self.lam
         if source.exact:
             metrics.update(self.follower_step(source).metrics)
         direct, implicit, q = self._direction(source, metrics)
@@ -397,10 +390,6 @@ def check_algo(a) -> None:
         raise SetupError(f"algo.leader.optimizer = {a.leader.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
     if a.lam < 0:
         raise SetupError(f"algo.lam = {a.lam}: the follower's entropy weight must be >= 0")
-    if a.lam_schedule not in (None, "geometric"):
-        raise SetupError(f"algo.lam_schedule = {a.lam_schedule!r}: choose null or geometric")
-    if a.lam_schedule is not None and a.lam <= 0:
-        raise SetupError("algo.lam_schedule = geometric: a geometric schedule to lam needs algo.lam > 0")
     f = a.follower
     if f.rule not in FOLLOWER_UPDATES:
         raise SetupError(f"algo.follower.rule = {f.rule!r}: choose {' or '.join(FOLLOWER_UPDATES)}")

@@ -112,12 +112,6 @@ class AlgoConfig:
         },
     )
     lam: float = field(default=0.1, metadata={"help": "the follower's entropy weight lambda (eqs. 3-4)"})
-    lam_schedule: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "null: lam throughout; geometric: the follower's weight falls geometrically from 10 lam to lam over the first half of trainer.iterations, then stays at lam"
-        },
-    )
     leader: LeaderConfig = field(default_factory=LeaderConfig)
     follower: FollowerSettings = field(default_factory=FollowerSettings)
     follower_warmup: int = field(

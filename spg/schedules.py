@@ -28,20 +28,6 @@ class StepSize:
         return self.lr if self.power == 0 else self.lr * (self.t0 / (t + self.t0)) ** self.power
 
 
-@dataclass(frozen=True)
-class GeometricLam:
-    """``algo.lam_schedule=geometric``: the follower's entropy weight after ``t`` leader updates,
-    ``lam * factor^(1 - t / updates)`` for ``t < updates`` (from ``factor * lam`` down to ``lam``),
-    then ``lam``."""
-
-    lam: float
-    updates: int
-    factor: float = 10.0
-
-    def __call__(self, t: int) -> float:
-        return self.lam if t >= self.updates else self.lam * self.factor ** (1.0 - t / self.updates)
-
-
 def growing_batch(batch_size: int, growth: float, leader_step: StepSize, t: int) -> int:
     """Trajectories sampled for leader update ``t``: ``batch_size (alpha_0 / alpha_t)^growth``,
     rounded up. With ``growth = 1`` the batch grows as the leader's step shrinks, so the noise a

@@ -44,7 +44,6 @@ from spg.logger import RunLogger
 from spg.objectives import ExactObjectives
 from spg.rundir import claim, write_hydra_config
 from spg.sampler import Sampler
-from spg.schedules import GeometricLam
 from spg.signals import StopSignals, resume_if_requeued, signal_name
 from spg.sparse_game import DENSIFY_LIMIT
 from spg.sse import SSEReference
@@ -245,8 +244,6 @@ class Experiment:
         self.leader, self.follower, self.algorithm = make_learner(
             cfg.algo, self.task.num_states, self.task.num_actions, self.device
         )
-        if cfg.algo.lam_schedule == "geometric":
-            self.algorithm.lam_at = GeometricLam(cfg.algo.lam, cfg.trainer.iterations // 2)
         if restart is not None and restart[0] > 0:
             with torch.no_grad():
                 self.leader.logits.copy_(
