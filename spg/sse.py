@@ -135,9 +135,9 @@ def _policy_iteration(r, T, gamma, allowed=None, max_iterations=1000):
     raise RuntimeError("policy iteration did not converge")
 
 
-def value_scale(game) -> float:
-    R = np.maximum(np.abs(game.R1.cpu().numpy()).max(), np.abs(game.R2.cpu().numpy()).max())
-    return max(float(R), 1e-12) / (1.0 - float(game.gamma))
+def _reward_scale(game) -> float:
+    """``max|r| / (1 - gamma)``: the unit of the solver's tolerances and of the leader's ties."""
+    return max(game.max_abs_reward(), 1e-12) / (1.0 - float(game.gamma))
 
 
 def strong_response(game, pi1, tol: float | None = None) -> tuple[float, np.ndarray]:
@@ -146,7 +146,7 @@ def strong_response(game, pi1, tol: float | None = None) -> tuple[float, np.ndar
     broken in the leader's favour; and that pure follower policy ``[S]``."""
     P, R1, R2, gamma, rho, live = _arrays(game)
     pi1 = np.asarray(pi1, dtype=np.float64).reshape(R1.shape[:2])
-    tol = TIE_TOLERANCE * value_scale(game) if tol is None else tol
+    tol = TIE_TOLERANCE * _reward_scale(game) if tol is None else tol
     r2, T = _follower_mdp(P, R2, pi1, live)
     V2, Q2, _ = _policy_iteration(r2, T, gamma)
     best = Q2 >= V2[:, None] - tol
@@ -371,7 +371,7 @@ def strong_stackelberg_game(
     began = time.perf_counter()
     P, R1, R2, gamma, rho, live = _arrays(game)
     S, A1, A2 = R1.shape
-    scale = value_scale(game)
+    scale = _reward_scale(game)
     best = None
     upper = np.inf
     notes = []
